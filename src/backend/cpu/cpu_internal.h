@@ -1,0 +1,94 @@
+/* Shared state and op entry points of the CPU backend (src/backend/cpu). */
+#ifndef GLLM_CPU_INTERNAL_H
+#define GLLM_CPU_INTERNAL_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gllm/backend.h"
+
+typedef struct gllm_cpu_ctx {
+    int n_threads;
+    bool use_blas;
+    /* Per-thread scratch, grown on demand and kept: thread i owns bytes
+     * [i * stride, (i + 1) * stride). Ops run one at a time per backend. */
+    unsigned char *scratch;
+    size_t scratch_bytes, scratch_stride;
+} gllm_cpu_ctx;
+
+/* tanh-approximated GELU ("gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+#define GLLM_GELU_K0 0.7978845608028654f /* sqrt(2/pi) */
+#define GLLM_GELU_K1 0.044715f
+
+static inline float gllm_cpu_gelu(float x)
+{
+    float u = GLLM_GELU_K0 * (x + GLLM_GELU_K1 * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+}
+
+static inline gllm_cpu_ctx *gllm_cpu_ctx_of(gllm_backend *be) { return (gllm_cpu_ctx *)be->ctx; }
+
+/* Make sure every thread has `bytes_per_thread` of scratch (64-byte aligned);
+ * returns NULL after gllm_fail on out-of-memory. */
+unsigned char *gllm_cpu_scratch(gllm_backend *be, size_t bytes_per_thread, const char *op);
+
+gllm_status gllm_cpu_matmul(gllm_backend *be, void *C, const void *A, const void *B,
+                            const gllm_matmul_args *a);
+gllm_status gllm_cpu_bias_bwd(gllm_backend *be, float *dbias, const void *dout, int M, int N);
+
+gllm_status gllm_cpu_embed_fwd(gllm_backend *be, void *out, const int32_t *ids,
+                               const int32_t *pos, const void *wte, const void *wpe, int N,
+                               int C);
+gllm_status gllm_cpu_embed_bwd(gllm_backend *be, float *dwte, float *dwpe, const void *dout,
+                               const int32_t *ids, const int32_t *pos, int N, int C, int V);
+
+gllm_status gllm_cpu_layernorm_fwd(gllm_backend *be, void *out, float *mean, float *rstd,
+                                   const void *inp, const void *w, const void *b, int N, int C,
+                                   float eps);
+gllm_status gllm_cpu_layernorm_bwd(gllm_backend *be, void *dinp, float *dw, float *db,
+                                   const void *dout, const void *inp, const void *w,
+                                   const float *mean, const float *rstd, int N, int C);
+gllm_status gllm_cpu_rmsnorm_fwd(gllm_backend *be, void *out, float *rstd, const void *inp,
+                                 const void *w, int N, int C, float eps);
+gllm_status gllm_cpu_rmsnorm_bwd(gllm_backend *be, void *dinp, float *dw, const void *dout,
+                                 const void *inp, const void *w, const float *rstd, int N,
+                                 int C);
+gllm_status gllm_cpu_rope_fwd(gllm_backend *be, void *x, const int32_t *pos,
+                              const gllm_rope_args *a);
+gllm_status gllm_cpu_rope_bwd(gllm_backend *be, void *dx, const int32_t *pos,
+                              const gllm_rope_args *a);
+
+gllm_status gllm_cpu_attention_fwd(gllm_backend *be, void *out, float *lse, const void *qkv,
+                                   const int32_t *pos, const gllm_attn_shape *s);
+gllm_status gllm_cpu_attention_bwd(gllm_backend *be, void *dqkv, const void *dout,
+                                   const void *qkv, const void *out, const float *lse,
+                                   const int32_t *pos, const gllm_attn_shape *s);
+gllm_status gllm_cpu_kv_store(gllm_backend *be, gllm_kv_cache *kv, const void *qkv,
+                              const int32_t *slot, int n_tokens, int Hq);
+gllm_status gllm_cpu_attention_decode(gllm_backend *be, void *out, const void *qkv,
+                                      const gllm_kv_cache *kv, const int32_t *block_table,
+                                      int max_blocks, const int32_t *seq_len, int n_seq, int Hq,
+                                      int window, float scale);
+
+gllm_status gllm_cpu_gelu_fwd(gllm_backend *be, void *out, const void *inp, size_t n);
+gllm_status gllm_cpu_gelu_bwd(gllm_backend *be, void *dinp, const void *inp, const void *dout,
+                              size_t n);
+gllm_status gllm_cpu_swiglu_fwd(gllm_backend *be, void *out, const void *inp, int N, int I);
+gllm_status gllm_cpu_swiglu_bwd(gllm_backend *be, void *dinp, const void *inp,
+                                const void *dout, int N, int I);
+gllm_status gllm_cpu_add(gllm_backend *be, void *out, const void *a, const void *b, size_t n);
+
+gllm_status gllm_cpu_xent_fwd_bwd(gllm_backend *be, float *loss, void *logits,
+                                  const int32_t *targets, const float *loss_mask, int N, int V,
+                                  float dlogits_scale);
+gllm_status gllm_cpu_sample(gllm_backend *be, int32_t *out_ids, const void *logits, int N,
+                            int V, const gllm_sample_args *a, const uint64_t *seeds);
+
+gllm_status gllm_cpu_sumsq(gllm_backend *be, float *out, const float *x, size_t n);
+gllm_status gllm_cpu_adamw(gllm_backend *be, void *params, float *master, const float *grads,
+                           float *m, float *v, const gllm_param_segment *segs, int n_segs,
+                           const gllm_adamw_args *a);
+
+#endif

@@ -1,0 +1,200 @@
+/* LayerNorm, RMSNorm (HF LlamaRMSNorm) and RoPE (HF rotate_half) on the CPU. */
+#include <math.h>
+
+#include "backend/cpu/cpu_internal.h"
+
+/* Column block for parameter-gradient reductions: each thread owns a block of
+ * columns and sums rows in order, so dw is deterministic and race-free. */
+#define COL_BLOCK 64
+
+gllm_status gllm_cpu_layernorm_fwd(gllm_backend *be, void *out, float *mean, float *rstd,
+                                   const void *inp, const void *w, const void *b, int N, int C,
+                                   float eps)
+{
+    if (!out || !inp || !w || N < 0 || C <= 0)
+        return gllm_fail(GLLM_ERR_INVALID, "layernorm_fwd: bad arguments (N=%d C=%d)", N, C);
+    const float *x = inp, *wt = w, *bs = b;
+    float *y = out;
+    int nt = gllm_cpu_ctx_of(be)->n_threads;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        double s = 0;
+        for (int c = 0; c < C; c++)
+            s += xr[c];
+        double mu = s / C, v = 0;
+        for (int c = 0; c < C; c++) {
+            double dx = xr[c] - mu;
+            v += dx * dx;
+        }
+        float m = (float)mu;
+        float r = (float)(1.0 / sqrt(v / C + eps)); /* biased variance, as torch */
+        float *yr = y + (size_t)n * C;
+        for (int c = 0; c < C; c++)
+            yr[c] = (xr[c] - m) * r * wt[c] + (bs ? bs[c] : 0.0f);
+        if (mean)
+            mean[n] = m;
+        if (rstd)
+            rstd[n] = r;
+    }
+    return GLLM_OK;
+}
+
+gllm_status gllm_cpu_layernorm_bwd(gllm_backend *be, void *dinp, float *dw, float *db,
+                                   const void *dout, const void *inp, const void *w,
+                                   const float *mean, const float *rstd, int N, int C)
+{
+    if (!dinp || !dout || !inp || !w || !mean || !rstd || N < 0 || C <= 0)
+        return gllm_fail(GLLM_ERR_INVALID, "layernorm_bwd: bad arguments (N=%d C=%d)", N, C);
+    const float *x = inp, *g = dout, *wt = w;
+    float *dx = dinp;
+    int nt = gllm_cpu_ctx_of(be)->n_threads;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C, *gr = g + (size_t)n * C;
+        float m = mean[n], r = rstd[n];
+        double sg = 0, sgx = 0;
+        for (int c = 0; c < C; c++) {
+            float gn = gr[c] * wt[c];
+            sg += gn;
+            sgx += gn * ((xr[c] - m) * r);
+        }
+        float mg = (float)(sg / C), mgx = (float)(sgx / C);
+        float *dr = dx + (size_t)n * C;
+        for (int c = 0; c < C; c++) {
+            float xh = (xr[c] - m) * r;
+            dr[c] += (gr[c] * wt[c] - mg - xh * mgx) * r;
+        }
+    }
+    if (!dw && !db)
+        return GLLM_OK;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int c0 = 0; c0 < C; c0 += COL_BLOCK) {
+        int c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C, *gr = g + (size_t)n * C;
+            float m = mean[n], r = rstd[n];
+            for (int c = c0; c < c1; c++) {
+                if (dw)
+                    dw[c] += gr[c] * ((xr[c] - m) * r);
+                if (db)
+                    db[c] += gr[c];
+            }
+        }
+    }
+    return GLLM_OK;
+}
+
+gllm_status gllm_cpu_rmsnorm_fwd(gllm_backend *be, void *out, float *rstd, const void *inp,
+                                 const void *w, int N, int C, float eps)
+{
+    if (!out || !inp || !w || N < 0 || C <= 0)
+        return gllm_fail(GLLM_ERR_INVALID, "rmsnorm_fwd: bad arguments (N=%d C=%d)", N, C);
+    const float *x = inp, *wt = w;
+    float *y = out;
+    int nt = gllm_cpu_ctx_of(be)->n_threads;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        double ss = 0;
+        for (int c = 0; c < C; c++)
+            ss += (double)xr[c] * xr[c];
+        float r = (float)(1.0 / sqrt(ss / C + eps));
+        float *yr = y + (size_t)n * C;
+        for (int c = 0; c < C; c++)
+            yr[c] = wt[c] * (xr[c] * r);
+        if (rstd)
+            rstd[n] = r;
+    }
+    return GLLM_OK;
+}
+
+gllm_status gllm_cpu_rmsnorm_bwd(gllm_backend *be, void *dinp, float *dw, const void *dout,
+                                 const void *inp, const void *w, const float *rstd, int N,
+                                 int C)
+{
+    if (!dinp || !dout || !inp || !w || !rstd || N < 0 || C <= 0)
+        return gllm_fail(GLLM_ERR_INVALID, "rmsnorm_bwd: bad arguments (N=%d C=%d)", N, C);
+    const float *x = inp, *g = dout, *wt = w;
+    float *dx = dinp;
+    int nt = gllm_cpu_ctx_of(be)->n_threads;
+    /* y = w x r with r = (mean(x^2) + eps)^-1/2, so
+     * dx = r (g w) - x r^3 mean(g w x). */
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C, *gr = g + (size_t)n * C;
+        float r = rstd[n];
+        double s = 0;
+        for (int c = 0; c < C; c++)
+            s += (double)gr[c] * wt[c] * xr[c];
+        float k = (float)(s / C) * r * r * r;
+        float *dr = dx + (size_t)n * C;
+        for (int c = 0; c < C; c++)
+            dr[c] += gr[c] * wt[c] * r - xr[c] * k;
+    }
+    if (!dw)
+        return GLLM_OK;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int c0 = 0; c0 < C; c0 += COL_BLOCK) {
+        int c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C, *gr = g + (size_t)n * C;
+            float r = rstd[n];
+            for (int c = c0; c < c1; c++)
+                dw[c] += gr[c] * (xr[c] * r);
+        }
+    }
+    return GLLM_OK;
+}
+
+static gllm_status rope_check(const char *op, const void *x, const int32_t *pos,
+                              const gllm_rope_args *a)
+{
+    if (!x || !pos || !a || !a->inv_freq)
+        return gllm_fail(GLLM_ERR_INVALID, "%s: NULL argument", op);
+    if (a->n_tokens < 0 || a->n_heads <= 0 || a->head_dim <= 0 || a->rot_dim <= 0 ||
+        a->rot_dim % 2 || a->rot_dim > a->head_dim || a->row_stride < a->n_heads * a->head_dim)
+        return gllm_fail(GLLM_ERR_INVALID,
+                         "%s: bad shape (tokens=%d heads=%d head_dim=%d rot_dim=%d "
+                         "row_stride=%d)",
+                         op, a->n_tokens, a->n_heads, a->head_dim, a->rot_dim, a->row_stride);
+    return GLLM_OK;
+}
+
+/* sign = +1 rotates by +angle (forward), -1 by -angle (the transpose, for backward). */
+static void rope_apply(gllm_backend *be, float *x, const int32_t *pos, const gllm_rope_args *a,
+                       float sign)
+{
+    int half = a->rot_dim / 2, nt = gllm_cpu_ctx_of(be)->n_threads;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int n = 0; n < a->n_tokens; n++) {
+        float p = (float)pos[n];
+        for (int i = 0; i < half; i++) {
+            /* the angle is rounded to fp32 first, as HF computes inv_freq @ pos in fp32 */
+            float th = p * a->inv_freq[i];
+            float c = cosf(th) * a->attn_factor, s = sign * sinf(th) * a->attn_factor;
+            for (int h = 0; h < a->n_heads; h++) {
+                float *xh = x + (size_t)n * a->row_stride + (size_t)h * a->head_dim;
+                float x1 = xh[i], x2 = xh[i + half];
+                xh[i] = x1 * c - x2 * s;
+                xh[i + half] = x2 * c + x1 * s;
+            }
+        }
+    }
+}
+
+gllm_status gllm_cpu_rope_fwd(gllm_backend *be, void *x, const int32_t *pos,
+                              const gllm_rope_args *a)
+{
+    GLLM_TRY(rope_check("rope_fwd", x, pos, a));
+    rope_apply(be, x, pos, a, 1.0f);
+    return GLLM_OK;
+}
+
+gllm_status gllm_cpu_rope_bwd(gllm_backend *be, void *dx, const int32_t *pos,
+                              const gllm_rope_args *a)
+{
+    GLLM_TRY(rope_check("rope_bwd", dx, pos, a));
+    rope_apply(be, dx, pos, a, -1.0f);
+    return GLLM_OK;
+}
