@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Write a randomly initialised HF model folder for throughput benches.
+usage: make_bench_model.py OUT_DIR {llama-15m,gpt2-small-ish}"""
+import sys
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+SHAPES = {
+    # a SmolLM-like shape, scaled down to run on two CPU cores
+    "llama-15m": lambda: LlamaForCausalLM(LlamaConfig(
+        vocab_size=8192, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
+        num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024,
+        tie_word_embeddings=True)),
+    "gpt2-20m": lambda: GPT2LMHeadModel(GPT2Config(
+        vocab_size=8192, n_embd=384, n_layer=6, n_head=6, n_positions=1024)),
+}
+
+
+def main():
+    out, shape = sys.argv[1], sys.argv[2]
+    torch.manual_seed(0)
+    model = SHAPES[shape]()
+    model.save_pretrained(out, safe_serialization=True)
+    print(f"{shape}: {sum(p.numel() for p in model.parameters())} parameters -> {out}")
+
+
+if __name__ == "__main__":
+    main()
