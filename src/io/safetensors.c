@@ -395,8 +395,10 @@ static int cmp_by_name(const void *a, const void *b)
     return c ? c : (x > y) - (x < y);
 }
 
-/* Sort the tensors by name for gllm_st_find; a name held by two shards is refused. */
-static gllm_status index_names(gllm_safetensors *st)
+/* Sort the tensors by name for gllm_st_find. Names repeated within a file
+ * were refused by check_unique, so a repeat here is held by two shards of
+ * `index`. */
+static gllm_status index_names(gllm_safetensors *st, const char *index)
 {
     free(st->by_name);
     st->by_name = gllm_malloc((size_t)st->count * sizeof *st->by_name, "the tensor name index");
@@ -408,8 +410,8 @@ static gllm_status index_names(gllm_safetensors *st)
     for (int i = 1; i < st->count; i++) {
         const gllm_st_tensor *a = st->by_name[i - 1], *b = st->by_name[i];
         if (strcmp(a->name, b->name) == 0)
-        return gllm_fail(GLLM_ERR_FORMAT, "tensor '%s' is in both %s and %s", a->name, a->file,
-                         b->file);
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: tensor '%s' is in both %s and %s", index, a->name,
+                         a->file, b->file);
     }
     return GLLM_OK;
 }
@@ -589,7 +591,7 @@ static gllm_status open_sharded(gllm_safetensors *st, const char *index, const c
         free(shard);
     }
     if (s == GLLM_OK)
-        s = index_names(st);
+        s = index_names(st, index);
     for (const cJSON *c = s == GLLM_OK ? map->child : NULL; c && s == GLLM_OK; c = c->next) {
         const gllm_st_tensor *t = gllm_st_find(st, c->string);
         if (!t)
@@ -660,7 +662,7 @@ gllm_status gllm_st_open(const char *path, gllm_safetensors **out)
     gllm_status s = (st->path = str_dup(path, "a safetensors path")) ? open_path(st, path)
                                                                       : GLLM_ERR_OOM;
     if (s == GLLM_OK && !st->by_name)
-        s = index_names(st);
+        s = index_names(st, path);
     if (s != GLLM_OK) {
         gllm_st_close(st);
         return s;
