@@ -148,13 +148,25 @@ static gllm_status parse_gpt2(const cfg_src *s, gllm_model_config *c)
     return GLLM_OK;
 }
 
+/* RoPE settings: transformers < 5 writes "rope_theta" and "rope_scaling" at the
+ * top level; transformers 5 writes one "rope_parameters" object holding
+ * rope_theta, rope_type and the scaling keys. Both are read. */
 static gllm_status parse_rope_scaling(const cfg_src *s, gllm_model_config *c)
 {
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(s->root, "rope_scaling");
+    const char *key = "rope_parameters";
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(s->root, key);
+    if (!rs || cJSON_IsNull(rs)) {
+        key = "rope_scaling";
+        rs = cJSON_GetObjectItemCaseSensitive(s->root, key);
+    }
     if (!rs || cJSON_IsNull(rs))
         return GLLM_OK;
     if (!cJSON_IsObject(rs))
-        return gllm_fail(GLLM_ERR_FORMAT, "%s: rope_scaling must be an object or null", s->file);
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: %s must be an object or null", s->file, key);
+    if (cJSON_GetObjectItemCaseSensitive(rs, "rope_theta")) {
+        cfg_src sub = {s->file, rs};
+        GLLM_TRY(get_float(&sub, "rope_theta", c->rope_theta, &c->rope_theta));
+    }
     const char *type = get_str(rs, "rope_type");
     if (!type)
         type = get_str(rs, "type");
@@ -162,8 +174,8 @@ static gllm_status parse_rope_scaling(const cfg_src *s, gllm_model_config *c)
         return GLLM_OK;
     if (strcmp(type, "llama3") != 0)
         return gllm_fail(GLLM_ERR_UNSUPPORTED,
-                         "%s: rope_scaling type \"%s\" is not supported (supported: default, llama3)",
-                         s->file, type);
+                         "%s: %s type \"%s\" is not supported (supported: default, llama3)",
+                         s->file, key, type);
     cfg_src sub = {s->file, rs};
     c->rope_llama3 = true;
     GLLM_TRY(get_float(&sub, "factor", 8.0f, &c->rope_factor));
@@ -173,8 +185,8 @@ static gllm_status parse_rope_scaling(const cfg_src *s, gllm_model_config *c)
                      &c->rope_original_max_pos));
     if (c->rope_high_freq_factor <= c->rope_low_freq_factor || c->rope_factor <= 0)
         return gllm_fail(GLLM_ERR_FORMAT,
-                         "%s: rope_scaling needs factor > 0 and high_freq_factor > low_freq_factor",
-                         s->file);
+                         "%s: %s needs factor > 0 and high_freq_factor > low_freq_factor",
+                         s->file, key);
     return GLLM_OK;
 }
 
@@ -215,6 +227,19 @@ static gllm_status parse_llama_like(const cfg_src *s, gllm_model_config *c)
     }
     if (c->arch == GLLM_ARCH_MISTRAL)
         GLLM_TRY(get_int(s, "sliding_window", 0, false, &c->sliding_window));
+    /* transformers 5 lists per-layer attention kinds; gllm runs one kind for all layers */
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(s->root, "layer_types");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, lt)
+    {
+        const bool sliding = cJSON_IsString(it) && strcmp(it->valuestring, "sliding_attention") == 0;
+        const bool full = cJSON_IsString(it) && strcmp(it->valuestring, "full_attention") == 0;
+        if (!full && !(sliding && c->arch == GLLM_ARCH_MISTRAL))
+            return gllm_fail(GLLM_ERR_UNSUPPORTED,
+                             "%s: layer_types entry %s is not supported (supported: full_attention%s)",
+                             s->file, cJSON_IsString(it) ? it->valuestring : "(not a string)",
+                             c->arch == GLLM_ARCH_MISTRAL ? ", sliding_attention" : "");
+    }
     return GLLM_OK;
 }
 

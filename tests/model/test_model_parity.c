@@ -17,12 +17,13 @@ int main(void)
             parity_result r;
             parity_run(be, k_fixture_archs[a], &r);
             CHECK(r.ok);
-            printf("%-8s logits %.2e  loss %.2e  grad %.2e (%s)  adamw %.2e (%s)\n",
+            printf("%-8s logits %.2e  loss %.2e  grad %.2e (%s)  key-bias |g| %.1e  adamw %.2e (%s)\n",
                    k_fixture_archs[a], r.logits_err, r.loss_err, r.grad_err, r.grad_worst,
-                   r.adamw_err, r.adamw_worst);
+                   r.key_bias_grad, r.adamw_err, r.adamw_worst);
             CHECK(r.logits_err < 1e-4);
             CHECK(r.loss_err < 1e-4);
             CHECK(r.grad_err < 1e-3);
+            CHECK(r.key_bias_grad < 1e-6);
             CHECK(r.adamw_err < 1e-5);
         }
     }
