@@ -1,0 +1,134 @@
+/* Internal to the chat-template module: the Jinja subset's syntax tree, values
+ * and arena, shared by chat_parse.c (lexer + parser), chat_eval.c (renderer)
+ * and chat.c (public API, built-in templates). */
+#ifndef GLLM_CHAT_JINJA_H
+#define GLLM_CHAT_JINJA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gllm/status.h"
+
+/* Bump allocator: a template's tree and a render's values live in one arena
+ * each and are freed together, so the interpreter never tracks ownership. */
+typedef struct jarena_chunk jarena_chunk;
+typedef struct jarena {
+    jarena_chunk *head;
+} jarena;
+void *jarena_alloc(jarena *a, size_t bytes);
+char *jarena_strndup(jarena *a, const char *s, size_t n);
+void jarena_free(jarena *a);
+
+/* ------------------------------------------------------------------ values */
+typedef enum jkind { JV_UNDEF, JV_NONE, JV_BOOL, JV_INT, JV_STR, JV_LIST, JV_DICT } jkind;
+
+typedef struct jlist jlist;
+typedef struct jdict jdict;
+typedef struct jv {
+    jkind k;
+    union {
+        bool b;
+        long long i;
+        struct {
+            const char *s;
+            size_t n;
+        } s;
+        jlist *l;
+        jdict *d;
+    } u;
+} jv;
+
+struct jlist {
+    jv *items;
+    size_t n;
+};
+/* Insertion-ordered; a namespace() is a dict with is_ns set, the only value a
+ * {% set x.attr %} may write to. */
+struct jdict {
+    jv *keys, *vals;
+    size_t n, cap;
+    bool is_ns;
+};
+
+/* ------------------------------------------------------------ syntax tree */
+typedef enum jekind {
+    JE_LIT,    /* lit */
+    JE_NAME,   /* name */
+    JE_ATTR,   /* a.name */
+    JE_INDEX,  /* a[b] */
+    JE_SLICE,  /* a[b:c:d], any of b/c/d NULL */
+    JE_CALL,   /* a(args): a is JE_NAME (global) or JE_ATTR (method) */
+    JE_FILTER, /* a | name(args) */
+    JE_TEST,   /* a is [not] name(args); negate */
+    JE_NOT,    /* not a */
+    JE_NEG,    /* -a */
+    JE_BIN,    /* a op b */
+    JE_AND,    /* a and b (short-circuit) */
+    JE_OR,     /* a or b */
+    JE_COND,   /* b if a else c */
+    JE_LIST,   /* [args] */
+    JE_DICT,   /* {args[2i]: args[2i+1]} */
+} jekind;
+
+typedef enum jop {
+    JOP_ADD, JOP_SUB, JOP_MUL, JOP_DIV, JOP_FLOORDIV, JOP_MOD, JOP_CONCAT,
+    JOP_EQ, JOP_NE, JOP_LT, JOP_LE, JOP_GT, JOP_GE, JOP_IN, JOP_NOTIN,
+} jop;
+
+typedef struct jexpr jexpr;
+struct jexpr {
+    jekind k;
+    int line;
+    jop op;
+    bool negate;
+    jv lit;
+    const char *name;
+    jexpr *a, *b, *c, *d;
+    jexpr **args;
+    const char **kwnames; /* per argument: keyword name or NULL */
+    int nargs;
+};
+
+typedef enum jskind { JS_TEXT, JS_OUT, JS_IF, JS_FOR, JS_SET, JS_BREAK, JS_CONTINUE } jskind;
+
+typedef struct jstmt jstmt;
+typedef struct jbody {
+    jstmt **items;
+    int n;
+} jbody;
+
+struct jstmt {
+    jskind k;
+    int line;
+    const char *text; /* JS_TEXT */
+    size_t len;
+    jexpr *e;         /* JS_OUT value, JS_FOR iterable, JS_SET value */
+    /* JS_IF: branches with conds[i] (NULL for else) and bodies[i] */
+    jexpr **conds;
+    jbody *bodies;
+    int nbranches;
+    /* JS_FOR: var(, var2) in e: body, else_body; JS_SET: var(.attr) = e */
+    const char *var, *var2, *attr;
+    jbody body, else_body;
+};
+
+typedef struct jtemplate {
+    jarena arena;
+    jbody root;
+} jtemplate;
+
+/* Parse `src` into t (t->arena owns everything). Errors name the line and the
+ * construct. */
+gllm_status jinja_parse(const char *src, jtemplate *t);
+
+/* The hint appended to every "cannot render" message. */
+#define JINJA_HINT                                                                           \
+    "; set \"chat_template\" in the config to a built-in name (chatml, llama2, llama3, "  \
+    "mistral, plain) to use a known template instead"
+
+/* Render with the given variables (names[i] = vals[i]); output malloc'd. */
+gllm_status jinja_render(const jtemplate *t, const char *const *names, const jv *vals, int nvars,
+                         jarena *scratch, char **out, size_t *len);
+
+#endif
