@@ -222,8 +222,8 @@ static gllm_status parse_header(st_file *f)
     size_t at = end ? (size_t)(end - text) : 0;
     gllm_status s = GLLM_OK;
     if (!f->header) {
-        s = gllm_fail(GLLM_ERR_FORMAT, "%s: header is not valid JSON (error near header offset %zu)",
-                      f->path, at);
+        s = gllm_fail(GLLM_ERR_FORMAT,
+                      "%s: header is not valid JSON (error near header offset %zu)", f->path, at);
     } else {
         while (at < n && strchr(" \t\r\n", text[at]))
             at++;
@@ -320,7 +320,8 @@ static gllm_status parse_entry(const st_file *f, const cJSON *item, gllm_st_tens
     char sh[160];
     if (overflow || __builtin_mul_overflow(numel, (uint64_t)esize, &need))
         return gllm_fail(GLLM_ERR_FORMAT, "%s: tensor '%s': shape %s x %s overflows 64 bits", p,
-                         name, gllm_st_shape_str(sh, sizeof sh, t->shape, ndim), dtype->valuestring);
+                         name, gllm_st_shape_str(sh, sizeof sh, t->shape, ndim),
+                         dtype->valuestring);
     if (need != be[1] - be[0])
         return gllm_fail(GLLM_ERR_FORMAT,
                          "%s: tensor '%s': shape %s x %s needs %llu bytes, data_offsets [%llu, "
@@ -544,7 +545,8 @@ static gllm_status check_weight_map(const char *index, const cJSON *map)
     int k = 0;
     for (const cJSON *c = map->child; c; c = c->next) {
         keys[k++] = c;
-        if (s == GLLM_OK && (!cJSON_IsString(c) || !c->valuestring[0] || strchr(c->valuestring, '/')))
+        int bad = !cJSON_IsString(c) || !c->valuestring[0] || strchr(c->valuestring, '/');
+        if (s == GLLM_OK && bad)
             s = gllm_fail(GLLM_ERR_FORMAT,
                           "%s: tensor '%s': weight_map value is not a shard file name", index,
                           c->string);
@@ -595,8 +597,9 @@ static gllm_status open_sharded(gllm_safetensors *st, const char *index, const c
     for (const cJSON *c = s == GLLM_OK ? map->child : NULL; c && s == GLLM_OK; c = c->next) {
         const gllm_st_tensor *t = gllm_st_find(st, c->string);
         if (!t)
-            s = gllm_fail(GLLM_ERR_NOT_FOUND, "%s: tensor '%s' is mapped to %s, which does not hold it",
-                          index, c->string, c->valuestring);
+            s = gllm_fail(GLLM_ERR_NOT_FOUND,
+                          "%s: tensor '%s' is mapped to %s, which does not hold it", index,
+                          c->string, c->valuestring);
         else if (strcmp(base_name(t->file), c->valuestring) != 0)
             s = gllm_fail(GLLM_ERR_FORMAT, "%s: tensor '%s' is mapped to %s but is in %s", index,
                           c->string, c->valuestring, t->file);

@@ -597,7 +597,8 @@ static int read_manifest(const char *path, manifest_row *rows, int max, char met
     while (f && fgets(line, sizeof line, f)) {
         manifest_row *r = &rows[n];
         int at = 0;
-        if (n < max && sscanf(line, "tensor %127s %15s %d%n", r->name, r->dtype, &r->ndim, &at) == 3) {
+        if (n < max &&
+            sscanf(line, "tensor %127s %15s %d%n", r->name, r->dtype, &r->ndim, &at) == 3) {
             for (int d = 0; d < r->ndim && d < GLLM_ST_MAX_DIMS; d++) {
                 int used = 0;
                 long long v = 0;
@@ -609,7 +610,8 @@ static int read_manifest(const char *path, manifest_row *rows, int max, char met
             r->offset = offset;
             offset += r->nbytes;
             n++;
-        } else if (*nmeta < 8 && sscanf(line, "meta %63s %63s", meta[*nmeta][0], meta[*nmeta][1]) == 2) {
+        } else if (*nmeta < 8 &&
+                   sscanf(line, "meta %63s %63s", meta[*nmeta][0], meta[*nmeta][1]) == 2) {
             (*nmeta)++;
         }
     }
@@ -735,7 +737,8 @@ static void test_gllm_reads_python(void)
 int main(void)
 {
     test_seed();
-    snprintf(g_dir, sizeof g_dir, "%s/gllm_st_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/gllm_st_XXXXXX", tmp ? tmp : "/tmp");
     if (!mkdtemp(g_dir)) {
         printf("cannot create a temporary folder\n");
         return 1;
