@@ -1,0 +1,310 @@
+// Hopper GEMM (sm_90a): TMA loads into 128-byte-swizzled shared memory, a
+// 4-stage mbarrier pipeline, one producer warpgroup and two consumer
+// warpgroups issuing wgmma.mma_async m64nBNk16 (bf16 in, fp32 accumulators in
+// registers), fused epilogue straight from the accumulators.
+//
+// Block tile 128 x BN x 64 (BN = 256, or 128 when 256-wide tiles would leave
+// most of the last wave idle). Each consumer owns 64 rows. Serves operands
+// whose K dimension is contiguous (A [M,K], B [N,K]: the forward linear layer);
+// the other layouts, misaligned rows and K = 0 are declined with
+// GLLM_ERR_UNSUPPORTED and go to the mma.sync kernel. TMA zero-fills the parts
+// of a box outside the matrix, so M, N and K need not be tile multiples.
+#include <cuda.h>
+
+#include "matmul.cuh"
+
+namespace {
+
+constexpr int BM = 128, BK = 64, STAGES = 4, THREADS = 384;
+constexpr int A_BYTES = BM * BK * 2;
+
+template <int BN> struct wg_cfg {
+    static constexpr int STAGE_BYTES = A_BYTES + BN * BK * 2;
+    // +1024: the 128-byte swizzle pattern repeats every 1024 bytes and the
+    // descriptors assume tiles start on that boundary.
+    static constexpr int SMEM = STAGES * STAGE_BYTES + 1024;
+};
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t *bar, int count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count));
+}
+
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *bar, int bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)),
+                 "r"(bytes)
+                 : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+
+// Wait until the phase with this parity has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, int parity)
+{
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{\n"
+                     ".reg .pred p;\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n"
+                     "}\n"
+                     : "=r"(done)
+                     : "r"(smem_u32(bar)), "r"(parity)
+                     : "memory");
+}
+
+__device__ __forceinline__ void tma_load(void *dst, const CUtensorMap *map, uint64_t *bar, int c0,
+                                         int c1, int c2)
+{
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(smem_u32(dst)),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_u32(bar))
+                 : "memory");
+}
+
+// Shared-memory matrix descriptor for a K-major tile of 128-byte rows stored
+// with the 128-byte swizzle: 8-row core-matrix groups are 1024 bytes apart
+// (stride byte offset); the leading byte offset is unused for this layout.
+__device__ __forceinline__ uint64_t desc_sw128(const void *tile)
+{
+    uint64_t d = (smem_u32(tile) & 0x3FFFF) >> 4;
+    d |= (uint64_t)1 << 16;
+    d |= (uint64_t)(1024 >> 4) << 32;
+    d |= (uint64_t)1 << 62;
+    return d;
+}
+
+__device__ __forceinline__ void wgmma_n128(float (&d)[64], uint64_t da, uint64_t db)
+{
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+        "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+        "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63},"
+        " %64, %65, p, 1, 1, 0, 0;\n"
+        "}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "r"(1));
+}
+
+__device__ __forceinline__ void wgmma_n256(float (&d)[128], uint64_t da, uint64_t db)
+{
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+        "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+        "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,"
+        "%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,"
+        "%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,"
+        "%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,"
+        "%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127},"
+        " %128, %129, p, 1, 1, 0, 0;\n"
+        "}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+          "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+          "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+          "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+          "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+          "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+          "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+          "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+          "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "l"(da), "l"(db), "r"(1));
+}
+
+template <int BN> __device__ __forceinline__ void wgmma_bn(float (&d)[BN / 2], uint64_t da,
+                                                           uint64_t db);
+template <> __device__ __forceinline__ void wgmma_bn<128>(float (&d)[64], uint64_t da, uint64_t db)
+{
+    wgmma_n128(d, da, db);
+}
+template <> __device__ __forceinline__ void wgmma_bn<256>(float (&d)[128], uint64_t da, uint64_t db)
+{
+    wgmma_n256(d, da, db);
+}
+
+#endif
+
+template <int BN>
+__global__ void __launch_bounds__(THREADS, 1)
+    mm_wgmma_kernel(const __grid_constant__ CUtensorMap tma_a,
+                    const __grid_constant__ CUtensorMap tma_b, gllm_mm_params p)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    extern __shared__ unsigned char smem_raw[];
+    __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    constexpr int STAGE_BYTES = wg_cfg<BN>::STAGE_BYTES;
+
+    int tiles_m = gllm_cdiv(p.M, BM), tiles_n = gllm_cdiv(p.N, BN);
+    int tm, tn;
+    gllm_mm_tile_order(blockIdx.x, tiles_m, tiles_n, &tm, &tn);
+    int m0 = tm * BM, n0 = tn * BN, b = blockIdx.z;
+    int ktiles = gllm_cdiv(p.K, BK);
+    int wg = threadIdx.x / 128, t = threadIdx.x % 128;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(&full[s], 1);
+            mbar_init(&empty[s], 256); // every consumer thread releases the stage
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        // Producer: one thread drives the copy engine; the warpgroup hands
+        // its registers to the consumers.
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        if (t == 0) {
+            for (int kt = 0; kt < ktiles; kt++) {
+                int s = kt % STAGES, round = kt / STAGES;
+                if (round > 0)
+                    mbar_wait(&empty[s], (round - 1) & 1);
+                unsigned char *st = smem + s * STAGE_BYTES;
+                mbar_expect_tx(&full[s], STAGE_BYTES);
+                tma_load(st, &tma_a, &full[s], kt * BK, m0, b);
+                tma_load(st + A_BYTES, &tma_b, &full[s], kt * BK, n0, b);
+            }
+        }
+    } else {
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+        float acc[BN / 2];
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++)
+            acc[i] = 0.f;
+        int row0 = (wg - 1) * 64;
+        for (int kt = 0; kt < ktiles; kt++) {
+            int s = kt % STAGES;
+            mbar_wait(&full[s], (kt / STAGES) & 1);
+            unsigned char *st = smem + s * STAGE_BYTES;
+            const unsigned char *a_tile = st + row0 * BK * 2;
+            const unsigned char *b_tile = st + A_BYTES;
+            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; kk++)
+                // 16 bf16 = 32 bytes along K inside the swizzled 128-byte row
+                wgmma_bn<BN>(acc, desc_sw128(a_tile + kk * 32), desc_sw128(b_tile + kk * 32));
+            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+            asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+            mbar_arrive(&empty[s]);
+        }
+        // Accumulator layout of m64nN: warp w of the warpgroup holds rows
+        // 16w + lane/4 (+8); register 4j+e covers columns 8j + 2*(lane%4) + e%2.
+        int warp = t / 32, lane = t % 32;
+        int m = m0 + row0 + warp * 16 + lane / 4;
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            int n = n0 + 8 * j + 2 * (lane % 4);
+            gllm_mm_store2(p, b, m, n, acc[4 * j], acc[4 * j + 1]);
+            gllm_mm_store2(p, b, m + 8, n, acc[4 * j + 2], acc[4 * j + 3]);
+        }
+    }
+#endif
+}
+
+// A 3-d (K, rows, batch) bf16 tensor map whose box is 64 x box_rows x 1 with
+// the 128-byte swizzle that desc_sw128 describes.
+gllm_status make_map(CUtensorMap *map, const void *base, int K, int rows, int ld, int batch,
+                     int64_t stride, int box_rows, const char *which)
+{
+    cuuint64_t dims[3] = {(cuuint64_t)K, (cuuint64_t)rows, (cuuint64_t)batch};
+    cuuint64_t strides[2] = {(cuuint64_t)ld * 2,
+                             (cuuint64_t)(batch > 1 ? stride : (int64_t)ld * rows) * 2};
+    cuuint32_t box[3] = {(cuuint32_t)BK, (cuuint32_t)box_rows, 1};
+    cuuint32_t estr[3] = {1, 1, 1};
+    CUresult r = cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)base,
+                                        dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                        CU_TENSOR_MAP_SWIZZLE_128B,
+                                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) {
+        const char *msg = "?";
+        cuGetErrorString(r, &msg);
+        return gllm_fail(GLLM_ERR_BACKEND, "matmul wgmma: tensor map for %s (K=%d rows=%d ld=%d): %s",
+                         which, K, rows, ld, msg);
+    }
+    return GLLM_OK;
+}
+
+template <int BN> gllm_status launch(gllm_cuda_ctx *c, const gllm_mm_params &p)
+{
+    CUtensorMap ma, mb;
+    GLLM_TRY(make_map(&ma, p.A, p.K, p.M, p.lda, p.batch, p.sa, BM, "A"));
+    GLLM_TRY(make_map(&mb, p.B, p.K, p.N, p.ldb, p.batch, p.sb, BN, "B"));
+    auto kernel = mm_wgmma_kernel<BN>;
+    int smem = wg_cfg<BN>::SMEM;
+    CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    int64_t tiles = (int64_t)gllm_cdiv(p.M, BM) * gllm_cdiv(p.N, BN);
+    kernel<<<dim3((unsigned)tiles, 1, p.batch), THREADS, smem, c->stream>>>(ma, mb, p);
+    CUDA_LAUNCH_CHECK("mm_wgmma_kernel");
+    return GLLM_OK;
+}
+
+int64_t waves(int64_t tiles, int sms) { return (tiles + sms - 1) / sms; }
+
+} // namespace
+
+gllm_status gllm_mm_launch_wgmma(gllm_cuda_ctx *c, const gllm_mm_params &p)
+{
+    if (!c->hopper)
+        return gllm_fail(GLLM_ERR_UNSUPPORTED, "matmul wgmma: needs sm_90, device is sm_%d%d",
+                         c->sm_major, c->sm_minor);
+    if (p.trans_a || !p.trans_b)
+        return gllm_fail(GLLM_ERR_UNSUPPORTED,
+                         "matmul wgmma: serves K-contiguous A and B only (trans_a=%d trans_b=%d)",
+                         (int)p.trans_a, (int)p.trans_b);
+    bool batch_ok = p.batch == 1 || (p.sa % 8 == 0 && p.sb % 8 == 0 && p.sa > 0 && p.sb > 0);
+    if (p.K == 0 || (uintptr_t)p.A % 16 || (uintptr_t)p.B % 16 || p.lda % 8 || p.ldb % 8 ||
+        !batch_ok)
+        return gllm_fail(GLLM_ERR_UNSUPPORTED,
+                         "matmul wgmma: TMA needs K > 0 and 16-byte rows (K=%d lda=%d ldb=%d)", p.K,
+                         p.lda, p.ldb);
+    if ((size_t)wg_cfg<256>::SMEM > c->smem_optin)
+        return gllm_fail(GLLM_ERR_UNSUPPORTED, "matmul wgmma: %d bytes of shared memory needed",
+                         wg_cfg<256>::SMEM);
+    // A 256-wide tile does twice the work of a 128-wide one at (assumed) 10%
+    // better efficiency; when the grid is a little over a whole number of
+    // waves, the idle tail of the last wave outweighs that.
+    int64_t tm = gllm_cdiv(p.M, BM);
+    int64_t t256 = tm * gllm_cdiv(p.N, 256) * p.batch, t128 = tm * gllm_cdiv(p.N, 128) * p.batch;
+    int sms = c->n_sms > 0 ? c->n_sms : 1;
+    if (t256 > 0x7fffffff || t128 > 0x7fffffff)
+        return gllm_fail(GLLM_ERR_UNSUPPORTED, "matmul wgmma: too many tiles");
+    if (11 * waves(t128, sms) < 20 * waves(t256, sms))
+        return launch<128>(c, p);
+    return launch<256>(c, p);
+}
