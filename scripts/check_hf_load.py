@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Check that a folder gllm saved loads back in transformers with exactly the
-weights of a reference folder. Usage: check_hf_load.py SAVED_DIR REFERENCE_DIR
-Exit 0: identical; 1: mismatch; 77: transformers/torch not installed."""
+"""Check that folders gllm saved load back in transformers with exactly the
+weights of reference folders.
+Usage: check_hf_load.py SAVED_DIR REFERENCE_DIR [SAVED_DIR REFERENCE_DIR ...]
+Exit 0: all identical; 1: a mismatch; 77: transformers/torch not installed."""
 import sys
 
 try:
@@ -12,8 +13,7 @@ except ImportError as e:
     sys.exit(77)
 
 
-def main():
-    saved, ref = sys.argv[1], sys.argv[2]
+def check(saved, ref):
     a = AutoModelForCausalLM.from_pretrained(saved, torch_dtype=torch.float32)
     b = AutoModelForCausalLM.from_pretrained(ref, torch_dtype=torch.float32)
     sa, sb = a.state_dict(), b.state_dict()
@@ -28,8 +28,16 @@ def main():
     if not torch.equal(a(ids).logits, b(ids).logits):
         print("logits differ")
         return 1
-    print(f"ok: {len(sa)} tensors identical")
+    print(f"ok: {saved}: {len(sa)} tensors identical")
     return 0
+
+
+def main():
+    args = sys.argv[1:]
+    if not args or len(args) % 2:
+        print(__doc__)
+        return 2
+    return max(check(args[i], args[i + 1]) for i in range(0, len(args), 2))
 
 
 if __name__ == "__main__":

@@ -119,9 +119,11 @@ int main(void)
     }
     TEST_CASE("save and reload: identical weights, and transformers loads them")
     {
+        char cmd[8192];
+        int len = snprintf(cmd, sizeof cmd, "python3 %s/scripts/check_hf_load.py", GLLM_SOURCE_DIR);
         for (int a = 0; a < N_FIXTURE_ARCHS; a++) {
             gllm_model *m = load(k_fixture_archs[a]), *m2 = NULL;
-            char out[1200];
+            char out[1200], ref[1024];
             snprintf(out, sizeof out, "%s/%s", tmp, k_fixture_archs[a]);
             CHECK_OK(gllm_model_save(m, out));
             CHECK_OK(gllm_model_load(out, g_be, &m2));
@@ -134,21 +136,18 @@ int main(void)
                 free(x);
                 free(y);
             }
-            char cmd[4096], ref[1024];
             fixture_dir(k_fixture_archs[a], ref, sizeof ref);
-            snprintf(cmd, sizeof cmd, "python3 %s/scripts/check_hf_load.py %s %s > %s/hf.log 2>&1",
-                     GLLM_SOURCE_DIR, out, ref, tmp);
-            int rc = system(cmd);
-            rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-            if (rc == 77)
-                printf("%s: transformers not installed, HF load-back check skipped\n",
-                       k_fixture_archs[a]);
-            else
-                CHECK_MSG(rc == 0, "%s: transformers load-back failed (see %s/hf.log)",
-                          k_fixture_archs[a], tmp);
+            len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s %s", out, ref);
             gllm_model_free(m);
             gllm_model_free(m2);
         }
+        snprintf(cmd + len, sizeof cmd - (size_t)len, " > %s/hf.log 2>&1", tmp);
+        int rc = system(cmd);
+        rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+        if (rc == 77)
+            printf("transformers not installed: HF load-back check skipped\n");
+        else
+            CHECK_MSG(rc == 0, "transformers load-back failed (rc %d; see %s/hf.log)", rc, tmp);
     }
     TEST_CASE("bad configs are refused with the file and the key")
     {
