@@ -1,0 +1,190 @@
+/* Parity with the `tokenizers` package: for every shared tokenizer and every
+ * corpus entry, identical ids (with and without special tokens), identical
+ * decoded text (by hash), and decode(encode(s)) == s wherever HF round-trips.
+ * Reference ids come from scripts/make_tok_fixtures.py. */
+#include <cjson/cJSON.h>
+
+#include "gllm/tok.h"
+#include "test_util.h"
+
+#define FIX GLLM_SOURCE_DIR "/tests/fixtures/tok/"
+
+typedef struct {
+    char *bytes;
+    size_t len;
+    bool valid; /* a {"text"} entry; {"hex"} entries hold invalid UTF-8 */
+} entry;
+
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
+        free(buf);
+        buf = NULL;
+    } else {
+        buf[len] = '\0';
+        if (n)
+            *n = (size_t)len;
+    }
+    fclose(f);
+    return buf;
+}
+
+static int load_corpus(entry *out, int cap)
+{
+    char *text = slurp(FIX "corpus.jsonl", NULL);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        cJSON *t = cJSON_GetObjectItem(j, "text"), *h = cJSON_GetObjectItem(j, "hex");
+        entry *e = &out[n++];
+        if (cJSON_IsString(t)) {
+            e->len = strlen(t->valuestring);
+            e->bytes = malloc(e->len + 1);
+            memcpy(e->bytes, t->valuestring, e->len + 1);
+            e->valid = true;
+        } else {
+            const char *hx = h->valuestring;
+            e->len = strlen(hx) / 2;
+            e->bytes = malloc(e->len + 1);
+            for (size_t i = 0; i < e->len; i++) {
+                unsigned v;
+                sscanf(hx + 2 * i, "%2x", &v);
+                e->bytes[i] = (char)v;
+            }
+            e->bytes[e->len] = '\0';
+            e->valid = false;
+        }
+        cJSON_Delete(j);
+    }
+    free(text);
+    return n;
+}
+
+/* Parse space-separated ids up to '|'; returns the count, advances *p past '|'. */
+static size_t parse_ids(char **p, int32_t *ids, size_t cap)
+{
+    size_t n = 0;
+    while (**p && **p != '|' && **p != '\n') {
+        char *end;
+        long v = strtol(*p, &end, 10);
+        if (end == *p) {
+            (*p)++;
+            continue;
+        }
+        if (n < cap)
+            ids[n] = (int32_t)v;
+        n++;
+        *p = end;
+    }
+    if (**p == '|')
+        (*p)++;
+    return n;
+}
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static bool same(const int32_t *a, size_t na, const int32_t *b, size_t nb)
+{
+    return na == nb && (!na || !memcmp(a, b, na * sizeof *a));
+}
+
+static void check_tokenizer(const char *name, const char *rel, const entry *corpus, int n)
+{
+    char path[768], fix[1024]; /* path < 1024 - 40: test_shared_path formats it into 1024 bytes */
+    test_shared_path(rel, path, sizeof path);
+    snprintf(fix, sizeof fix, FIX "%s.ids", name);
+    gllm_tokenizer *tok = NULL;
+    CHECK_OK(gllm_tok_load(path, &tok));
+    char *ref = slurp(fix, NULL);
+    CHECK(ref != NULL);
+    if (!tok || !ref)
+        return;
+    enum { CAP = 8192 };
+    int32_t *want = malloc(CAP * sizeof *want), *full = malloc(CAP * sizeof *full);
+    int32_t pre[16], post[16];
+    int bad = 0;
+    char *line = ref;
+    for (int i = 0; i < n && *line; i++) {
+        char *p = line;
+        size_t nw = parse_ids(&p, want, CAP);
+        size_t npre = parse_ids(&p, pre, 16);
+        size_t npost = parse_ids(&p, post, 16);
+        uint64_t h_all = strtoull(p, &p, 16);
+        uint64_t h_skip = strtoull(p + 1, &p, 16);
+        bool roundtrip = p[1] == '1';
+        line = strchr(p, '\n');
+        line = line ? line + 1 : p + strlen(p);
+
+        int32_t *ids = NULL, *ids2 = NULL;
+        size_t nids = 0, nids2 = 0;
+        CHECK_OK(gllm_tok_encode(tok, corpus[i].bytes, corpus[i].len, false, &ids, &nids));
+        CHECK_OK(gllm_tok_encode(tok, corpus[i].bytes, corpus[i].len, true, &ids2, &nids2));
+        memcpy(full, pre, npre * sizeof *pre);
+        memcpy(full + npre, want, nw * sizeof *want);
+        memcpy(full + npre + nw, post, npost * sizeof *post);
+        bool ok = same(ids, nids, want, nw) && same(ids2, nids2, full, npre + nw + npost);
+        if (!ok && bad++ < 5) {
+            printf("%s entry %d (%zu bytes): got %zu ids, want %zu:", name, i, corpus[i].len, nids, nw);
+            for (size_t k = 0; k < nids && k < 24; k++)
+                printf(" %d%s", ids[k], k < nw && ids[k] != want[k] ? "*" : "");
+            printf("\n");
+        }
+        CHECK_MSG(ok, "%s: ids differ from tokenizers on corpus entry %d", name, i);
+
+        char *text = NULL;
+        size_t len = 0;
+        CHECK_OK(gllm_tok_decode(tok, ids2, nids2, false, &text, &len));
+        CHECK_MSG(text && fnv1a(text, len) == h_all, "%s: decode differs on entry %d: '%s'", name,
+                  i, text ? text : "");
+        free(text);
+        CHECK_OK(gllm_tok_decode(tok, ids2, nids2, true, &text, &len));
+        CHECK_MSG(text && fnv1a(text, len) == h_skip,
+                  "%s: decode(skip_special) differs on entry %d: '%s'", name, i, text ? text : "");
+        free(text);
+        if (roundtrip && corpus[i].valid) {
+            CHECK_OK(gllm_tok_decode(tok, ids, nids, false, &text, &len));
+            CHECK_MSG(text && len == corpus[i].len && !memcmp(text, corpus[i].bytes, len),
+                      "%s: decode(encode(s)) != s on entry %d", name, i);
+            free(text);
+        }
+        free(ids);
+        free(ids2);
+    }
+    free(want);
+    free(full);
+    free(ref);
+    gllm_tok_free(tok);
+}
+
+int main(void)
+{
+    static entry corpus[1024];
+    int n = load_corpus(corpus, 1024);
+    static const char *names[][2] = {
+        {"gpt2", "assets/tokenizers/gpt2"},
+        {"llama3", "assets/tokenizers/llama3"},
+        {"llama3.1", "assets/tokenizers/llama3.1"},
+        {"mistral", "assets/tokenizers/mistral"},
+        {"qwen3", "assets/tokenizers/qwen3"},
+        {"stories260K", "assets/models/stories260K-hf"},
+    };
+    for (size_t t = 0; t < sizeof names / sizeof names[0]; t++) {
+        TEST_CASE(names[t][0]) { check_tokenizer(names[t][0], names[t][1], corpus, n); }
+    }
+    for (int i = 0; i < n; i++)
+        free(corpus[i].bytes);
+    return test_summary();
+}
