@@ -27,7 +27,7 @@ from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig,
                           Qwen2Config, Qwen2ForCausalLM)
 
 B, T = 2, 16
-LR, BETA1, BETA2, EPS, WEIGHT_DECAY = 1e-2, 0.9, 0.95, 1e-8, 0.1
+LR, BETA1, BETA2, EPS, WEIGHT_DECAY = 1e-3, 0.9, 0.95, 1e-8, 0.1
 ADAMW_STEPS = 3
 # Packed batch: document lengths per row; each row sums to T.
 PACKED_DOCS = [[5, 7, 4], [9, 7]]

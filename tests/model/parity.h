@@ -23,13 +23,13 @@ static inline void key_bias_range(const gllm_param_info *p, size_t *lo, size_t *
     }
 }
 
-/* relative error over the elements outside [lo, hi), and the norm inside */
-static inline double rel_err_outside(const float *got, const float *want, size_t n, size_t lo,
-                                     size_t hi, double *inside_norm)
+/* relative error over the elements not excluded, and the norm of the excluded ones */
+static inline double rel_err_masked(const float *got, const float *want, size_t n,
+                                    const unsigned char *excluded, double *excluded_norm)
 {
     double e2 = 0, r2 = 0, in2 = 0;
     for (size_t i = 0; i < n; i++) {
-        if (i >= lo && i < hi) {
+        if (excluded[i]) {
             in2 += (double)got[i] * got[i] + (double)want[i] * want[i];
             continue;
         }
@@ -37,11 +37,31 @@ static inline double rel_err_outside(const float *got, const float *want, size_t
         e2 += d * d;
         r2 += (double)want[i] * want[i];
     }
-    if (inside_norm)
-        *inside_norm = sqrt(in2);
-    if (lo == 0 && hi == n)
-        return 0;
+    if (excluded_norm)
+        *excluded_norm = sqrt(in2);
     return r2 > 0 ? sqrt(e2 / r2) : (e2 > 0 ? INFINITY : 0);
+}
+
+/* AdamW divides each gradient element by its own running magnitude, so an
+ * element whose gradient is near zero moves by about +-lr in a direction set
+ * by rounding noise (torch against itself, with gradients perturbed by 1e-6
+ * relative, differs by 3e-5..8e-3 after 3 steps at lr 1e-2). Elements whose
+ * reference gradient is below 1e-3 of their tensor's RMS are left out of the
+ * AdamW comparison; they are a handful per tensor and counted in the report.
+ * Exact zeros stay in: both sides then apply weight decay alone. */
+static inline size_t adamw_ill_conditioned(const float *g, size_t n, unsigned char *excluded)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)g[i] * g[i];
+    const double floor = 1e-3 * sqrt(ss / (double)(n ? n : 1));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (g[i] != 0 && fabs(g[i]) < floor && !excluded[i]) {
+            excluded[i] = 1;
+            k++;
+        }
+    return k;
 }
 
 typedef struct parity_result {
@@ -52,6 +72,7 @@ typedef struct parity_result {
     char grad_worst[128];
     double key_bias_grad; /* max norm of the (analytically zero) key-bias gradients */
     double adamw_err;    /* max over parameters after the AdamW steps */
+    size_t adamw_excluded, adamw_total; /* ill-conditioned elements left out, of all */
     char adamw_worst[128];
 } parity_result;
 
@@ -100,7 +121,11 @@ static inline void parity_run(gllm_backend *be, const char *arch, parity_result 
                     size_t lo, hi;
                     double kb;
                     key_bias_range(p, &lo, &hi);
-                    double e = rel_err_outside(got, want, p->numel, lo, hi, &kb);
+                    unsigned char *ex = calloc(p->numel, 1);
+                    for (size_t j = lo; j < hi; j++)
+                        ex[j] = 1;
+                    double e = rel_err_masked(got, want, p->numel, ex, &kb);
+                    free(ex);
                     r->key_bias_grad = fmax(r->key_bias_grad, kb);
                     if (!(e <= r->grad_err)) {
                         r->grad_err = e;
@@ -135,13 +160,19 @@ static inline void parity_run(gllm_backend *be, const char *arch, parity_result 
         for (int i = 0; ok && i < gllm_model_n_params(m); i++) {
             const gllm_param_info *p = gllm_model_param(m, i);
             float *want = fixture_param_ref(ref, "adamw.", p);
+            float *g0 = fixture_param_ref(ref, "b0.grad.", p);
             float *got = malloc(p->numel * sizeof(float));
-            if (!want || gllm_model_read_param(m, p, got) != GLLM_OK) {
+            unsigned char *ex = calloc(p->numel, 1);
+            if (!want || !g0 || gllm_model_read_param(m, p, got) != GLLM_OK) {
                 ok = 0;
             } else {
                 size_t lo, hi;
                 key_bias_range(p, &lo, &hi);
-                double e = rel_err_outside(got, want, p->numel, lo, hi, NULL);
+                for (size_t j = lo; j < hi; j++)
+                    ex[j] = 1;
+                r->adamw_excluded += (hi - lo) + adamw_ill_conditioned(g0, p->numel, ex);
+                r->adamw_total += p->numel;
+                double e = rel_err_masked(got, want, p->numel, ex, NULL);
                 if (getenv("GLLM_PARITY_VERBOSE"))
                     printf("  %s adamw %.2e\n", p->name, e);
                 if (!(e <= r->adamw_err)) {
@@ -150,7 +181,9 @@ static inline void parity_run(gllm_backend *be, const char *arch, parity_result 
                 }
             }
             free(want);
+            free(g0);
             free(got);
+            free(ex);
         }
         fixture_free_batch(&fb);
     }

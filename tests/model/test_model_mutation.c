@@ -38,6 +38,19 @@ static gllm_status attention_no_docs(gllm_backend *be, void *out, float *lse, co
     return g_orig.attention_fwd(&g_orig, out, lse, qkv, g_flat_pos, s);
 }
 
+/* AdamW without bias correction of the second moment */
+static gllm_status adamw_no_v_correction(gllm_backend *be, void *params, float *master,
+                                         const float *grads, float *m, float *v,
+                                         const gllm_param_segment *segs, int n_segs,
+                                         const gllm_adamw_args *a)
+{
+    (void)be;
+    gllm_adamw_args b = *a;
+    /* folding sqrt(1 - beta2^t) into lr undoes the correction of v */
+    b.lr = a->lr / sqrtf(1.0f - powf(a->beta2, (float)a->step));
+    return g_orig.adamw(&g_orig, params, master, grads, m, v, segs, n_segs, &b);
+}
+
 int main(void)
 {
     gllm_backend *cpu;
@@ -75,6 +88,16 @@ int main(void)
         printf("no-doc-boundaries: logits %.2e\n", r.logits_err);
         CHECK(r.ok);
         CHECK(r.logits_err > 1e-4);
+    }
+    TEST_CASE("AdamW without the second-moment bias correction is caught (mistral)")
+    {
+        gllm_backend bad = g_orig;
+        bad.adamw = adamw_no_v_correction;
+        parity_run(&bad, "mistral", &r);
+        printf("adamw-no-v-correction: adamw %.2e\n", r.adamw_err);
+        CHECK(r.ok);
+        CHECK(r.grad_err < 1e-3);
+        CHECK(r.adamw_err > 1e-5);
     }
     TEST_CASE("the unbroken backend passes (control)")
     {

@@ -1,7 +1,8 @@
 /* The CPU engine against Hugging Face transformers, per architecture:
  * logits and loss within 1e-4, every parameter gradient within 1e-3 (plain
  * and packed batches with loss masks), parameters after 3 AdamW steps with
- * clipping within 1e-5 (torch.optim.AdamW). */
+ * clipping within 1e-5 (torch.optim.AdamW), leaving out the few elements whose
+ * gradient is below 1e-3 of their tensor's RMS (see parity.h). */
 #include "parity.h"
 
 int main(void)
@@ -17,9 +18,10 @@ int main(void)
             parity_result r;
             parity_run(be, k_fixture_archs[a], &r);
             CHECK(r.ok);
-            printf("%-8s logits %.2e  loss %.2e  grad %.2e (%s)  key-bias |g| %.1e  adamw %.2e (%s)\n",
+            printf("%-8s logits %.2e  loss %.2e  grad %.2e (%s)  key-bias |g| %.1e  adamw %.2e "
+                   "(%s; %zu of %zu ill-conditioned elements left out)\n",
                    k_fixture_archs[a], r.logits_err, r.loss_err, r.grad_err, r.grad_worst,
-                   r.key_bias_grad, r.adamw_err, r.adamw_worst);
+                   r.key_bias_grad, r.adamw_err, r.adamw_worst, r.adamw_excluded, r.adamw_total);
             CHECK(r.logits_err < 1e-4);
             CHECK(r.loss_err < 1e-4);
             CHECK(r.grad_err < 1e-3);
