@@ -8,7 +8,6 @@
 
 #include "attention.cuh"
 #include "embed.cuh"
-#include "gllm/cuda_bench.h"
 #include "matmul.cuh"
 #include "norm.cuh"
 #include "optim.cuh"
@@ -386,21 +385,5 @@ gllm_status gllm_backend_cuda_create(int device, gllm_backend **out)
     be->adamw = be_adamw;
     be->destroy = be_destroy;
     *out = be;
-    return GLLM_OK;
-}
-
-gllm_status gllm_cuda_describe(gllm_backend *be, char *buf, size_t n)
-{
-    if (!be || strncmp(be->name, "cuda", 4) != 0)
-        return gllm_fail(GLLM_ERR_INVALID, "gllm_cuda_describe: backend '%s' is not CUDA",
-                         be ? be->name : "(null)");
-    gllm_cuda_ctx *c = ctx_of(be);
-    cudaDeviceProp prop;
-    CUDA_TRY(cudaGetDeviceProperties(&prop, c->device));
-    int drv = 0, rt = 0;
-    CUDA_TRY(cudaDriverGetVersion(&drv));
-    CUDA_TRY(cudaRuntimeGetVersion(&rt));
-    snprintf(buf, n, "%s, sm_%d%d, %d SMs, driver %d.%d, runtime %d.%d", prop.name, c->sm_major,
-             c->sm_minor, c->n_sms, drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
     return GLLM_OK;
 }
