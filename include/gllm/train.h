@@ -1,0 +1,62 @@
+/* Fine-tuning: a JSON run config, the training loop (AdamW, warmup + cosine
+ * learning rate, gradient accumulation, clipping, periodic validation),
+ * metrics.jsonl and summary.json in the run folder, and a final checkpoint
+ * in Hugging Face format. */
+#ifndef GLLM_TRAIN_H
+#define GLLM_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gllm/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gllm_train_config {
+    char model[4096];         /* HF model folder (config.json, *.safetensors, tokenizer.json) */
+    char data[4096];          /* JSONL (or JSON array) training records */
+    char out_dir[4096];       /* run folder: metrics.jsonl, summary.json, final/ */
+    char backend[32];         /* "auto", "cpu", "cuda", "cuda:N" */
+    char chat_template[256];  /* "" = the model's own; or a built-in name */
+    int seq_len, batch_size, grad_accum;
+    int epochs, max_steps;    /* max_steps > 0 overrides epochs */
+    int warmup_steps, eval_every, log_every;
+    float lr, min_lr_ratio, weight_decay, beta1, beta2, eps, max_grad_norm;
+    float val_fraction;
+    uint64_t seed;
+    bool packing, skip_bad;
+} gllm_train_config;
+
+/* Read a run config. Relative paths are taken from the config file's folder.
+ * Unknown keys and wrong types are errors naming the file and the key. */
+gllm_status gllm_train_config_load(const char *path, gllm_train_config *cfg);
+
+typedef struct gllm_train_progress {
+    int step, total_steps, epoch;
+    float loss, lr, grad_norm;
+    double tokens_per_s, elapsed_s, eta_s;
+    long long tokens;         /* tokens processed so far */
+    double rss_mib;           /* host resident memory */
+    float val_loss;           /* NaN when no evaluation ran at this step */
+} gllm_train_progress;
+
+typedef void (*gllm_train_callback)(const gllm_train_progress *p, void *user);
+
+typedef struct gllm_train_summary {
+    int steps;
+    float first_loss, final_loss, final_val_loss;
+    double seconds, tokens_per_s;
+    long long tokens;
+} gllm_train_summary;
+
+/* Run training as configured. on_progress (may be NULL) is called after
+ * every log_every-th step and after each evaluation. */
+gllm_status gllm_train_run(const gllm_train_config *cfg, gllm_train_callback on_progress,
+                           void *user, gllm_train_summary *summary);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

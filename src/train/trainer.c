@@ -1,0 +1,333 @@
+/* The training loop: dataset -> micro-batches -> forward/backward ->
+ * clipped AdamW with warmup + cosine learning rate, validation, metrics. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "gllm/data.h"
+#include "gllm/model.h"
+#include "gllm/tok.h"
+#include "gllm/train.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return (double)rss * 4096.0 / (1024.0 * 1024.0);
+}
+
+/* Linear warmup to lr, then cosine decay to lr * min_lr_ratio at the last step. */
+static float lr_at(const gllm_train_config *c, int step, int total)
+{
+    if (c->warmup_steps > 0 && step <= c->warmup_steps)
+        return c->lr * (float)step / (float)c->warmup_steps;
+    const int decay = total - c->warmup_steps;
+    if (decay <= 1)
+        return c->lr;
+    const double t = (double)(step - c->warmup_steps - 1) / (double)(decay - 1);
+    const double cosv = 0.5 * (1.0 + cos(M_PI * t));
+    return (float)(c->lr * (c->min_lr_ratio + (1.0 - c->min_lr_ratio) * cosv));
+}
+
+static int alloc_batch(gllm_batch *b, int B, int T)
+{
+    const size_t n = (size_t)B * T;
+    b->B = B;
+    b->T = T;
+    b->ids = malloc(n * sizeof(int32_t));
+    b->targets = malloc(n * sizeof(int32_t));
+    b->pos = malloc(n * sizeof(int32_t));
+    b->loss_mask = malloc(n * sizeof(float));
+    return b->ids && b->targets && b->pos && b->loss_mask;
+}
+
+static void free_batch(gllm_batch *b)
+{
+    free(b->ids);
+    free(b->targets);
+    free(b->pos);
+    free(b->loss_mask);
+}
+
+static double mask_sum(const gllm_batch *b)
+{
+    double s = 0;
+    for (int i = 0; i < b->B * b->T; i++)
+        s += b->loss_mask[i];
+    return s;
+}
+
+/* Mean loss over the validation split (token-weighted). */
+static gllm_status evaluate(gllm_model *m, const gllm_dataset *ds, const gllm_train_config *c,
+                            gllm_batch *b, float *val_loss)
+{
+    gllm_data_loader *l;
+    GLLM_TRY(gllm_data_loader_new(ds, 1, c->batch_size, c->seq_len, c->packing, 0, 0, 1, &l));
+    double sum = 0, count = 0;
+    gllm_status s = GLLM_OK;
+    for (size_t i = 0; s == GLLM_OK && i < gllm_data_loader_n_batches(l); i++) {
+        float loss;
+        s = gllm_data_loader_batch(l, i, b, NULL);
+        const double n = s == GLLM_OK ? mask_sum(b) : 0;
+        if (s == GLLM_OK && n > 0 && (s = gllm_model_forward(m, b, &loss, NULL)) == GLLM_OK) {
+            sum += loss * n;
+            count += n;
+        }
+    }
+    gllm_data_loader_free(l);
+    *val_loss = count > 0 ? (float)(sum / count) : NAN;
+    return s;
+}
+
+static gllm_status copy_file(const char *from_dir, const char *to_dir, const char *name)
+{
+    char src[4600], dst[4600];
+    snprintf(src, sizeof src, "%s/%s", from_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
+    FILE *in = fopen(src, "rb");
+    if (!in)
+        return GLLM_OK; /* optional file */
+    FILE *out = fopen(dst, "wb");
+    if (!out) {
+        fclose(in);
+        return gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", dst, strerror(errno));
+    }
+    char buf[65536];
+    size_t n;
+    gllm_status s = GLLM_OK;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) {
+            s = gllm_fail(GLLM_ERR_IO, "%s: short write", dst);
+            break;
+        }
+    fclose(in);
+    if (fclose(out) != 0 && s == GLLM_OK)
+        s = gllm_fail(GLLM_ERR_IO, "%s: close failed", dst);
+    return s;
+}
+
+/* A checkpoint folder that transformers loads: weights, config, tokenizer files. */
+static gllm_status save_checkpoint(gllm_model *m, const gllm_train_config *c, const char *name)
+{
+    char dir[4600];
+    snprintf(dir, sizeof dir, "%s/%s", c->out_dir, name);
+    GLLM_TRY(gllm_model_save(m, dir));
+    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json",
+                                        "special_tokens_map.json", "generation_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        GLLM_TRY(copy_file(c->model, dir, files[i]));
+    return GLLM_OK;
+}
+
+typedef struct run {
+    const gllm_train_config *c;
+    gllm_backend *be;
+    gllm_model *m;
+    gllm_tokenizer *tok;
+    gllm_chat_template *chat;
+    gllm_dataset *ds;
+    gllm_batch *micro;
+    FILE *metrics;
+} run;
+
+static void run_free(run *r)
+{
+    if (r->micro)
+        for (int i = 0; i < r->c->grad_accum; i++)
+            free_batch(&r->micro[i]);
+    free(r->micro);
+    if (r->metrics)
+        fclose(r->metrics);
+    gllm_data_free(r->ds);
+    gllm_chat_free(r->chat);
+    gllm_tok_free(r->tok);
+    gllm_model_free(r->m);
+    if (r->be)
+        r->be->destroy(r->be);
+}
+
+static gllm_status setup(run *r)
+{
+    const gllm_train_config *c = r->c;
+    if (mkdir(c->out_dir, 0755) != 0 && errno != EEXIST)
+        return gllm_fail(GLLM_ERR_IO, "%s: cannot create run folder: %s", c->out_dir,
+                         strerror(errno));
+    char path[4600];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
+    r->metrics = fopen(path, "w");
+    if (!r->metrics)
+        return gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    GLLM_TRY(gllm_backend_open(c->backend, &r->be));
+    GLLM_TRY(gllm_model_load(c->model, r->be, &r->m));
+    GLLM_TRY(gllm_tok_load(c->model, &r->tok));
+    const gllm_model_config *mc = gllm_model_cfg(r->m);
+    if (gllm_tok_vocab_size(r->tok) > mc->vocab_size)
+        return gllm_fail(GLLM_ERR_INVALID, "%s: tokenizer has %d tokens, the model's vocab_size is %d",
+                         c->model, gllm_tok_vocab_size(r->tok), mc->vocab_size);
+    if (c->seq_len > mc->max_pos)
+        return gllm_fail(GLLM_ERR_INVALID, "seq_len %d exceeds the model's max_position_embeddings %d",
+                         c->seq_len, mc->max_pos);
+    /* a chat template is needed only by "messages" records; a model without one is fine */
+    if (gllm_chat_load(c->model, c->chat_template[0] ? c->chat_template : NULL, &r->chat) != GLLM_OK) {
+        if (c->chat_template[0])
+            return gllm_fail_prefix(GLLM_ERR_INVALID, "chat_template \"%s\": ", c->chat_template);
+        r->chat = NULL;
+        gllm_clear_error();
+    }
+    gllm_data_options o = gllm_data_default_options();
+    o.max_len = c->seq_len;
+    o.overlong = GLLM_DATA_OVERLONG_TRUNCATE;
+    o.skip_bad = c->skip_bad;
+    o.chat = r->chat;
+    o.chat_source = c->chat_template[0] ? c->chat_template : c->model;
+    o.val_fraction = c->val_fraction;
+    o.seed = c->seed;
+    o.cache_dir = c->out_dir;
+    o.tokenizer_path = c->model;
+    gllm_data_encoder enc = gllm_data_encoder_tok(r->tok);
+    GLLM_TRY(gllm_data_load(c->data, &enc, &o, &r->ds));
+    const gllm_data_stats *st = gllm_data_stats_of(r->ds);
+    fprintf(r->metrics,
+            "{\"event\":\"data\",\"records\":%zu,\"train_docs\":%zu,\"val_docs\":%zu,"
+            "\"bad_skipped\":%zu,\"truncated\":%zu,\"tokens\":%zu,\"loss_tokens\":%zu,"
+            "\"cache_hit\":%s}\n",
+            st->n_records, st->n_train, st->n_val, st->n_bad, st->n_truncated, st->n_tokens,
+            st->n_loss_tokens, st->cache_hit ? "true" : "false");
+    if (st->n_train == 0)
+        return gllm_fail(GLLM_ERR_INVALID, "%s: no training documents", c->data);
+    r->micro = calloc((size_t)c->grad_accum, sizeof *r->micro);
+    if (!r->micro)
+        return gllm_fail(GLLM_ERR_OOM, "out of memory for micro-batches");
+    for (int i = 0; i < c->grad_accum; i++)
+        if (!alloc_batch(&r->micro[i], c->batch_size, c->seq_len))
+            return gllm_fail(GLLM_ERR_OOM, "out of memory for micro-batches");
+    return gllm_model_plan(r->m, c->batch_size, c->seq_len);
+}
+
+gllm_status gllm_train_run(const gllm_train_config *c, gllm_train_callback on_progress, void *user,
+                           gllm_train_summary *summary)
+{
+    run r = {.c = c};
+    memset(summary, 0, sizeof *summary);
+    gllm_status s = setup(&r);
+    gllm_data_loader *loader = NULL;
+    if (s == GLLM_OK)
+        s = gllm_data_loader_new(r.ds, 0, c->batch_size, c->seq_len, c->packing, 0, 0, 1, &loader);
+    const size_t per_epoch = loader ? gllm_data_loader_n_batches(loader) : 0;
+    const int steps_per_epoch = (int)(per_epoch / (size_t)c->grad_accum);
+    const int total = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
+    if (s == GLLM_OK && total < 1)
+        s = gllm_fail(GLLM_ERR_INVALID, "%s: %zu batches per epoch are fewer than grad_accum %d",
+                      c->data, per_epoch, c->grad_accum);
+    const gllm_adamw_config base = {.beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
+                                    .weight_decay = c->weight_decay,
+                                    .max_grad_norm = c->max_grad_norm};
+    const double t0 = now_s();
+    size_t cursor = 0;
+    int epoch = 0;
+    long long tokens = 0;
+    for (int step = 1; s == GLLM_OK && step <= total; step++) {
+        double loss_tokens = 0;
+        for (int k = 0; s == GLLM_OK && k < c->grad_accum; k++) {
+            if (cursor == per_epoch) { /* next epoch: a fresh shuffle */
+                gllm_data_loader_free(loader);
+                loader = NULL;
+                cursor = 0;
+                s = gllm_data_loader_new(r.ds, 0, c->batch_size, c->seq_len, c->packing,
+                                         (uint64_t)++epoch, 0, 1, &loader);
+            }
+            if (s == GLLM_OK)
+                s = gllm_data_loader_batch(loader, cursor++, &r.micro[k], NULL);
+            loss_tokens += s == GLLM_OK ? mask_sum(&r.micro[k]) : 0;
+        }
+        /* one optimizer step averages the loss over every target token of its micro-batches */
+        const float scale = loss_tokens > 0 ? (float)(1.0 / loss_tokens) : 0.0f;
+        double loss_sum = 0;
+        if (s == GLLM_OK)
+            s = gllm_model_zero_grad(r.m);
+        for (int k = 0; s == GLLM_OK && k < c->grad_accum; k++) {
+            float loss = 0;
+            if (scale > 0)
+                s = gllm_model_forward_backward(r.m, &r.micro[k], scale, &loss);
+            loss_sum += (double)loss * mask_sum(&r.micro[k]);
+        }
+        gllm_adamw_config h = base;
+        h.lr = lr_at(c, step, total);
+        float gnorm = 0;
+        if (s == GLLM_OK && scale > 0)
+            s = gllm_model_adamw_step(r.m, &h, step, &gnorm);
+        if (s != GLLM_OK)
+            break;
+        tokens += (long long)c->grad_accum * c->batch_size * c->seq_len;
+        const float loss = loss_tokens > 0 ? (float)(loss_sum / loss_tokens) : NAN;
+        if (step == 1)
+            summary->first_loss = loss;
+        summary->final_loss = loss;
+        const double el = now_s() - t0;
+        gllm_train_progress p = {.step = step, .total_steps = total, .epoch = epoch, .loss = loss,
+                                 .lr = h.lr, .grad_norm = gnorm, .tokens = tokens,
+                                 .elapsed_s = el, .tokens_per_s = tokens / (el > 0 ? el : 1e-9),
+                                 .eta_s = el / step * (total - step), .rss_mib = rss_mib(),
+                                 .val_loss = NAN};
+        if ((c->eval_every > 0 && step % c->eval_every == 0) ||
+            (step == total && c->val_fraction > 0)) {
+            s = evaluate(r.m, r.ds, c, &r.micro[0], &p.val_loss);
+            summary->final_val_loss = p.val_loss;
+            if (s == GLLM_OK)
+                fprintf(r.metrics, "{\"event\":\"eval\",\"step\":%d,\"val_loss\":%.6f}\n", step,
+                        p.val_loss);
+        }
+        fprintf(r.metrics,
+                "{\"step\":%d,\"epoch\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,"
+                "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f,\"rss_mib\":%.1f}\n",
+                step, epoch, loss, h.lr, gnorm, tokens, p.tokens_per_s, el, p.rss_mib);
+        fflush(r.metrics);
+        if (on_progress && (step % c->log_every == 0 || step == total || !isnan(p.val_loss)))
+            on_progress(&p, user);
+        summary->steps = step;
+    }
+    gllm_data_loader_free(loader);
+    summary->seconds = now_s() - t0;
+    summary->tokens = tokens;
+    summary->tokens_per_s = tokens / (summary->seconds > 0 ? summary->seconds : 1e-9);
+    if (s == GLLM_OK)
+        s = save_checkpoint(r.m, c, "final");
+    if (s == GLLM_OK) {
+        char path[4600];
+        snprintf(path, sizeof path, "%s/summary.json", c->out_dir);
+        FILE *f = fopen(path, "w");
+        if (!f)
+            s = gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        else {
+            char val[32] = "null";
+            if (c->val_fraction > 0 && !isnan(summary->final_val_loss))
+                snprintf(val, sizeof val, "%.6f", summary->final_val_loss);
+            fprintf(f,
+                    "{\"steps\":%d,\"first_loss\":%.6f,\"final_loss\":%.6f,\"final_val_loss\":%s,"
+                    "\"tokens\":%lld,\"seconds\":%.3f,\"tokens_per_s\":%.1f,\"backend\":\"%s\","
+                    "\"parameters\":%zu,\"checkpoint\":\"final\"}\n",
+                    summary->steps, summary->first_loss, summary->final_loss, val,
+                    summary->tokens, summary->seconds, summary->tokens_per_s, r.be->name,
+                    gllm_model_numel(r.m));
+            fclose(f);
+        }
+    }
+    run_free(&r);
+    return s;
+}
