@@ -65,6 +65,7 @@ TOKENS = {
     "chatml": (None, "<|im_end|>"),
     "plain": ("<s>", "</s>"),
     "features": ("<s>", "</s>"),
+    "features_ws": (None, None),
 }
 
 

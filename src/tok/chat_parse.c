@@ -642,7 +642,7 @@ static gllm_status parse_compare(parser *P, jexpr **out)
         const char *op;
         jop code;
     } ops[] = {{"==", JOP_EQ}, {"!=", JOP_NE}, {"<=", JOP_LE}, {">=", JOP_GE}, {"<", JOP_LT}, {">", JOP_GT}};
-    jexpr *lhs;
+    jexpr *lhs, *last = NULL;
     GLLM_TRY(parse_binary_level(P, 0, &lhs));
     for (;;) {
         token *t = peek(P);
@@ -661,12 +661,22 @@ static gllm_status parse_compare(parser *P, jexpr **out)
         } else {
             break;
         }
+        /* a < b < c is (a < b) and (b < c), as in Python */
         jexpr *e;
         OOM_IF(e = new_expr(P, JE_BIN, t->line));
         e->op = (jop)code;
-        e->a = lhs;
+        e->a = last ? last->b : lhs;
         GLLM_TRY(parse_binary_level(P, 0, &e->b));
-        lhs = e;
+        if (last) {
+            jexpr *both;
+            OOM_IF(both = new_expr(P, JE_AND, t->line));
+            both->a = lhs;
+            both->b = e;
+            lhs = both;
+        } else {
+            lhs = e;
+        }
+        last = e;
     }
     *out = lhs;
     return GLLM_OK;

@@ -128,7 +128,7 @@ int main(void)
 
     TEST_CASE("fixture and shared templates match transformers") {
         const char *names[] = {"qwen2_instruct", "smollm2_instruct", "llama2_chat", "mistral_instruct",
-                               "chatml", "plain", "features", "llama3", "llama3.1", "qwen3"};
+                               "chatml", "plain", "features", "features_ws", "llama3", "llama3.1", "qwen3"};
         for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
             gllm_chat_template *t = open_named(names[i], tokens);
             if (!t) {
