@@ -1,0 +1,363 @@
+/* The op cases shared by the backend op tests: a table of (op, shape) cases,
+ * each with host inputs and a forward and backward written against the op
+ * table, so any backend runs them (tests/backend/test_backend_ops.c). */
+#ifndef GLLM_TEST_OPS_CASES_H
+#define GLLM_TEST_OPS_CASES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gllm/backend.h"
+#include "gllm/dtype.h"
+#include "test_util.h"
+
+#define MAX_IN 4
+#define POOL_MAX 32
+
+typedef enum op_kind {
+    OP_LINEAR,
+    OP_LAYERNORM,
+    OP_RMSNORM,
+    OP_ROPE,
+    OP_ATTENTION,
+    OP_GELU,
+    OP_SWIGLU,
+    OP_ADD,
+    OP_EMBED,
+    OP_XENT,
+} op_kind;
+
+typedef struct tcase {
+    op_kind op;
+    const char *name;
+    /* linear: M tokens, N outputs, K inputs; norms/swiglu/embed/xent: M rows, N columns */
+    int M, N, K;
+    bool bias, gelu, residual, wpe;
+    gllm_attn_shape as;       /* attention */
+    int heads, head_dim, rot_dim, col0, row_stride; /* rope */
+} tcase;
+
+/* A case made concrete: random inputs and index arrays on the host. */
+typedef struct inst {
+    const tcase *c;
+    int n_in;
+    float *in[MAX_IN];
+    size_t in_n[MAX_IN];
+    bool diff[MAX_IN];     /* has a gradient from bwd */
+    bool grad_f32[MAX_IN]; /* parameter gradient (F32) rather than activation (act) */
+    size_t out_n;
+    bool out_f32;          /* output is F32 whatever act_dtype is (losses) */
+    bool r_const;          /* the loss weights R must be one constant (xent) */
+    int32_t *ids, *pos;    /* [M] or [B*T] */
+    float *mask, *inv_freq;
+} inst;
+
+/* Device allocations of one op run, freed together. */
+typedef struct pool {
+    gllm_backend *be;
+    void *p[POOL_MAX];
+    int n;
+} pool;
+
+#define XENT_SCALE 0.25f
+
+static void *pool_alloc(pool *pl, size_t bytes)
+{
+    void *p = NULL;
+    if (pl->n == POOL_MAX || pl->be->alloc(pl->be, bytes, "test buffer", &p) != GLLM_OK)
+        return NULL;
+    pl->p[pl->n++] = p;
+    return p;
+}
+
+static void pool_free(pool *pl)
+{
+    for (int i = 0; i < pl->n; i++)
+        pl->be->free(pl->be, pl->p[i]);
+    pl->n = 0;
+}
+
+static size_t act_size(const gllm_backend *be) { return gllm_dtype_size(be->act_dtype); }
+
+static void *up_act(pool *pl, const float *h, size_t n)
+{
+    void *d = pool_alloc(pl, n * act_size(pl->be));
+    if (d && pl->be->upload_f32(pl->be, d, h, n) != GLLM_OK)
+        return NULL;
+    return d;
+}
+
+static void *up_raw(pool *pl, const void *h, size_t bytes)
+{
+    void *d = pool_alloc(pl, bytes);
+    if (d && pl->be->upload(pl->be, d, h, bytes) != GLLM_OK)
+        return NULL;
+    return d;
+}
+
+static void *zeros(pool *pl, size_t bytes)
+{
+    void *d = pool_alloc(pl, bytes);
+    if (d && pl->be->memset0(pl->be, d, bytes) != GLLM_OK)
+        return NULL;
+    return d;
+}
+
+/* Document starts at random: pos restarts at 0 with probability 1/5 per token. */
+static void make_pos(int32_t *pos, int B, int T)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            pos[b * T + t] = t == 0 || test_rand_u64() % 5 == 0 ? 0 : pos[b * T + t - 1] + 1;
+}
+
+static size_t rope_rows(const tcase *c) { return (size_t)c->M * c->row_stride; }
+
+static float *new_filled(size_t n, float scale)
+{
+    float *x = malloc(n * sizeof *x);
+    test_fill(x, n, scale);
+    return x;
+}
+
+static void add_in(inst *t, size_t n, float scale, bool diff, bool grad_f32)
+{
+    int i = t->n_in++;
+    t->in[i] = new_filled(n, scale);
+    t->in_n[i] = n;
+    t->diff[i] = diff;
+    t->grad_f32[i] = grad_f32;
+}
+
+static void inst_make(inst *t, const tcase *c)
+{
+    memset(t, 0, sizeof *t);
+    t->c = c;
+    size_t M = (size_t)c->M, N = (size_t)c->N, K = (size_t)c->K;
+    switch (c->op) {
+    case OP_LINEAR:
+        add_in(t, M * K, 1.0f, true, false);
+        add_in(t, N * K, 0.5f, true, true);
+        if (c->bias)
+            add_in(t, N, 0.5f, true, true);
+        if (c->residual)
+            add_in(t, M * N, 1.0f, false, false);
+        t->out_n = M * N;
+        break;
+    case OP_LAYERNORM:
+    case OP_RMSNORM:
+        add_in(t, M * N, 1.0f, true, false);
+        /* alternating +-2 keeps every row's variance away from 0, where the
+         * normalisation is too curved for finite differences */
+        for (size_t i = 0; i < M * N; i++)
+            t->in[0][i] += i % N % 2 ? 2.0f : -2.0f;
+        add_in(t, N, 1.0f, true, true);
+        for (size_t i = 0; i < N; i++) /* weights near 1, as trained norms are */
+            t->in[1][i] += 1.0f;
+        if (c->op == OP_LAYERNORM)
+            add_in(t, N, 0.5f, true, true);
+        t->out_n = M * N;
+        break;
+    case OP_ROPE: {
+        add_in(t, rope_rows(c), 1.0f, true, false);
+        t->pos = malloc(M * sizeof *t->pos);
+        for (size_t n = 0; n < M; n++)
+            t->pos[n] = (int32_t)(test_rand_u64() % 4096);
+        t->inv_freq = malloc((size_t)c->rot_dim / 2 * sizeof(float));
+        for (int i = 0; i < c->rot_dim / 2; i++)
+            t->inv_freq[i] = (float)pow(10000.0, -2.0 * i / c->rot_dim);
+        t->out_n = rope_rows(c);
+        break;
+    }
+    case OP_ATTENTION: {
+        const gllm_attn_shape *s = &c->as;
+        size_t n = (size_t)s->B * s->T;
+        add_in(t, n * (size_t)(s->Hq + 2 * s->Hkv) * s->D, 1.5f, true, false);
+        t->pos = malloc(n * sizeof *t->pos);
+        make_pos(t->pos, s->B, s->T);
+        t->out_n = n * (size_t)s->Hq * s->D;
+        break;
+    }
+    case OP_GELU:
+        add_in(t, M, 3.0f, true, false);
+        t->out_n = M;
+        break;
+    case OP_SWIGLU:
+        add_in(t, M * 2 * N, 3.0f, true, false);
+        t->out_n = M * N;
+        break;
+    case OP_ADD:
+        add_in(t, M, 1.0f, false, false);
+        add_in(t, M, 1.0f, false, false);
+        t->out_n = M;
+        break;
+    case OP_EMBED:
+        /* M tokens, N channels, K vocabulary (small, so ids repeat) */
+        add_in(t, K * N, 1.0f, true, true);
+        if (c->wpe)
+            add_in(t, M * N, 1.0f, true, true);
+        t->ids = malloc(M * sizeof *t->ids);
+        t->pos = malloc(M * sizeof *t->pos);
+        for (size_t n = 0; n < M; n++)
+            t->ids[n] = (int32_t)(test_rand_u64() % K);
+        make_pos(t->pos, 1, c->M);
+        t->out_n = M * N;
+        break;
+    case OP_XENT:
+        add_in(t, M * N, 4.0f, true, false);
+        t->ids = malloc(M * sizeof *t->ids);
+        t->mask = malloc(M * sizeof *t->mask);
+        for (size_t n = 0; n < M; n++) {
+            t->ids[n] = (int32_t)(test_rand_u64() % N);
+            t->mask[n] = n % 3 == 1 ? 0.0f : 1.0f;
+        }
+        t->out_n = M;
+        t->out_f32 = true;
+        t->r_const = true;
+        break;
+    }
+}
+
+static void inst_free(inst *t)
+{
+    for (int i = 0; i < t->n_in; i++)
+        free(t->in[i]);
+    free(t->ids);
+    free(t->pos);
+    free(t->mask);
+    free(t->inv_freq);
+}
+
+static gllm_matmul_args linear_args(const tcase *c)
+{
+    gllm_matmul_args a = {.M = c->M, .N = c->N, .K = c->K, .trans_b = true, .alpha = 1.0f};
+    return a;
+}
+
+/* Forward of the case on `be`: device inputs din, device output dout. */
+static gllm_status op_fwd(const inst *t, gllm_backend *be, pool *pl, void **din, void *out)
+{
+    const tcase *c = t->c;
+    size_t as = act_size(be);
+    switch (c->op) {
+    case OP_LINEAR: {
+        gllm_matmul_args a = linear_args(c);
+        a.bias = c->bias ? din[2] : NULL;
+        a.epilogue = c->gelu ? GLLM_EPI_GELU : GLLM_EPI_NONE;
+        a.residual = c->residual ? din[c->bias ? 3 : 2] : NULL;
+        return be->matmul(be, out, din[0], din[1], &a);
+    }
+    case OP_LAYERNORM:
+        return be->layernorm_fwd(be, out, NULL, NULL, din[0], din[1], din[2], c->M, c->N, 1e-5f);
+    case OP_RMSNORM:
+        return be->rmsnorm_fwd(be, out, NULL, din[0], din[1], c->M, c->N, 1e-5f);
+    case OP_ROPE: {
+        gllm_rope_args a = {c->M, c->heads, c->head_dim, c->rot_dim, c->row_stride,
+                            up_raw(pl, t->inv_freq, (size_t)c->rot_dim / 2 * sizeof(float)),
+                            1.0f};
+        GLLM_TRY(be->copy(be, out, din[0], rope_rows(c) * as));
+        return be->rope_fwd(be, (char *)out + (size_t)c->col0 * as,
+                            up_raw(pl, t->pos, (size_t)c->M * 4), &a);
+    }
+    case OP_ATTENTION: {
+        size_t n = (size_t)c->as.B * c->as.T;
+        float *lse = pool_alloc(pl, n * (size_t)c->as.Hq * sizeof(float));
+        return be->attention_fwd(be, out, lse, din[0], up_raw(pl, t->pos, n * 4), &c->as);
+    }
+    case OP_GELU:
+        return be->gelu_fwd(be, out, din[0], (size_t)c->M);
+    case OP_SWIGLU:
+        return be->swiglu_fwd(be, out, din[0], c->M, c->N);
+    case OP_ADD:
+        return be->add(be, out, din[0], din[1], (size_t)c->M);
+    case OP_EMBED:
+        return be->embed_fwd(be, out, up_raw(pl, t->ids, (size_t)c->M * 4),
+                             up_raw(pl, t->pos, (size_t)c->M * 4), din[0],
+                             c->wpe ? din[1] : NULL, c->M, c->N);
+    case OP_XENT: {
+        void *x = pool_alloc(pl, (size_t)c->M * c->N * as);
+        GLLM_TRY(be->copy(be, x, din[0], (size_t)c->M * c->N * as));
+        return be->xent_fwd_bwd(be, out, x, up_raw(pl, t->ids, (size_t)c->M * 4),
+                                up_raw(pl, t->mask, (size_t)c->M * 4), c->M, c->N, 0.0f);
+    }
+    }
+    return GLLM_ERR_INVALID;
+}
+
+/* Backward: the gradients dg[i] of every input with diff[i], zeroed by the caller,
+ * for the loss sum(out * dout). */
+static gllm_status op_bwd(const inst *t, gllm_backend *be, pool *pl, void **din,
+                          const void *dout, void **dg)
+{
+    const tcase *c = t->c;
+    size_t as = act_size(be), M = (size_t)c->M, N = (size_t)c->N;
+    switch (c->op) {
+    case OP_LINEAR: {
+        const void *dpre = dout;
+        if (c->gelu) { /* the model keeps the pre-activation; recompute it here */
+            gllm_matmul_args a = linear_args(c);
+            a.bias = c->bias ? din[2] : NULL;
+            void *pre = pool_alloc(pl, M * N * as), *dp = pool_alloc(pl, M * N * as);
+            GLLM_TRY(be->matmul(be, pre, din[0], din[1], &a));
+            GLLM_TRY(be->gelu_bwd(be, dp, pre, dout, M * N));
+            dpre = dp;
+        }
+        gllm_matmul_args dx = {.M = c->M, .N = c->K, .K = c->N, .alpha = 1.0f};
+        GLLM_TRY(be->matmul(be, dg[0], dpre, din[1], &dx));
+        gllm_matmul_args dw = {.M = c->N, .N = c->K, .K = c->M, .trans_a = true, .alpha = 1.0f,
+                               .beta = 1.0f, .c_f32 = true};
+        GLLM_TRY(be->matmul(be, dg[1], dpre, din[0], &dw));
+        if (c->bias)
+            GLLM_TRY(be->bias_bwd(be, dg[2], dpre, c->M, c->N));
+        return GLLM_OK;
+    }
+    case OP_LAYERNORM: {
+        float *mean = pool_alloc(pl, M * 4), *rstd = pool_alloc(pl, M * 4);
+        void *y = pool_alloc(pl, M * N * as);
+        GLLM_TRY(be->layernorm_fwd(be, y, mean, rstd, din[0], din[1], din[2], c->M, c->N, 1e-5f));
+        return be->layernorm_bwd(be, dg[0], dg[1], dg[2], dout, din[0], din[1], mean, rstd,
+                                 c->M, c->N);
+    }
+    case OP_RMSNORM: {
+        float *rstd = pool_alloc(pl, M * 4);
+        void *y = pool_alloc(pl, M * N * as);
+        GLLM_TRY(be->rmsnorm_fwd(be, y, rstd, din[0], din[1], c->M, c->N, 1e-5f));
+        return be->rmsnorm_bwd(be, dg[0], dg[1], dout, din[0], din[1], rstd, c->M, c->N);
+    }
+    case OP_ROPE: {
+        gllm_rope_args a = {c->M, c->heads, c->head_dim, c->rot_dim, c->row_stride,
+                            up_raw(pl, t->inv_freq, (size_t)c->rot_dim / 2 * sizeof(float)),
+                            1.0f};
+        GLLM_TRY(be->copy(be, dg[0], dout, rope_rows(c) * as));
+        return be->rope_bwd(be, (char *)dg[0] + (size_t)c->col0 * as,
+                            up_raw(pl, t->pos, M * 4), &a);
+    }
+    case OP_ATTENTION: {
+        size_t n = (size_t)c->as.B * c->as.T;
+        float *lse = pool_alloc(pl, n * (size_t)c->as.Hq * sizeof(float));
+        void *out = pool_alloc(pl, t->out_n * as);
+        const int32_t *pos = up_raw(pl, t->pos, n * 4);
+        GLLM_TRY(be->attention_fwd(be, out, lse, din[0], pos, &c->as));
+        return be->attention_bwd(be, dg[0], dout, din[0], out, lse, pos, &c->as);
+    }
+    case OP_GELU:
+        return be->gelu_bwd(be, dg[0], din[0], dout, M);
+    case OP_SWIGLU:
+        return be->swiglu_bwd(be, dg[0], din[0], dout, c->M, c->N);
+    case OP_ADD:
+        return GLLM_OK;
+    case OP_EMBED:
+        return be->embed_bwd(be, dg[0], c->wpe ? dg[1] : NULL, dout, up_raw(pl, t->ids, M * 4),
+                             up_raw(pl, t->pos, M * 4), c->M, c->N, c->K);
+    case OP_XENT: {
+        /* the fused op's gradient is d(sum_n XENT_SCALE * loss[n]) / dlogits */
+        float *loss = pool_alloc(pl, M * 4);
+        GLLM_TRY(be->copy(be, dg[0], din[0], M * N * as));
+        return be->xent_fwd_bwd(be, loss, dg[0], up_raw(pl, t->ids, M * 4),
+                                up_raw(pl, t->mask, M * 4), c->M, c->N, XENT_SCALE);
+    }
+    }
+    return GLLM_ERR_INVALID;
+}
+
+#endif
