@@ -4,11 +4,13 @@
 // registers), fused epilogue straight from the accumulators.
 //
 // Block tile 128 x BN x 64 (BN = 256, or 128 when 256-wide tiles would leave
-// most of the last wave idle). Each consumer owns 64 rows. Serves operands
-// whose K dimension is contiguous (A [M,K], B [N,K]: the forward linear layer);
-// the other layouts, misaligned rows and K = 0 are declined with
-// GLLM_ERR_UNSUPPORTED and go to the mma.sync kernel. TMA zero-fills the parts
-// of a box outside the matrix, so M, N and K need not be tile multiples.
+// most of the last wave idle). Each consumer owns 64 rows. Each operand stays
+// in its stored layout: K-contiguous (A [M,K], B [N,K]) or M/N-contiguous
+// (trans_a A [K,M], B [K,N]), the latter read through wgmma's transpose bits,
+// so forward, input-gradient and weight-gradient GEMMs all run here.
+// Misaligned rows and K = 0 are declined with GLLM_ERR_UNSUPPORTED and go to
+// the mma.sync kernel. TMA zero-fills the parts of a box outside the matrix, so
+// M, N and K need not be tile multiples.
 #include <cuda.h>
 
 #include "matmul.cuh"
@@ -17,6 +19,9 @@ namespace {
 
 constexpr int BM = 128, BK = 64, STAGES = 4, THREADS = 384;
 constexpr int A_BYTES = BM * BK * 2;
+// One 64-row box of an M/N-contiguous operand: 64 k rows of 128 bytes.
+constexpr int MN_CHUNK_BYTES = 64 * BK * 2;
+static_assert(A_BYTES == (BM / 64) * MN_CHUNK_BYTES, "an M/N-major tile is whole 64-wide boxes");
 
 template <int BN> struct wg_cfg {
     static constexpr int STAGE_BYTES = A_BYTES + BN * BK * 2;
@@ -73,18 +78,24 @@ __device__ __forceinline__ void tma_load(void *dst, const CUtensorMap *map, uint
                  : "memory");
 }
 
-// Shared-memory matrix descriptor for a K-major tile of 128-byte rows stored
-// with the 128-byte swizzle: 8-row core-matrix groups are 1024 bytes apart
-// (stride byte offset); the leading byte offset is unused for this layout.
-__device__ __forceinline__ uint64_t desc_sw128(const void *tile)
+// Shared-memory matrix descriptor for a tile stored with the 128-byte swizzle
+// (what TMA writes with CU_TENSOR_MAP_SWIZZLE_128B): start address, leading
+// byte offset (bits 16-29), stride byte offset (bits 32-45), swizzle mode 1.
+//  K-major (rows of 64 K values): 8-row groups are 1024 bytes apart (SBO); LBO
+//    is unused. A k16 step is +32 bytes inside the swizzled 128-byte row.
+//  MN-major (rows of 64 M/N values, one row per k): the 8-k groups are 1024
+//    bytes apart (SBO) and the 64-wide M/N chunks, each loaded as its own TMA
+//    box of 64 k rows, are 8192 bytes apart (LBO). A k16 step is +2048 bytes.
+template <bool KMAJOR> __device__ __forceinline__ uint64_t desc_sw128(const void *tile)
 {
     uint64_t d = (smem_u32(tile) & 0x3FFFF) >> 4;
-    d |= (uint64_t)1 << 16;
+    d |= (uint64_t)((KMAJOR ? 16 : MN_CHUNK_BYTES) >> 4) << 16;
     d |= (uint64_t)(1024 >> 4) << 32;
     d |= (uint64_t)1 << 62;
     return d;
 }
 
+template <int TA, int TB>
 __device__ __forceinline__ void wgmma_n128(float (&d)[64], uint64_t da, uint64_t db)
 {
     asm volatile(
@@ -96,7 +107,7 @@ __device__ __forceinline__ void wgmma_n128(float (&d)[64], uint64_t da, uint64_t
         "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
         "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
         "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63},"
-        " %64, %65, p, 1, 1, 0, 0;\n"
+        " %64, %65, p, 1, 1, %67, %68;\n"
         "}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
@@ -106,9 +117,10 @@ __device__ __forceinline__ void wgmma_n128(float (&d)[64], uint64_t da, uint64_t
           "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
           "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
           "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "l"(da), "l"(db), "r"(1));
+        : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
 }
 
+template <int TA, int TB>
 __device__ __forceinline__ void wgmma_n256(float (&d)[128], uint64_t da, uint64_t db)
 {
     asm volatile(
@@ -124,7 +136,7 @@ __device__ __forceinline__ void wgmma_n256(float (&d)[128], uint64_t da, uint64_
         "%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,"
         "%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,"
         "%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127},"
-        " %128, %129, p, 1, 1, 0, 0;\n"
+        " %128, %129, p, 1, 1, %131, %132;\n"
         "}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
@@ -142,23 +154,39 @@ __device__ __forceinline__ void wgmma_n256(float (&d)[128], uint64_t da, uint64_
           "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
           "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
           "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-        : "l"(da), "l"(db), "r"(1));
+        : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
 }
 
-template <int BN> __device__ __forceinline__ void wgmma_bn(float (&d)[BN / 2], uint64_t da,
-                                                           uint64_t db);
-template <> __device__ __forceinline__ void wgmma_bn<128>(float (&d)[64], uint64_t da, uint64_t db)
+template <int BN, int TA, int TB>
+__device__ __forceinline__ void wgmma_bn(float (&d)[BN / 2], uint64_t da, uint64_t db)
 {
-    wgmma_n128(d, da, db);
-}
-template <> __device__ __forceinline__ void wgmma_bn<256>(float (&d)[128], uint64_t da, uint64_t db)
-{
-    wgmma_n256(d, da, db);
+    if constexpr (BN == 128)
+        wgmma_n128<TA, TB>(d, da, db);
+    else
+        wgmma_n256<TA, TB>(d, da, db);
 }
 
 #endif
 
-template <int BN>
+// Load one operand's BK slice of `rows` rows at row r0 into shared memory.
+// K-major: one box of BK x rows. MN-major: rows/64 boxes of 64 x BK, one per
+// 64-wide chunk (a 128-byte-swizzled box row is at most 64 bf16).
+template <bool KMAJOR, int ROWS>
+__device__ __forceinline__ void load_operand(unsigned char *dst, const CUtensorMap *map,
+                                             uint64_t *bar, int k0, int r0, int b)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if (KMAJOR) {
+        tma_load(dst, map, bar, k0, r0, b);
+    } else {
+#pragma unroll
+        for (int c = 0; c < ROWS / 64; c++)
+            tma_load(dst + c * MN_CHUNK_BYTES, map, bar, r0 + 64 * c, k0, b);
+    }
+#endif
+}
+
+template <int BN, bool A_KMAJOR, bool B_KMAJOR>
 __global__ void __launch_bounds__(THREADS, 1)
     mm_wgmma_kernel(const __grid_constant__ CUtensorMap tma_a,
                     const __grid_constant__ CUtensorMap tma_b, gllm_mm_params p)
@@ -195,9 +223,11 @@ __global__ void __launch_bounds__(THREADS, 1)
                 if (round > 0)
                     mbar_wait(&empty[s], (round - 1) & 1);
                 unsigned char *st = smem + s * STAGE_BYTES;
+                // counts whole boxes: TMA zero-fills and still counts the parts
+                // outside the matrix
                 mbar_expect_tx(&full[s], STAGE_BYTES);
-                tma_load(st, &tma_a, &full[s], kt * BK, m0, b);
-                tma_load(st + A_BYTES, &tma_b, &full[s], kt * BK, n0, b);
+                load_operand<A_KMAJOR, BM>(st, &tma_a, &full[s], kt * BK, m0, b);
+                load_operand<B_KMAJOR, BN>(st + A_BYTES, &tma_b, &full[s], kt * BK, n0, b);
             }
         }
     } else {
@@ -206,7 +236,10 @@ __global__ void __launch_bounds__(THREADS, 1)
 #pragma unroll
         for (int i = 0; i < BN / 2; i++)
             acc[i] = 0.f;
+        // Consumer rows: 64 rows further is +8192 bytes in both layouts (64
+        // rows of 128 bytes, or the second 64-wide M chunk).
         int row0 = (wg - 1) * 64;
+        constexpr int KSTEP_A = A_KMAJOR ? 32 : 2048, KSTEP_B = B_KMAJOR ? 32 : 2048;
         for (int kt = 0; kt < ktiles; kt++) {
             int s = kt % STAGES;
             mbar_wait(&full[s], (kt / STAGES) & 1);
@@ -216,8 +249,9 @@ __global__ void __launch_bounds__(THREADS, 1)
             asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
             for (int kk = 0; kk < BK / 16; kk++)
-                // 16 bf16 = 32 bytes along K inside the swizzled 128-byte row
-                wgmma_bn<BN>(acc, desc_sw128(a_tile + kk * 32), desc_sw128(b_tile + kk * 32));
+                wgmma_bn<BN, A_KMAJOR ? 0 : 1, B_KMAJOR ? 0 : 1>(
+                    acc, desc_sw128<A_KMAJOR>(a_tile + kk * KSTEP_A),
+                    desc_sw128<B_KMAJOR>(b_tile + kk * KSTEP_B));
             asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
             asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
             mbar_arrive(&empty[s]);
@@ -236,15 +270,16 @@ __global__ void __launch_bounds__(THREADS, 1)
 #endif
 }
 
-// A 3-d (K, rows, batch) bf16 tensor map whose box is 64 x box_rows x 1 with
-// the 128-byte swizzle that desc_sw128 describes.
-gllm_status make_map(CUtensorMap *map, const void *base, int K, int rows, int ld, int batch,
-                     int64_t stride, int box_rows, const char *which)
+// A 3-d bf16 tensor map over (inner, outer, batch) with the 128-byte swizzle
+// that desc_sw128 describes. K-major operands: inner = K, box 64 x rows;
+// MN-major: inner = M or N, box 64 x 64.
+gllm_status make_map(CUtensorMap *map, const void *base, int inner, int outer, int ld, int batch,
+                     int64_t stride, int box_outer, const char *which)
 {
-    cuuint64_t dims[3] = {(cuuint64_t)K, (cuuint64_t)rows, (cuuint64_t)batch};
+    cuuint64_t dims[3] = {(cuuint64_t)inner, (cuuint64_t)outer, (cuuint64_t)batch};
     cuuint64_t strides[2] = {(cuuint64_t)ld * 2,
-                             (cuuint64_t)(batch > 1 ? stride : (int64_t)ld * rows) * 2};
-    cuuint32_t box[3] = {(cuuint32_t)BK, (cuuint32_t)box_rows, 1};
+                             (cuuint64_t)(batch > 1 ? stride : (int64_t)ld * outer) * 2};
+    cuuint32_t box[3] = {64, (cuuint32_t)box_outer, 1};
     cuuint32_t estr[3] = {1, 1, 1};
     CUresult r = cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)base,
                                         dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -254,24 +289,44 @@ gllm_status make_map(CUtensorMap *map, const void *base, int K, int rows, int ld
     if (r != CUDA_SUCCESS) {
         const char *msg = "?";
         cuGetErrorString(r, &msg);
-        return gllm_fail(GLLM_ERR_BACKEND, "matmul wgmma: tensor map for %s (K=%d rows=%d ld=%d): %s",
-                         which, K, rows, ld, msg);
+        return gllm_fail(GLLM_ERR_BACKEND,
+                         "matmul wgmma: tensor map for %s (%d x %d, ld %d): %s", which, inner,
+                         outer, ld, msg);
     }
     return GLLM_OK;
 }
 
-template <int BN> gllm_status launch(gllm_cuda_ctx *c, const gllm_mm_params &p)
+template <int BN, bool A_KMAJOR, bool B_KMAJOR>
+gllm_status launch(gllm_cuda_ctx *c, const gllm_mm_params &p)
 {
     CUtensorMap ma, mb;
-    GLLM_TRY(make_map(&ma, p.A, p.K, p.M, p.lda, p.batch, p.sa, BM, "A"));
-    GLLM_TRY(make_map(&mb, p.B, p.K, p.N, p.ldb, p.batch, p.sb, BN, "B"));
-    auto kernel = mm_wgmma_kernel<BN>;
+    if (A_KMAJOR)
+        GLLM_TRY(make_map(&ma, p.A, p.K, p.M, p.lda, p.batch, p.sa, BM, "A"));
+    else
+        GLLM_TRY(make_map(&ma, p.A, p.M, p.K, p.lda, p.batch, p.sa, BK, "A"));
+    if (B_KMAJOR)
+        GLLM_TRY(make_map(&mb, p.B, p.K, p.N, p.ldb, p.batch, p.sb, BN, "B"));
+    else
+        GLLM_TRY(make_map(&mb, p.B, p.N, p.K, p.ldb, p.batch, p.sb, BK, "B"));
+    auto kernel = mm_wgmma_kernel<BN, A_KMAJOR, B_KMAJOR>;
     int smem = wg_cfg<BN>::SMEM;
     CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     int64_t tiles = (int64_t)gllm_cdiv(p.M, BM) * gllm_cdiv(p.N, BN);
     kernel<<<dim3((unsigned)tiles, 1, p.batch), THREADS, smem, c->stream>>>(ma, mb, p);
     CUDA_LAUNCH_CHECK("mm_wgmma_kernel");
     return GLLM_OK;
+}
+
+template <int BN> gllm_status launch_bn(gllm_cuda_ctx *c, const gllm_mm_params &p)
+{
+    bool a_k = !p.trans_a, b_k = p.trans_b;
+    if (a_k && b_k)
+        return launch<BN, true, true>(c, p);
+    if (a_k)
+        return launch<BN, true, false>(c, p);
+    if (b_k)
+        return launch<BN, false, true>(c, p);
+    return launch<BN, false, false>(c, p);
 }
 
 int64_t waves(int64_t tiles, int sms) { return (tiles + sms - 1) / sms; }
@@ -283,10 +338,6 @@ gllm_status gllm_mm_launch_wgmma(gllm_cuda_ctx *c, const gllm_mm_params &p)
     if (!c->hopper)
         return gllm_fail(GLLM_ERR_UNSUPPORTED, "matmul wgmma: needs sm_90, device is sm_%d%d",
                          c->sm_major, c->sm_minor);
-    if (p.trans_a || !p.trans_b)
-        return gllm_fail(GLLM_ERR_UNSUPPORTED,
-                         "matmul wgmma: serves K-contiguous A and B only (trans_a=%d trans_b=%d)",
-                         (int)p.trans_a, (int)p.trans_b);
     bool batch_ok = p.batch == 1 || (p.sa % 8 == 0 && p.sb % 8 == 0 && p.sa > 0 && p.sb > 0);
     if (p.K == 0 || (uintptr_t)p.A % 16 || (uintptr_t)p.B % 16 || p.lda % 8 || p.ldb % 8 ||
         !batch_ok)
@@ -305,6 +356,6 @@ gllm_status gllm_mm_launch_wgmma(gllm_cuda_ctx *c, const gllm_mm_params &p)
     if (t256 > 0x7fffffff || t128 > 0x7fffffff)
         return gllm_fail(GLLM_ERR_UNSUPPORTED, "matmul wgmma: too many tiles");
     if (11 * waves(t128, sms) < 20 * waves(t256, sms))
-        return launch<128>(c, p);
-    return launch<256>(c, p);
+        return launch_bn<128>(c, p);
+    return launch_bn<256>(c, p);
 }
