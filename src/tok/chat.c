@@ -16,7 +16,7 @@ struct jarena_chunk {
     max_align_t data[];
 };
 
-void *jarena_alloc(jarena *a, size_t bytes)
+void *gllm_jarena_alloc(jarena *a, size_t bytes)
 {
     bytes = (bytes + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
     jarena_chunk *h = a->head;
@@ -35,9 +35,9 @@ void *jarena_alloc(jarena *a, size_t bytes)
     return p;
 }
 
-char *jarena_strndup(jarena *a, const char *s, size_t n)
+char *gllm_jarena_strndup(jarena *a, const char *s, size_t n)
 {
-    char *d = jarena_alloc(a, n + 1);
+    char *d = gllm_jarena_alloc(a, n + 1);
     if (d) {
         memcpy(d, s, n);
         d[n] = '\0';
@@ -45,7 +45,7 @@ char *jarena_strndup(jarena *a, const char *s, size_t n)
     return d;
 }
 
-void jarena_free(jarena *a)
+void gllm_jarena_free(jarena *a)
 {
     while (a->head) {
         jarena_chunk *n = a->head->next;
@@ -114,7 +114,7 @@ void gllm_chat_free(gllm_chat_template *t)
 {
     if (!t)
         return;
-    jarena_free(&t->tpl.arena);
+    gllm_jarena_free(&t->tpl.arena);
     free(t->bos);
     free(t->eos);
     free(t);
@@ -136,7 +136,7 @@ gllm_status gllm_chat_open(const char *spec, const char *bos_token, const char *
         gllm_chat_free(t);
         return gllm_fail(GLLM_ERR_OOM, "chat template: out of memory");
     }
-    gllm_status s = jinja_parse(builtin ? builtin : spec, &t->tpl);
+    gllm_status s = gllm_jinja_parse(builtin ? builtin : spec, &t->tpl);
     if (s != GLLM_OK) {
         gllm_chat_free(t);
         return s;
@@ -238,17 +238,17 @@ gllm_status gllm_chat_render(const gllm_chat_template *t, const gllm_chat_messag
     *out = NULL;
     jarena scratch = {0};
     gllm_status s = GLLM_OK;
-    jlist *list = jarena_alloc(&scratch, sizeof *list);
+    jlist *list = gllm_jarena_alloc(&scratch, sizeof *list);
     if (list)
-        list->items = jarena_alloc(&scratch, (n ? n : 1) * sizeof *list->items);
+        list->items = gllm_jarena_alloc(&scratch, (n ? n : 1) * sizeof *list->items);
     if (!list || !list->items) {
-        jarena_free(&scratch);
+        gllm_jarena_free(&scratch);
         return gllm_fail(GLLM_ERR_OOM, "chat template: out of memory");
     }
     list->n = n;
     for (size_t i = 0; i < n && s == GLLM_OK; i++) {
-        jdict *d = jarena_alloc(&scratch, sizeof *d);
-        jv *keys = jarena_alloc(&scratch, 2 * sizeof *keys), *vals = jarena_alloc(&scratch, 2 * sizeof *vals);
+        jdict *d = gllm_jarena_alloc(&scratch, sizeof *d);
+        jv *keys = gllm_jarena_alloc(&scratch, 2 * sizeof *keys), *vals = gllm_jarena_alloc(&scratch, 2 * sizeof *vals);
         if (!d || !keys || !vals) {
             s = gllm_fail(GLLM_ERR_OOM, "chat template: out of memory");
             break;
@@ -281,8 +281,8 @@ gllm_status gllm_chat_render(const gllm_chat_template *t, const gllm_chat_messag
             names[nv] = "eos_token";
             vals[nv++] = (jv){.k = JV_STR, .u.s = {t->eos, strlen(t->eos)}};
         }
-        s = jinja_render(&t->tpl, names, vals, nv, &scratch, out, len);
+        s = gllm_jinja_render(&t->tpl, names, vals, nv, &scratch, out, len);
     }
-    jarena_free(&scratch);
+    gllm_jarena_free(&scratch);
     return s;
 }

@@ -16,9 +16,9 @@ typedef struct jarena_chunk jarena_chunk;
 typedef struct jarena {
     jarena_chunk *head;
 } jarena;
-void *jarena_alloc(jarena *a, size_t bytes);
-char *jarena_strndup(jarena *a, const char *s, size_t n);
-void jarena_free(jarena *a);
+void *gllm_jarena_alloc(jarena *a, size_t bytes);
+char *gllm_jarena_strndup(jarena *a, const char *s, size_t n);
+void gllm_jarena_free(jarena *a);
 
 /* ------------------------------------------------------------------ values */
 typedef enum jkind { JV_UNDEF, JV_NONE, JV_BOOL, JV_INT, JV_STR, JV_LIST, JV_DICT } jkind;
@@ -118,9 +118,24 @@ typedef struct jtemplate {
     jbody root;
 } jtemplate;
 
+/* ------------------------------------------------------------------ tokens */
+typedef enum jtkind { T_TEXT, T_VBEGIN, T_VEND, T_BBEGIN, T_BEND, T_NAME, T_STR, T_INT, T_OP, T_EOF } jtkind;
+
+typedef struct jtoken {
+    jtkind k;
+    int line;
+    const char *s; /* TEXT/NAME/OP/STR: bytes (STR decoded) */
+    size_t n;
+    long long ival;
+} jtoken;
+
+/* Tokens of a whole template, whitespace rules applied (chat_lex.c); TEXT and
+ * STR bytes live in arena, NAME/OP bytes point into src. *toks is malloc'd. */
+gllm_status gllm_jinja_lex(const char *src, jarena *arena, jtoken **toks, size_t *ntok);
+
 /* Parse `src` into t (t->arena owns everything). Errors name the line and the
  * construct. */
-gllm_status jinja_parse(const char *src, jtemplate *t);
+gllm_status gllm_jinja_parse(const char *src, jtemplate *t);
 
 /* The hint appended to every "cannot render" message. */
 #define JINJA_HINT                                                                           \
@@ -128,7 +143,72 @@ gllm_status jinja_parse(const char *src, jtemplate *t);
     "mistral, plain) to use a known template instead"
 
 /* Render with the given variables (names[i] = vals[i]); output malloc'd. */
-gllm_status jinja_render(const jtemplate *t, const char *const *names, const jv *vals, int nvars,
+gllm_status gllm_jinja_render(const jtemplate *t, const char *const *names, const jv *vals, int nvars,
                          jarena *scratch, char **out, size_t *len);
+
+/* ------------------------------------------------------- render internals */
+typedef struct jsbuf {
+    char *p;
+    size_t n, cap;
+} jsbuf;
+
+typedef struct jframe {
+    const char **names;
+    jv *vals;
+    int n, cap;
+} jframe;
+
+#define MAX_DEPTH 64
+
+typedef struct jctx {
+    jarena *a;
+    jframe frames[MAX_DEPTH];
+    int nframes;
+    const char *const *gnames;
+    const jv *gvals;
+    int ngl;
+    jsbuf out;
+    int loop_ctl; /* 1: break, 2: continue pending */
+} jctx;
+
+static inline jv mk_str(const char *s, size_t n)
+{
+    jv v = {.k = JV_STR};
+    v.u.s.s = s;
+    v.u.s.n = n;
+    return v;
+}
+static inline jv mk_int(long long i) { return (jv){.k = JV_INT, .u.i = i}; }
+static inline jv mk_bool(bool b) { return (jv){.k = JV_BOOL, .u.b = b}; }
+static const jv k_undef = {.k = JV_UNDEF};
+static inline bool is_num(const jv *v) { return v->k == JV_INT || v->k == JV_BOOL; }
+static inline long long num(const jv *v) { return v->k == JV_BOOL ? v->u.b : v->u.i; }
+
+/* chat_eval.c: values, scopes, expressions */
+gllm_status gllm_jv_sb_add(jsbuf *b, const char *s, size_t n);
+gllm_status gllm_jv_sb_str(jsbuf *b, const char *s);
+gllm_status gllm_jv_sb_to_value(jctx *c, jsbuf *b, jv *out); /* frees b */
+gllm_status gllm_jv_oom(void);
+gllm_status gllm_jv_rt_err(const jexpr *e, const char *fmt, const char *a, const char *b);
+const char *gllm_jv_type_name(const jv *v);
+bool gllm_jv_truthy(const jv *v);
+bool gllm_jv_equal(const jv *x, const jv *y);
+size_t gllm_jv_utf8_len(const char *s, size_t n);
+gllm_status gllm_jv_write_value(jsbuf *b, const jv *v, bool nested); /* Python str() */
+gllm_status gllm_jv_write_json(jsbuf *b, const jv *v);               /* json.dumps() */
+gllm_status gllm_jv_to_string(jctx *c, const jv *v, jv *out);
+jlist *gllm_jv_new_list(jctx *c, size_t n);
+jdict *gllm_jv_new_dict(jctx *c, bool ns);
+gllm_status gllm_jv_dict_set(jctx *c, jdict *d, jv key, jv val);
+gllm_status gllm_jv_dict_set_cstr(jctx *c, jdict *d, const char *k, jv val);
+gllm_status gllm_jv_eval(jctx *c, const jexpr *e, jv *out);
+
+/* chat_builtins.c: filters, tests, methods and global functions */
+gllm_status gllm_jv_list_from(jctx *c, const jv *v, jv *out, const jexpr *e); /* iteration order */
+gllm_status gllm_jv_items_of(jctx *c, const jdict *d, jv *out);
+gllm_status gllm_jv_apply_filter(jctx *c, const jexpr *e, jv v, jv *out);
+gllm_status gllm_jv_apply_test(const jexpr *e, const jv *v, bool *r);
+gllm_status gllm_jv_call_method(jctx *c, const jexpr *e, jv obj, jv *out);
+gllm_status gllm_jv_call_global(jctx *c, const jexpr *e, jv *out);
 
 #endif
