@@ -180,11 +180,8 @@ static gllm_status decompose(uint32_t cp, uint32_t **v, size_t *n, size_t *cap)
     return d[2] ? decompose(d[2], v, n, cap) : GLLM_OK;
 }
 
-gllm_status tok_nfc(const char *text, size_t len, tok_str *out)
+static gllm_status nfc_full(const char *text, size_t len, tok_str *out)
 {
-    pthread_once(&g_once, nfc_init);
-    if (!g_comp)
-        return gllm_fail(GLLM_ERR_OOM, "tokenizer: out of memory for NFC tables");
     uint32_t *v = NULL;
     size_t n = 0, cap = 0;
     gllm_status st = GLLM_OK;
@@ -230,13 +227,47 @@ gllm_status tok_nfc(const char *text, size_t len, tok_str *out)
         }
         v[k++] = c;
     }
-    out->n = 0;
     for (size_t i = 0; st == GLLM_OK && i < k; i++) {
         char u[4];
         st = tok_str_append(out, u, (size_t)tok_utf8_encode(v[i], u));
     }
-    if (st == GLLM_OK && !k)
-        st = tok_str_append(out, "", 0);
     free(v);
     return st;
+}
+
+/* NFC is concatenative across a starter that cannot compose with what
+ * precedes it (class 0, never a composition's second part): nothing reorders
+ * or composes across it. So only the stretches between such boundaries that
+ * hold a character needing work go through nfc_full; the rest is copied. */
+gllm_status tok_nfc(const char *text, size_t len, tok_str *out)
+{
+    pthread_once(&g_once, nfc_init);
+    if (!g_comp)
+        return gllm_fail(GLLM_ERR_OOM, "tokenizer: out of memory for NFC tables");
+    const unsigned char *s = (const unsigned char *)text;
+    size_t seg = 0;
+    bool dirty = false;
+    out->n = 0;
+    GLLM_TRY(tok_str_append(out, "", 0));
+    for (size_t i = 0; i < len;) {
+        int l = tok_utf8_len(s[i]);
+        bool boundary = true, work = false;
+        if (s[i] >= 0xCC) {
+            uint32_t cp = tok_utf8_decode(s + i, &l);
+            boundary = !ccc(cp) && !is_second(cp);
+            work = !boundary || decomp(cp) != NULL;
+        }
+        if (boundary && i > seg) {
+            GLLM_TRY(dirty ? nfc_full(text + seg, i - seg, out)
+                           : tok_str_append(out, text + seg, i - seg));
+            seg = i;
+            dirty = false;
+        }
+        dirty |= work;
+        i += (size_t)l;
+    }
+    if (len > seg)
+        GLLM_TRY(dirty ? nfc_full(text + seg, len - seg, out)
+                       : tok_str_append(out, text + seg, len - seg));
+    return GLLM_OK;
 }
