@@ -18,7 +18,8 @@ gllm_status tok_ids_append(tok_ids *a, const int32_t *v, size_t n)
         a->v = p;
         a->cap = cap;
     }
-    memcpy(a->v + a->n, v, n * sizeof *v);
+    if (n)
+        memcpy(a->v + a->n, v, n * sizeof *v);
     a->n += n;
     return GLLM_OK;
 }
@@ -35,7 +36,8 @@ gllm_status tok_str_append(tok_str *b, const char *s, size_t n)
         b->s = p;
         b->cap = cap;
     }
-    memcpy(b->s + b->n, s, n);
+    if (n)
+        memcpy(b->s + b->n, s, n);
     b->n += n;
     b->s[b->n] = '\0';
     return GLLM_OK;

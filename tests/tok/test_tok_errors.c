@@ -41,11 +41,13 @@ int main(void)
         size_t n = 0;
         CHECK_OK(gllm_tok_encode(tok, "abab", 4, true, &ids, &n));
         CHECK(n == 2 && ids[0] == 2 && ids[1] == 2);
+        free(ids);
         char *text = NULL;
         int32_t bad = 7;
         CHECK_ERR(gllm_tok_decode(tok, &bad, 1, false, &text, NULL), GLLM_ERR_INVALID, "id 7");
         CHECK_ERR(gllm_tok_encode(tok, "abc", 3, false, &ids, &n), GLLM_ERR_INVALID,
                   "no unk_token");
+        CHECK(ids == NULL);
         gllm_tok_free(tok);
         tok = NULL;
     }
