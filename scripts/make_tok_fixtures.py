@@ -33,13 +33,45 @@ TOKENIZERS = {
 }
 
 
-def load(path):
+# Pipeline variants that no shared tokenizer uses, built on a shared one by
+# replacing components; checked on every VARIANT_STRIDE-th corpus entry. The C
+# test reads their definitions back from variants.json.
+VARIANT_STRIDE = 4
+BL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+
+
+def split(pattern, behavior, invert=False, kind="Regex"):
+    return {"type": "Split", "pattern": {kind: pattern}, "behavior": behavior, "invert": invert}
+
+
+VARIANTS = [
+    ("gpt2-prefix-space", "gpt2", {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True,
+                                                     "trim_offsets": True, "use_regex": True}}),
+    ("gpt2-removed", "gpt2", {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        split("\\s+", "Removed"), BL]}}),
+    ("gpt2-merged-prev", "gpt2", {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        split("[,.!?]", "MergedWithPrevious"), BL]}}),
+    ("gpt2-merged-next", "gpt2", {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        split(" ", "MergedWithNext", kind="String"), BL]}}),
+    ("gpt2-contiguous", "gpt2", {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        split("[0-9]", "Contiguous"), BL]}}),
+    ("gpt2-invert", "gpt2", {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        split("\\p{L}+", "Isolated", invert=True), BL]}}),
+    ("spm-always-split", "stories260K", {"normalizer": None, "pre_tokenizer": {
+        "type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}}),
+    ("spm-first", "stories260K", {"normalizer": None, "pre_tokenizer": {
+        "type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": False}}),
+]
+
+
+def load(path, replace=None):
     """The tokenizer at path. GPT-2's tokenizer.json in ../shared lists one merge
     ("ĠCla ude") whose result is missing from its vocab, which `tokenizers`
     refuses to load; such a merge can never apply, so it is dropped here, as
     gllm drops it when loading."""
     with open(path, encoding="utf-8") as f:
         j = json.load(f)
+    j.update(replace or {})
     model = j["model"]
     vocab = model["vocab"]
 
@@ -67,10 +99,16 @@ def main():
         for line in f:
             e = json.loads(line)
             corpus.append(e["text"] if "text" in e else bytes.fromhex(e["hex"]).decode("utf-8", "replace"))
-    for name, rel in TOKENIZERS.items():
-        tok = load(os.path.join(args.shared, rel, "tokenizer.json"))
+    jobs = [(name, rel, None, 1) for name, rel in TOKENIZERS.items()]
+    jobs += [(name, TOKENIZERS[base], repl, VARIANT_STRIDE) for name, base, repl in VARIANTS]
+    with open(os.path.join(fix, "variants.json"), "w") as f:
+        json.dump({"stride": VARIANT_STRIDE,
+                   "variants": [{"name": n, "base": TOKENIZERS[b], "replace": r} for n, b, r in VARIANTS]},
+                  f, indent=1)
+    for name, rel, repl, stride in jobs:
+        tok = load(os.path.join(args.shared, rel, "tokenizer.json"), repl)
         out = []
-        for text in corpus:
+        for text in corpus[::stride]:
             plain = tok.encode(text, add_special_tokens=False).ids
             full = tok.encode(text, add_special_tokens=True).ids
             # find what the post-processor put around the plain ids

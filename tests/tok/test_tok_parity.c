@@ -3,6 +3,7 @@
  * decoded text (by hash), and decode(encode(s)) == s wherever HF round-trips.
  * Reference ids come from scripts/make_tok_fixtures.py. */
 #include <cjson/cJSON.h>
+#include <unistd.h>
 
 #include "gllm/tok.h"
 #include "test_util.h"
@@ -101,10 +102,11 @@ static bool same(const int32_t *a, size_t na, const int32_t *b, size_t nb)
     return na == nb && (!na || !memcmp(a, b, na * sizeof *a));
 }
 
-static void check_tokenizer(const char *name, const char *rel, const entry *corpus, int n)
+/* Compare the tokenizer at `path` with <name>.ids over every stride-th entry. */
+static void check_tokenizer(const char *name, const char *path, const entry *corpus, int n,
+                            int stride)
 {
-    char path[768], fix[1024]; /* path < 1024 - 40: test_shared_path formats it into 1024 bytes */
-    test_shared_path(rel, path, sizeof path);
+    char fix[1024];
     snprintf(fix, sizeof fix, FIX "%s.ids", name);
     gllm_tokenizer *tok = NULL;
     CHECK_OK(gllm_tok_load(path, &tok));
@@ -117,7 +119,7 @@ static void check_tokenizer(const char *name, const char *rel, const entry *corp
     int32_t pre[16], post[16];
     int bad = 0;
     char *line = ref;
-    for (int i = 0; i < n && *line; i++) {
+    for (int i = 0; i < n && *line; i += stride) {
         char *p = line;
         size_t nw = parse_ids(&p, want, CAP);
         size_t npre = parse_ids(&p, pre, 16);
@@ -169,6 +171,30 @@ static void check_tokenizer(const char *name, const char *rel, const entry *corp
     gllm_tok_free(tok);
 }
 
+/* A variant of a shared tokenizer.json with components replaced as
+ * variants.json says, written to tmpdir/<name>.json. */
+static bool write_variant(const cJSON *v, const char *tmpdir, char *out, size_t cap)
+{
+    char base[768]; /* < 1024 - 40: test_shared_path formats it into 1024 bytes */
+    test_shared_path(cJSON_GetObjectItem(v, "base")->valuestring, base, sizeof base);
+    strcat(base, "/tokenizer.json");
+    char *text = slurp(base, NULL);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(v, "replace"))
+        cJSON_ReplaceItemInObject(j, it->string, cJSON_Duplicate(it, 1));
+    snprintf(out, cap, "%s/%s.json", tmpdir, cJSON_GetObjectItem(v, "name")->valuestring);
+    char *json = cJSON_PrintUnformatted(j);
+    FILE *f = fopen(out, "w");
+    bool ok = f && json && fputs(json, f) >= 0;
+    if (f)
+        fclose(f);
+    free(json);
+    cJSON_Delete(j);
+    return ok;
+}
+
 int main(void)
 {
     static entry corpus[1024];
@@ -182,8 +208,29 @@ int main(void)
         {"stories260K", "assets/models/stories260K-hf"},
     };
     for (size_t t = 0; t < sizeof names / sizeof names[0]; t++) {
-        TEST_CASE(names[t][0]) { check_tokenizer(names[t][0], names[t][1], corpus, n); }
+        char path[768]; /* < 1024 - 40: test_shared_path formats it into 1024 bytes */
+        test_shared_path(names[t][1], path, sizeof path);
+        TEST_CASE(names[t][0]) { check_tokenizer(names[t][0], path, corpus, n, 1); }
     }
+    char *vtext = slurp(FIX "variants.json", NULL);
+    cJSON *vj = cJSON_Parse(vtext);
+    int stride = cJSON_GetObjectItem(vj, "stride")->valueint;
+    char tmpdir[] = "/tmp/gllm_tok_varXXXXXX";
+    CHECK(mkdtemp(tmpdir) != NULL);
+    const cJSON *v;
+    cJSON_ArrayForEach(v, cJSON_GetObjectItem(vj, "variants")) {
+        const char *name = cJSON_GetObjectItem(v, "name")->valuestring;
+        char path[1024];
+        TEST_CASE(name)
+        {
+            CHECK(write_variant(v, tmpdir, path, sizeof path));
+            check_tokenizer(name, path, corpus, n, stride);
+            unlink(path);
+        }
+    }
+    rmdir(tmpdir);
+    cJSON_Delete(vj);
+    free(vtext);
     for (int i = 0; i < n; i++)
         free(corpus[i].bytes);
     return test_summary();
