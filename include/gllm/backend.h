@@ -206,7 +206,7 @@ struct gllm_backend {
     gllm_status (*xent_fwd_bwd)(gllm_backend *be, float *loss, void *logits,
                                 const int32_t *targets, const float *loss_mask, int N, int V,
                                 float dlogits_scale);
-    /* sample one id per row of logits [N, V] (F32 or act), seeds[n] makes it reproducible */
+    /* sample one id per row of logits [N, V] (act_dtype); seeds[n] makes row n reproducible */
     gllm_status (*sample)(gllm_backend *be, int32_t *out_ids, const void *logits, int N, int V,
                           const gllm_sample_args *a, const uint64_t *seeds);
 

@@ -162,12 +162,28 @@ static void run_free(run *r)
         r->be->destroy(r->be);
 }
 
+/* mkdir -p */
+static gllm_status make_dirs(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return gllm_fail(GLLM_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return gllm_fail(GLLM_ERR_IO, "%s: cannot create run folder: %s", buf, strerror(errno));
+    return GLLM_OK;
+}
+
 static gllm_status setup(run *r)
 {
     const gllm_train_config *c = r->c;
-    if (mkdir(c->out_dir, 0755) != 0 && errno != EEXIST)
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot create run folder: %s", c->out_dir,
-                         strerror(errno));
+    GLLM_TRY(make_dirs(c->out_dir));
     char path[4600];
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
     r->metrics = fopen(path, "w");
