@@ -107,7 +107,8 @@ def main():
           "MB = 10^6 bytes of UTF-8 input; produced by bench/tok_vs_hf.py."
           % (date, cpu_name(), os.cpu_count(), args.reps), "",
           "*whole*: the text as one string (`Tokenizer.encode`). *lines*: each line a document "
-          "(`encode_batch` with RAYON_NUM_THREADS=1; gllm: a loop of gllm_tok_encode).", "",
+          "(`encode_batch` with RAYON_NUM_THREADS=1; gllm: a loop of gllm_tok_encode). "
+          "The 2-thread column only shows scaling on an otherwise idle machine.", "",
           "| tokenizer | text | bytes | tokens | gllm whole MB/s | HF whole MB/s | ratio | "
           "gllm lines MB/s | HF lines MB/s | ratio | gllm lines, 2 threads | ids identical |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
