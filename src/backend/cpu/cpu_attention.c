@@ -28,10 +28,17 @@ static long attn_lo(long n, long row0, const int32_t *pos, int window)
     return lo < row0 ? row0 : lo;
 }
 
+/* Eight independent partial sums let the compiler use SIMD lanes without
+ * -ffast-math; the summation order is still fixed, so results are repeatable. */
 static float dot(const float *a, const float *b, int D)
 {
-    float s = 0;
-    for (int d = 0; d < D; d++)
+    float acc[8] = {0};
+    int d = 0;
+    for (; d + 8 <= D; d += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += a[d + l] * b[d + l];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; d < D; d++)
         s += a[d] * b[d];
     return s;
 }
