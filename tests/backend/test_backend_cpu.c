@@ -18,7 +18,10 @@ static void to_f32(float *dst, const double *src, size_t n)
         dst[i] = (float)src[i];
 }
 
-static double gelu_d(double x) { return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }
+static double gelu_d(double x)
+{
+    return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+}
 
 /* C = alpha op(A) op(B) + beta C (+bias, gelu, +residual) in double. */
 static void matmul_ref(float *C, const float *A, const float *B, const gllm_matmul_args *a)
@@ -72,7 +75,8 @@ static void test_matmul(gllm_backend *be)
         gllm_matmul_args a = {.M = cfg[i].M, .N = cfg[i].N, .K = cfg[i].K,
                               .trans_a = cfg[i].ta, .trans_b = cfg[i].tb,
                               .alpha = cfg[i].alpha, .beta = cfg[i].beta,
-                              .batch = cfg[i].batch, .c_f32 = !cfg[i].bias && !cfg[i].gelu && !cfg[i].res,
+                              .batch = cfg[i].batch,
+                              .c_f32 = !cfg[i].bias && !cfg[i].gelu && !cfg[i].res,
                               .epilogue = cfg[i].gelu ? GLLM_EPI_GELU : GLLM_EPI_NONE};
         int ar = a.trans_a ? a.K : a.M, ac = a.trans_a ? a.M : a.K;
         int br = a.trans_b ? a.N : a.K, bc = a.trans_b ? a.K : a.N;
@@ -86,7 +90,8 @@ static void test_matmul(gllm_backend *be)
         a.stride_b = (int64_t)br * ldb;
         a.stride_c = (int64_t)a.M * ldc;
         int nb = a.batch > 1 ? a.batch : 1;
-        size_t nA = (size_t)nb * a.stride_a, nB = (size_t)nb * a.stride_b, nC = (size_t)nb * a.stride_c;
+        size_t nA = (size_t)nb * a.stride_a, nB = (size_t)nb * a.stride_b;
+        size_t nC = (size_t)nb * a.stride_c;
         float *A = rnd(nA, 1), *B = rnd(nB, 1), *C0 = rnd(nC, 1), *bias = rnd((size_t)a.N, 1);
         float *R = rnd(nC, 1), *ref = malloc(nC * 4), *c1 = malloc(nC * 4), *c2 = malloc(nC * 4);
         a.bias = cfg[i].bias ? bias : NULL;
@@ -189,7 +194,7 @@ static void test_attention(gllm_backend *be)
                             s->D};
         int32_t *table = malloc((size_t)s->B * max_blocks * 4), *slot = malloc((size_t)N * 4);
         int32_t *len = malloc((size_t)s->B * 4);
-        for (int i = 0; i < s->B * max_blocks; i++) /* reversed, so no block is where a row's would be */
+        for (int i = 0; i < s->B * max_blocks; i++) /* reversed, not in row order */
             table[i] = n_blocks - 1 - i;
         float *q_last = malloc((size_t)s->B * W * 4), *dec = malloc((size_t)s->B * OW * 4);
         float *want = malloc((size_t)s->B * OW * 4);
@@ -214,7 +219,8 @@ static void test_attention(gllm_backend *be)
 static void test_norms_rope(gllm_backend *be)
 {
     int N = 5, C = 37;
-    float *x = rnd((size_t)N * C, 2), *w = rnd(C, 1), *b = rnd(C, 1), *y = malloc((size_t)N * C * 4);
+    float *x = rnd((size_t)N * C, 2), *w = rnd(C, 1), *b = rnd(C, 1);
+    float *y = malloc((size_t)N * C * 4);
     float *ref = malloc((size_t)N * C * 4), mean[5], rstd[5];
     t_case = "layernorm_fwd vs torch formula";
     for (int n = 0; n < N; n++) {
