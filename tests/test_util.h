@@ -11,6 +11,7 @@
 #ifndef GLLM_TEST_UTIL_H
 #define GLLM_TEST_UTIL_H
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -142,7 +143,7 @@ static inline const char *test_shared_path(const char *rel, char *buf, size_t n)
     snprintf(buf, n, "%s/%s", GLLM_SHARED_DIR, rel);
     struct stat st;
     if (stat(buf, &st) != 0) {
-        char why[1024];
+        char why[PATH_MAX + 64];
         snprintf(why, sizeof why, "%s not found (../shared assets absent)", buf);
         test_skip(why);
     }
