@@ -13,10 +13,25 @@
 
 namespace {
 
+// cublasGetStatusString lives in libcublas, which gllm does not link.
+const char *lt_status_name(cublasStatus_t st)
+{
+    switch (st) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "architecture mismatch";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "internal error";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
+    default: return "error";
+    }
+}
+
 gllm_status lt_fail(cublasStatus_t st, const char *what)
 {
-    return gllm_fail(GLLM_ERR_BACKEND, "cuBLASLt: %s failed: %s (%d)", what,
-                     cublasGetStatusString(st), (int)st);
+    return gllm_fail(st == CUBLAS_STATUS_ALLOC_FAILED ? GLLM_ERR_OOM : GLLM_ERR_BACKEND,
+                     "cuBLASLt: %s failed: %s (status %d)", what, lt_status_name(st), (int)st);
 }
 
 #define LT_TRY(call)                                                                         \

@@ -12,6 +12,7 @@
 // the mma.sync kernel. TMA zero-fills the parts of a box outside the matrix, so
 // M, N and K need not be tile multiples.
 #include <cuda.h>
+#include <cudaTypedefs.h>
 
 #include "matmul.cuh"
 
@@ -270,29 +271,53 @@ __global__ void __launch_bounds__(THREADS, 1)
 #endif
 }
 
+// The driver's tensor-map encoder, looked up through the runtime so that gllm
+// does not link libcuda (binaries must start on machines without a driver).
+gllm_status tensor_map_encoder(PFN_cuTensorMapEncodeTiled_v12000 *out)
+{
+    struct lookup {
+        void *fn;
+        cudaError_t err;
+        cudaDriverEntryPointQueryResult query;
+    };
+    // a function-local static: looked up once, thread-safe
+    static const lookup found = [] {
+        lookup l = {NULL, cudaSuccess, cudaDriverEntryPointSymbolNotFound};
+        l.err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &l.fn, 12000,
+                                                 cudaEnableDefault, &l.query);
+        return l;
+    }();
+    if (found.err != cudaSuccess)
+        return gllm_cuda_fail(found.err, "cudaGetDriverEntryPointByVersion(cuTensorMapEncodeTiled)",
+                              __FILE__, __LINE__);
+    if (found.query != cudaDriverEntryPointSuccess || !found.fn)
+        return gllm_fail(GLLM_ERR_UNSUPPORTED,
+                         "matmul wgmma: the driver has no cuTensorMapEncodeTiled (query %d)",
+                         (int)found.query);
+    *out = (PFN_cuTensorMapEncodeTiled_v12000)found.fn;
+    return GLLM_OK;
+}
+
 // A 3-d bf16 tensor map over (inner, outer, batch) with the 128-byte swizzle
 // that desc_sw128 describes. K-major operands: inner = K, box 64 x rows;
 // MN-major: inner = M or N, box 64 x 64.
 gllm_status make_map(CUtensorMap *map, const void *base, int inner, int outer, int ld, int batch,
                      int64_t stride, int box_outer, const char *which)
 {
+    PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    GLLM_TRY(tensor_map_encoder(&encode));
     cuuint64_t dims[3] = {(cuuint64_t)inner, (cuuint64_t)outer, (cuuint64_t)batch};
     cuuint64_t strides[2] = {(cuuint64_t)ld * 2,
                              (cuuint64_t)(batch > 1 ? stride : (int64_t)ld * outer) * 2};
     cuuint32_t box[3] = {64, (cuuint32_t)box_outer, 1};
     cuuint32_t estr[3] = {1, 1, 1};
-    CUresult r = cuTensorMapEncodeTiled(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)base,
-                                        dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                        CU_TENSOR_MAP_SWIZZLE_128B,
-                                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (r != CUDA_SUCCESS) {
-        const char *msg = "?";
-        cuGetErrorString(r, &msg);
+    CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)base, dims, strides, box,
+                        estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
         return gllm_fail(GLLM_ERR_BACKEND,
-                         "matmul wgmma: tensor map for %s (%d x %d, ld %d): %s", which, inner,
-                         outer, ld, msg);
-    }
+                         "matmul wgmma: tensor map for %s (%d x %d, ld %d): CUresult %d", which,
+                         inner, outer, ld, (int)r);
     return GLLM_OK;
 }
 

@@ -205,7 +205,7 @@ static void check_case(gllm_backend *gpu, gllm_backend *cpu, bool hopper, const 
         gllm_status s = run_case(gpu, path, c, &h, full);
         const char *pname = path < 0 ? "be->matmul" : gllm_matmul_path_name((gllm_matmul_path)path);
         bool must = path <= GLLM_MM_SIMPLE || (path == GLLM_MM_MMA && aligned) ||
-                    (path == GLLM_MM_WGMMA && hopper && aligned && !c->ta && c->tb && c->K > 0);
+                    (path == GLLM_MM_WGMMA && hopper && aligned && c->K > 0);
         if (s == GLLM_ERR_UNSUPPORTED && !must)
             continue;
         CHECK_MSG(s == GLLM_OK, "%s: %s", pname, gllm_last_error());
