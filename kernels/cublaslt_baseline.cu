@@ -10,6 +10,7 @@
 #include <cublasLt.h>
 
 #include "cublaslt_baseline.cuh"
+#include "matmul.cuh"
 
 namespace {
 
@@ -168,12 +169,12 @@ __global__ void add_residual_kernel(__nv_bfloat16 *C, const __nv_bfloat16 *R, in
 gllm_status gllm_cuda_matmul_cublaslt(gllm_cuda_ctx *c, void *C, const void *A, const void *B,
                                       const gllm_matmul_args *a)
 {
-    if (!a || !A || !B || !C)
-        return gllm_fail(GLLM_ERR_INVALID, "matmul (cuBLASLt): NULL argument");
-    if (a->M == 0 || a->N == 0)
+    gllm_mm_params p;
+    GLLM_TRY(gllm_mm_resolve(C, A, B, a, &p));
+    if (p.M == 0 || p.N == 0)
         return GLLM_OK;
-    if (a->c_f32 && (a->bias || a->epilogue != GLLM_EPI_NONE || a->residual))
-        return gllm_fail(GLLM_ERR_INVALID, "matmul (cuBLASLt): bias, epilogue and residual need a bf16 C");
+    if (p.K == 0) // cuBLASLt rejects it; C = beta*C + epilogue is all there is to do
+        return gllm_mm_launch_simple(c, p);
     if (!c->cublaslt) {
         cublasLtHandle_t h;
         cublasStatus_t st = cublasLtCreate(&h);
@@ -185,22 +186,22 @@ gllm_status gllm_cuda_matmul_cublaslt(gllm_cuda_ctx *c, void *C, const void *A, 
     plan_key k;
     memset(&k, 0, sizeof k);
     k.device = c->device;
-    k.M = a->M;
-    k.N = a->N;
-    k.K = a->K;
-    k.lda = a->lda ? a->lda : (a->trans_a ? a->M : a->K);
-    k.ldb = a->ldb ? a->ldb : (a->trans_b ? a->K : a->N);
-    k.ldc = a->ldc ? a->ldc : a->N;
-    k.batch = a->batch > 1 ? a->batch : 1;
-    k.sa = a->stride_a;
-    k.sb = a->stride_b;
-    k.sc = a->stride_c;
-    k.trans_a = a->trans_a;
-    k.trans_b = a->trans_b;
-    k.c_f32 = a->c_f32;
-    k.bias = a->bias != NULL;
-    k.gelu = a->epilogue == GLLM_EPI_GELU;
-    k.beta_nonzero = a->beta != 0.0f;
+    k.M = p.M;
+    k.N = p.N;
+    k.K = p.K;
+    k.lda = p.lda;
+    k.ldb = p.ldb;
+    k.ldc = p.ldc;
+    k.batch = p.batch;
+    k.sa = p.sa;
+    k.sb = p.sb;
+    k.sc = p.sc;
+    k.trans_a = p.trans_a;
+    k.trans_b = p.trans_b;
+    k.c_f32 = p.c_f32;
+    k.bias = p.bias != NULL;
+    k.gelu = p.gelu;
+    k.beta_nonzero = p.beta != 0.0f;
     k.workspace = c->workspace ? c->workspace_bytes : 0;
 
     plan e;
@@ -237,8 +238,6 @@ gllm_status gllm_cuda_matmul_cublaslt(gllm_cuda_ctx *c, void *C, const void *A, 
             return lt_fail(st, "cublasLtMatmul");
     }
     if (a->residual) {
-        if (a->residual == C)
-            return gllm_fail(GLLM_ERR_INVALID, "matmul (cuBLASLt): residual must not alias C");
         int64_t per = (int64_t)a->M * a->N;
         dim3 grid((unsigned)((per + 255) / 256), k.batch);
         add_residual_kernel<<<grid, 256, 0, c->stream>>>((__nv_bfloat16 *)C,

@@ -83,8 +83,8 @@ gllm_status gllm_mm_launch_simple(gllm_cuda_ctx *c, const gllm_mm_params &p)
 }
 
 // ------------------------------------------------------------------ dispatch
-static gllm_status resolve(void *C, const void *A, const void *B, const gllm_matmul_args *a,
-                           gllm_mm_params *p)
+gllm_status gllm_mm_resolve(void *C, const void *A, const void *B, const gllm_matmul_args *a,
+                            gllm_mm_params *p)
 {
     if (!a || !A || !B || !C)
         return gllm_fail(GLLM_ERR_INVALID, "matmul: NULL argument");
@@ -141,7 +141,7 @@ gllm_status gllm_cuda_matmul_path(gllm_cuda_ctx *c, gllm_matmul_path path, void 
     if (path == GLLM_MM_CUBLASLT)
         return gllm_cuda_matmul_cublaslt(c, C, A, B, a);
     gllm_mm_params p;
-    GLLM_TRY(resolve(C, A, B, a, &p));
+    GLLM_TRY(gllm_mm_resolve(C, A, B, a, &p));
     if (p.M == 0 || p.N == 0)
         return GLLM_OK;
     switch (path) {

@@ -115,6 +115,11 @@ __device__ __forceinline__ void gllm_mm_tile_order(int bid, int tiles_m, int til
     *tn = in_group / gsize;
 }
 
+// Check `a` against the contract of gllm_matmul_args and resolve defaults
+// (leading dimensions, batch) into *p. Every path calls it first.
+gllm_status gllm_mm_resolve(void *C, const void *A, const void *B, const gllm_matmul_args *a,
+                            gllm_mm_params *p);
+
 // Launchers (the caller has validated p). Each returns GLLM_ERR_UNSUPPORTED
 // when it cannot serve p.
 gllm_status gllm_mm_launch_simple(gllm_cuda_ctx *c, const gllm_mm_params &p);
