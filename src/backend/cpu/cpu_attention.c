@@ -19,15 +19,6 @@ static gllm_status attn_check(const char *op, const gllm_attn_shape *s)
     return GLLM_OK;
 }
 
-/* First key index token n (global, row starting at row0) may attend to. */
-static long attn_lo(long n, long row0, const int32_t *pos, int window)
-{
-    long lo = n - pos[n];
-    if (window > 0 && n - window + 1 > lo)
-        lo = n - window + 1;
-    return lo < row0 ? row0 : lo;
-}
-
 /* Eight independent partial sums let the compiler use SIMD lanes without
  * -ffast-math; the summation order is still fixed, so results are repeatable. */
 static float dot(const float *a, const float *b, int D)
@@ -60,6 +51,10 @@ gllm_status gllm_cpu_attention_fwd(gllm_backend *be, void *out, float *lse, cons
     if (!out || !lse || !qkv || !pos)
         return gllm_fail(GLLM_ERR_INVALID, "attention_fwd: NULL argument");
     GLLM_TRY(pos_check("attention_fwd", pos, s));
+#ifdef GLLM_HAVE_BLAS
+    if (gllm_cpu_ctx_of(be)->use_blas)
+        return gllm_cpu_attention_fwd_blas(be, out, lse, qkv, pos, s);
+#endif
     int T = s->T, Hq = s->Hq, Hkv = s->Hkv, D = s->D, group = Hq / Hkv;
     size_t W = (size_t)(Hq + 2 * Hkv) * D;
     unsigned char *scr = gllm_cpu_scratch(be, (size_t)T * sizeof(float), "attention_fwd");
@@ -73,7 +68,7 @@ gllm_status gllm_cpu_attention_fwd(gllm_backend *be, void *out, float *lse, cons
     for (long task = 0; task < tasks; task++) {
         long n = task / Hq;
         int h = (int)(task % Hq), g = h / group;
-        long lo = attn_lo(n, n / T * T, pos, s->window);
+        long lo = gllm_cpu_attn_lo(n, n / T * T, pos, s->window);
         float *p = (float *)(scr + (size_t)omp_get_thread_num() * stride);
         const float *q = x + n * W + (size_t)h * D;
         float mx = -INFINITY;
@@ -112,6 +107,10 @@ gllm_status gllm_cpu_attention_bwd(gllm_backend *be, void *dqkv, const void *dou
     if (!dqkv || !dout || !qkv || !out || !lse || !pos)
         return gllm_fail(GLLM_ERR_INVALID, "attention_bwd: NULL argument");
     GLLM_TRY(pos_check("attention_bwd", pos, s));
+#ifdef GLLM_HAVE_BLAS
+    if (gllm_cpu_ctx_of(be)->use_blas)
+        return gllm_cpu_attention_bwd_blas(be, dqkv, dout, qkv, out, lse, pos, s);
+#endif
     int T = s->T, Hq = s->Hq, Hkv = s->Hkv, D = s->D, group = Hq / Hkv;
     size_t W = (size_t)(Hq + 2 * Hkv) * D, OW = (size_t)Hq * D;
     unsigned char *scr = gllm_cpu_scratch(be, (size_t)D * sizeof(float), "attention_bwd");
@@ -134,7 +133,7 @@ gllm_status gllm_cpu_attention_bwd(gllm_backend *be, void *dqkv, const void *dou
             memset(dx + n * W + (size_t)(Hq + Hkv + g) * D, 0, (size_t)D * sizeof(float));
         }
         for (long n = row0; n < row0 + T; n++) {
-            long lo = attn_lo(n, row0, pos, s->window);
+            long lo = gllm_cpu_attn_lo(n, row0, pos, s->window);
             for (int h = g * group; h < (g + 1) * group; h++) {
                 const float *q = x + n * W + (size_t)h * D;
                 const float *gn = go + n * OW + (size_t)h * D;

@@ -65,6 +65,22 @@ gllm_status gllm_cpu_attention_fwd(gllm_backend *be, void *out, float *lse, cons
 gllm_status gllm_cpu_attention_bwd(gllm_backend *be, void *dqkv, const void *dout,
                                    const void *qkv, const void *out, const float *lse,
                                    const int32_t *pos, const gllm_attn_shape *s);
+/* First key index token n (global, its row starting at row0) may attend to. */
+static inline long gllm_cpu_attn_lo(long n, long row0, const int32_t *pos, int window)
+{
+    long lo = n - pos[n];
+    if (window > 0 && n - window + 1 > lo)
+        lo = n - window + 1;
+    return lo < row0 ? row0 : lo;
+}
+
+/* The sgemm-blocked attention used with OpenBLAS (cpu_attention_blas.c); the
+ * loop versions above remain the reference. */
+gllm_status gllm_cpu_attention_fwd_blas(gllm_backend *be, float *out, float *lse, const float *x,
+                                        const int32_t *pos, const gllm_attn_shape *s);
+gllm_status gllm_cpu_attention_bwd_blas(gllm_backend *be, float *dx, const float *dout,
+                                        const float *x, const float *out, const float *lse,
+                                        const int32_t *pos, const gllm_attn_shape *s);
 gllm_status gllm_cpu_kv_store(gllm_backend *be, gllm_kv_cache *kv, const void *qkv,
                               const int32_t *slot, int n_tokens, int Hq);
 gllm_status gllm_cpu_attention_decode(gllm_backend *be, void *out, const void *qkv,
