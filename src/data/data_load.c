@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "data/data_internal.h"
 
 #define REASON_MAX 400
@@ -277,28 +278,6 @@ static bool process(const record *r, const gllm_data_encoder *enc, const gllm_da
     return ok;
 }
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long sz = ftell(f);
-        if (sz >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)sz + 1))) {
-            if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
-                free(buf);
-                buf = NULL;
-            } else {
-                buf[sz] = '\0';
-                *n = (size_t)sz;
-            }
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 /* splitmix64: the validation split draws one number per record line. */
 static uint64_t mix64(uint64_t x)
 {
@@ -325,9 +304,8 @@ static gllm_status tokenize_file(const char *path, const gllm_data_encoder *enc,
                                  gllm_dataset *ds)
 {
     size_t size = 0;
-    char *text = slurp(path, &size);
-    if (!text)
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot read the dataset", path);
+    char *text;
+    GLLM_TRY(gllm_read_file(path, &text, &size));
     cJSON *array = NULL;
     record *recs = NULL;
     size_t nrec = 0;

@@ -8,40 +8,11 @@
 #include <sys/stat.h>
 
 #include "gllm/model.h"
+#include "core/file.h"
 #include "model_internal.h"
 
 #define SUPPORTED_ARCHS \
     "GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM"
-
-gllm_status gllm_read_file(const char *path, char **out, size_t *len)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot open", path);
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot seek", path);
-    }
-    long n = ftell(f);
-    rewind(f);
-    char *buf = n >= 0 ? gllm_malloc((size_t)n + 1, path) : NULL;
-    if (!buf) {
-        fclose(f);
-        return n < 0 ? gllm_fail(GLLM_ERR_IO, "%s: cannot size", path) : GLLM_ERR_OOM;
-    }
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    if (got != (size_t)n) {
-        free(buf);
-        return gllm_fail(GLLM_ERR_IO, "%s: short read (%zu of %ld bytes)", path, got, n);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    if (len)
-        *len = (size_t)n;
-    return GLLM_OK;
-}
 
 void gllm_config_path(const char *path, char *buf, size_t n)
 {

@@ -5,7 +5,6 @@
 
 #include "gllm/model.h"
 
-gllm_status gllm_read_file(const char *path, char **out, size_t *len);
 void gllm_config_path(const char *path, char *buf, size_t n);
 
 /* Views of one layer's parameters as element offsets into the flat buffers;

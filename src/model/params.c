@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/file.h"
 #include "gllm/safetensors.h"
 #include "model_internal.h"
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/file.h"
 #include "tok/chat_jinja.h"
 
 struct jarena_chunk {
@@ -173,28 +174,6 @@ static const char *config_template(const cJSON *cfg)
     return NULL;
 }
 
-static char *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long sz = ftell(f);
-        if (sz >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)sz + 1))) {
-            if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
-                free(buf);
-                buf = NULL;
-            } else {
-                buf[sz] = '\0';
-                *n = (size_t)sz;
-            }
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 gllm_status gllm_chat_load(const char *path, const char *override, gllm_chat_template **out)
 {
     *out = NULL;
@@ -208,8 +187,8 @@ gllm_status gllm_chat_load(const char *path, const char *override, gllm_chat_tem
         snprintf(cfg_path, sizeof cfg_path, "%.*s/tokenizer_config.json", dir_len, slash ? path : ".");
     }
     size_t n;
-    char *text = read_file(cfg_path, &n);
-    if (!text) {
+    char *text = NULL;
+    if (gllm_read_file(cfg_path, &text, &n) != GLLM_OK) {
         if (override)
             return gllm_chat_open(override, NULL, NULL, out);
         return gllm_fail(GLLM_ERR_NOT_FOUND, "%s: cannot read the chat template's config" JINJA_HINT,

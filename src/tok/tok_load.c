@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/file.h"
 #include "tok/tok_internal.h"
 
 static atomic_uint_fast64_t g_serial = 1;
@@ -19,30 +20,10 @@ static pthread_once_t g_bytelevel_once = PTHREAD_ONCE_INIT;
 static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-static gllm_status read_file(const char *path, char **out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot open", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(buf);
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot read", path);
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *out = buf;
-    return GLLM_OK;
-}
-
 static gllm_status parse_json(const char *path, cJSON **out)
 {
     char *text = NULL;
-    GLLM_TRY(read_file(path, &text));
+    GLLM_TRY(gllm_read_file(path, &text, NULL));
     *out = cJSON_Parse(text);
     if (!*out) {
         const char *at = cJSON_GetErrorPtr();

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "gllm/train.h"
 
 typedef enum { K_PATH, K_STR, K_INT, K_FLOAT, K_BOOL, K_U64 } key_kind;
@@ -135,27 +136,9 @@ static gllm_status validate(const char *file, const gllm_train_config *c)
 gllm_status gllm_train_config_load(const char *path, gllm_train_config *c)
 {
     defaults(c);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot open", path);
     char *text = NULL;
-    size_t len = 0, cap = 0, got;
-    char chunk[65536];
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + got + 1 > cap) {
-            cap = 2 * (len + got + 1);
-            char *t = realloc(text, cap);
-            if (!t) {
-                free(text);
-                fclose(f);
-                return gllm_fail(GLLM_ERR_OOM, "%s: out of memory", path);
-            }
-            text = t;
-        }
-        memcpy(text + len, chunk, got);
-        len += got;
-    }
-    fclose(f);
+    size_t len = 0;
+    GLLM_TRY(gllm_read_file(path, &text, &len));
     cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
     free(text);
     if (!cJSON_IsObject(root)) {

@@ -256,7 +256,7 @@ int main(void)
         gllm_data_free(ds);
         o.overlong = GLLM_DATA_OVERLONG_ERROR;
         o.max_len = 512;
-        CHECK_ERR(gllm_data_load("/nonexistent/x.jsonl", &k_enc, &o, &ds), GLLM_ERR_IO, "/nonexistent/x.jsonl");
+        CHECK_ERR(gllm_data_load("/nonexistent/x.jsonl", &k_enc, &o, &ds), GLLM_ERR_NOT_FOUND, "/nonexistent/x.jsonl");
     }
 
     TEST_CASE("validation split is by document and deterministic by seed") {

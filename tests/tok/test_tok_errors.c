@@ -88,7 +88,7 @@ int main(void)
         fclose(f);
         CHECK_ERR(gllm_tok_load(dir, &tok), GLLM_ERR_FORMAT, "malformed JSON near byte");
         CHECK(strstr(gllm_last_error(), path) != NULL);
-        CHECK_ERR(gllm_tok_load("/nonexistent/tokenizer.json", &tok), GLLM_ERR_IO, "/nonexistent");
+        CHECK_ERR(gllm_tok_load("/nonexistent/tokenizer.json", &tok), GLLM_ERR_NOT_FOUND, "/nonexistent");
         unlink(path);
     }
 

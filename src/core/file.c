@@ -1,0 +1,38 @@
+#include "core/file.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+gllm_status gllm_read_file(const char *path, char **out, size_t *len)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return gllm_fail(errno == ENOENT ? GLLM_ERR_NOT_FOUND : GLLM_ERR_IO, "%s: cannot open: %s",
+                         path, strerror(errno));
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return gllm_fail(GLLM_ERR_IO, "%s: cannot size the file (not a regular file?)", path);
+    }
+    char *buf = gllm_malloc((size_t)n + 1, path);
+    if (!buf) {
+        fclose(f);
+        return GLLM_ERR_OOM;
+    }
+    size_t got = fread(buf, 1, (size_t)n, f);
+    fclose(f);
+    if (got != (size_t)n) {
+        free(buf);
+        return gllm_fail(GLLM_ERR_IO, "%s: short read (%zu of %ld bytes)", path, got, n);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = (size_t)n;
+    return GLLM_OK;
+}
