@@ -65,13 +65,13 @@ static void softmax_rows(const attn_geom *g, float *S, int rows, int L, int r0, 
         if (lse_in) {
             const float l = lse_in[i];
             for (int j = lo; j <= hi; j++)
-                srow[j] = expf(srow[j] - l);
+                srow[j] = gllm_cpu_exp(srow[j] - l);
         } else {
             float mx = -INFINITY, sum = 0;
             for (int j = lo; j <= hi; j++)
                 mx = srow[j] > mx ? srow[j] : mx;
             for (int j = lo; j <= hi; j++) {
-                srow[j] = expf(srow[j] - mx);
+                srow[j] = gllm_cpu_exp(srow[j] - mx);
                 sum += srow[j];
             }
             const float inv = 1.0f / sum;

@@ -29,7 +29,9 @@ static inline float gllm_cpu_exp(float x)
 {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     const float t = x * 1.4426950408889634f;
-    const float n = floorf(t + 0.5f), f = t - n;
+    /* round to nearest by adding and removing 1.5 * 2^23: no libm call, so the
+     * loop stays branch-free on plain SSE2 */
+    const float n = (t + 12582912.0f) - 12582912.0f, f = t - n;
     float p = 1.5252733804059841e-5f;
     p = p * f + 1.5403530393381608e-4f;
     p = p * f + 1.3333558146428443e-3f;

@@ -35,14 +35,14 @@ gllm_status gllm_cpu_xent_fwd_bwd(gllm_backend *be, float *loss, void *logits,
                 mx = row[v];
         double sum = 0;
         for (int v = 0; v < V; v++)
-            sum += expf(row[v] - mx);
+            sum += gllm_cpu_exp(row[v] - mx);
         float lse = mx + (float)log(sum);
         int t = targets[n];
         loss[n] = lse - row[t];
         if (dlogits_scale != 0) {
             float k = dlogits_scale * mask;
             for (int v = 0; v < V; v++)
-                row[v] = k * expf(row[v] - lse);
+                row[v] = k * gllm_cpu_exp(row[v] - lse);
             row[t] -= k;
         }
     }
