@@ -18,7 +18,7 @@ models=()
 if [ -d "$here/../../shared/assets/models/stories260K-hf" ]; then
   models+=("stories260K:$here/../../shared/assets/models/stories260K-hf:8:256")
 fi
-for shape in llama-15m gpt2-20m; do
+for shape in llama-6m gpt2-14m; do
   python3 "$here/make_bench_model.py" "$work/$shape" "$shape" >&2
   models+=("$shape:$work/$shape:4:256")
 done

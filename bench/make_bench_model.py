@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write a randomly initialised HF model folder for throughput benches.
-usage: make_bench_model.py OUT_DIR {llama-15m,gpt2-small-ish}"""
+usage: make_bench_model.py OUT_DIR {llama-6m,gpt2-14m}"""
 import sys
 
 import torch
@@ -8,11 +8,11 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 SHAPES = {
     # a SmolLM-like shape, scaled down to run on two CPU cores
-    "llama-15m": lambda: LlamaForCausalLM(LlamaConfig(
+    "llama-6m": lambda: LlamaForCausalLM(LlamaConfig(
         vocab_size=8192, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
         num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=1024,
         tie_word_embeddings=True)),
-    "gpt2-20m": lambda: GPT2LMHeadModel(GPT2Config(
+    "gpt2-14m": lambda: GPT2LMHeadModel(GPT2Config(
         vocab_size=8192, n_embd=384, n_layer=6, n_head=6, n_positions=1024)),
 }
 
