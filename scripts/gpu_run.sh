@@ -9,6 +9,7 @@
 #
 #   scripts/gpu_run.sh [STAGES]     STAGES: comma list of build,test,sanitize,bench (default all)
 #   env: BUILD (default build-gpu; reused when already built), OUT (default ./gpu-out),
+#        GLLM_BUILT_AT (source path of a carried build folder, e.g. /work/main),
 #        GLLM_CUDA_ARCHS (e.g. "80;90a" for the fat binary), SAN_TIMEOUT (seconds per tool run)
 #
 # The device tool gives one command 10 minutes: when a full run does not fit, call it
@@ -16,6 +17,13 @@
 # calls on a warm machine. $OUT keeps at most 8 files: everything goes into 7.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
+# A build folder made on the development machine and carried with the run holds
+# absolute paths (CMakeCache, ctest files, fixture paths compiled into the
+# tests) to the checkout it was built from: GLLM_BUILT_AT=/work/main points that
+# path at this checkout, so the carried build runs as it is.
+if [ -n "${GLLM_BUILT_AT:-}" ] && [ ! -e "$GLLM_BUILT_AT" ]; then
+  mkdir -p "$(dirname "$GLLM_BUILT_AT")" && ln -s "$PWD" "$GLLM_BUILT_AT"
+fi
 stages=${1:-build,test,sanitize,bench}
 BUILD=${BUILD:-build-gpu}
 OUT=${OUT:-$PWD/gpu-out}
@@ -68,7 +76,7 @@ if has test; then
   line=$(grep -E "tests passed|tests failed" "$OUT/ctest.log" | tail -1)
   results+=("ctest: ${line:-no summary line} (rc $rc)")
   # The GPU tests must have run, not skipped.
-  for t in test_cuda_ops test_cuda_attention test_cuda_matmul; do
+  for t in test_cuda_ops test_cuda_attention test_cuda_matmul test_cuda_model; do
     if grep -qE "cuda/$t .*(Skipped|Not Run)" "$OUT/ctest.log"; then
       results+=("  $t: SKIPPED on a GPU machine")
     elif grep -qE "cuda/$t .*Passed" "$OUT/ctest.log"; then
@@ -86,7 +94,7 @@ if has sanitize; then
   if [ -z "$san" ]; then
     results+=("compute-sanitizer: not found")
   else
-    for t in test_cuda_ops test_cuda_attention test_cuda_matmul; do
+    for t in test_cuda_ops test_cuda_attention test_cuda_matmul test_cuda_model; do
       [ -x "$BUILD/$t" ] || continue
       for tool in memcheck racecheck; do
         echo "=== $tool $t" >> "$OUT/sanitizer.log"
