@@ -355,6 +355,14 @@ static gllm_status load_merges(gllm_tokenizer *tok, const cJSON *merges)
     return GLLM_OK;
 }
 
+#define MAX_TOKEN_ID (1 << 24)
+
+static bool valid_id(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < MAX_TOKEN_ID &&
+           v->valuedouble == (double)(int)v->valuedouble;
+}
+
 static gllm_status load_model(gllm_tokenizer *tok, const cJSON *model, const cJSON *added)
 {
     const char *type = jstr(model, "type");
@@ -373,12 +381,23 @@ static gllm_status load_model(gllm_tokenizer *tok, const cJSON *model, const cJS
     if ((cont && *cont) || (suffix && *suffix))
         return unsupported(tok, "BPE option", cont && *cont ? "continuing_subword_prefix"
                                                             : "end_of_word_suffix");
+    /* ids index arrays sized by the largest one: each must be an integer in
+     * [0, 2^24), more than any released vocabulary */
     int max_id = -1;
     const cJSON *it;
-    cJSON_ArrayForEach(it, vocab) if (it->valueint > max_id) max_id = it->valueint;
+    cJSON_ArrayForEach(it, vocab) {
+        if (!valid_id(it))
+            return gllm_fail(GLLM_ERR_FORMAT, "%s: model.vocab: token '%s' has an id that is not an "
+                             "integer in [0, %d)", tok->json_path, it->string, MAX_TOKEN_ID);
+        if (it->valueint > max_id)
+            max_id = it->valueint;
+    }
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
-        if (cJSON_IsNumber(id) && id->valueint > max_id)
+        if (id && !valid_id(id))
+            return gllm_fail(GLLM_ERR_FORMAT, "%s: added_tokens: an id is not an integer in [0, %d)",
+                             tok->json_path, MAX_TOKEN_ID);
+        if (id && id->valueint > max_id)
             max_id = id->valueint;
     }
     tok->n_vocab = max_id + 1;

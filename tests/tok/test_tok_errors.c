@@ -51,6 +51,18 @@ int main(void)
         gllm_tok_free(tok);
         tok = NULL;
     }
+    TEST_CASE("token ids out of range are refused (found by fuzzing)")
+    {
+        CHECK_ERR(gllm_tok_load(write_json(dir, "{\"type\":\"BPE\",\"vocab\":{\"a\":2147483647},"
+                                                "\"merges\":[]}", "null", "null", "null"), &tok),
+                  GLLM_ERR_FORMAT, "token 'a'");
+        CHECK_ERR(gllm_tok_load(write_json(dir, "{\"type\":\"BPE\",\"vocab\":{\"a\":-1},"
+                                                "\"merges\":[]}", "null", "null", "null"), &tok),
+                  GLLM_ERR_FORMAT, "model.vocab");
+        CHECK_ERR(gllm_tok_load(write_json(dir, "{\"type\":\"BPE\",\"vocab\":{\"a\":\"0\"},"
+                                                "\"merges\":[]}", "null", "null", "null"), &tok),
+                  GLLM_ERR_FORMAT, "model.vocab");
+    }
     TEST_CASE("model types other than BPE are refused")
     {
         CHECK_ERR(gllm_tok_load(write_json(dir, "{\"type\":\"WordPiece\",\"vocab\":{\"a\":0}}", "null",
