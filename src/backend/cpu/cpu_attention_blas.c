@@ -64,12 +64,14 @@ static void softmax_rows(const attn_geom *g, float *S, int rows, int L, int r0, 
         const int hi = n - k0; /* inclusive */
         if (lse_in) {
             const float l = lse_in[i];
+#pragma omp simd
             for (int j = lo; j <= hi; j++)
                 srow[j] = gllm_cpu_exp(srow[j] - l);
         } else {
             float mx = -INFINITY, sum = 0;
             for (int j = lo; j <= hi; j++)
                 mx = srow[j] > mx ? srow[j] : mx;
+#pragma omp simd reduction(+ : sum)
             for (int j = lo; j <= hi; j++) {
                 srow[j] = gllm_cpu_exp(srow[j] - mx);
                 sum += srow[j];

@@ -23,9 +23,9 @@ typedef struct gllm_cpu_ctx {
 #define GLLM_GELU_K1 0.044715f
 
 /* exp(x) as 2^n * 2^f with |f| <= 1/2 and a degree-6 Taylor polynomial of 2^f
- * (relative error ~2e-7), inlined: several times cheaper than libm's expf and
- * tanhf, which dominated GELU/SiLU and the softmaxes. (The range clamps keep
- * GCC 12 from vectorising it at -O2; it is still a net win scalar.) */
+ * (relative error ~2e-7): plain arithmetic that vectorises (the backend is
+ * built with -fno-trapping-math so the range clamps become selects), where
+ * libm's expf and tanhf are scalar calls. Used by GELU, SiLU and softmaxes. */
 static inline float gllm_cpu_exp(float x)
 {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);

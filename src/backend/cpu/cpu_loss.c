@@ -33,7 +33,8 @@ gllm_status gllm_cpu_xent_fwd_bwd(gllm_backend *be, float *loss, void *logits,
         for (int v = 1; v < V; v++)
             if (row[v] > mx)
                 mx = row[v];
-        double sum = 0;
+        float sum = 0; /* vector partial sums in a fixed order: repeatable */
+#pragma omp simd reduction(+ : sum)
         for (int v = 0; v < V; v++)
             sum += gllm_cpu_exp(row[v] - mx);
         float lse = mx + (float)log(sum);
@@ -41,6 +42,7 @@ gllm_status gllm_cpu_xent_fwd_bwd(gllm_backend *be, float *loss, void *logits,
         loss[n] = lse - row[t];
         if (dlogits_scale != 0) {
             float k = dlogits_scale * mask;
+#pragma omp simd
             for (int v = 0; v < V; v++)
                 row[v] = k * gllm_cpu_exp(row[v] - lse);
             row[t] -= k;

@@ -12,7 +12,7 @@ gllm_status gllm_cpu_gelu_fwd(gllm_backend *be, void *out, const void *inp, size
         return gllm_fail(GLLM_ERR_INVALID, "gelu_fwd: NULL argument");
     const float *x = inp;
     float *y = out;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(static)
+#pragma omp parallel for simd num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(static)
     for (size_t i = 0; i < n; i++)
         y[i] = gllm_cpu_gelu(x[i]);
     return GLLM_OK;
@@ -25,7 +25,7 @@ gllm_status gllm_cpu_gelu_bwd(gllm_backend *be, void *dinp, const void *inp, con
         return gllm_fail(GLLM_ERR_INVALID, "gelu_bwd: NULL argument");
     const float *x = inp, *g = dout;
     float *dx = dinp;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(static)
+#pragma omp parallel for simd num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         float u = GLLM_GELU_K0 * (v + GLLM_GELU_K1 * v * v * v);
@@ -49,6 +49,7 @@ gllm_status gllm_cpu_swiglu_fwd(gllm_backend *be, void *out, const void *inp, in
     for (int n = 0; n < N; n++) {
         const float *gate = x + (size_t)n * 2 * I, *up = gate + I;
         float *yr = y + (size_t)n * I;
+#pragma omp simd
         for (int i = 0; i < I; i++)
             yr[i] = gate[i] * sigmoid(gate[i]) * up[i];
     }
@@ -66,6 +67,7 @@ gllm_status gllm_cpu_swiglu_bwd(gllm_backend *be, void *dinp, const void *inp,
     for (int n = 0; n < N; n++) {
         const float *gate = x + (size_t)n * 2 * I, *up = gate + I, *gr = g + (size_t)n * I;
         float *dg = dx + (size_t)n * 2 * I, *du = dg + I;
+#pragma omp simd
         for (int i = 0; i < I; i++) {
             float a = gate[i], sg = sigmoid(a), gi = gr[i], u = up[i];
             /* d silu(a)/da = sig(a) (1 + a (1 - sig(a))) */
