@@ -14,6 +14,7 @@
 
 #include "gllm/backend.h"
 #include "gllm/batch.h"
+#include "gllm/comm.h"
 #include "gllm/status.h"
 
 #ifdef __cplusplus
@@ -102,6 +103,8 @@ gllm_status gllm_model_forward(gllm_model *m, const gllm_batch *b, float *loss, 
 gllm_status gllm_model_forward_backward(gllm_model *m, const gllm_batch *b, float grad_scale,
                                         float *loss);
 gllm_status gllm_model_zero_grad(gllm_model *m);
+/* Sum the gradient buffers over the ranks of c (data parallelism). */
+gllm_status gllm_model_all_reduce_grads(gllm_model *m, gllm_comm *c);
 
 typedef struct gllm_adamw_config {
     float lr, beta1, beta2, eps, weight_decay;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "gllm/comm.h"
 #include "gllm/status.h"
 
 #ifdef __cplusplus
@@ -51,10 +52,16 @@ typedef struct gllm_train_summary {
     long long tokens;
 } gllm_train_summary;
 
-/* Run training as configured. on_progress (may be NULL) is called after
- * every log_every-th step and after each evaluation. */
-gllm_status gllm_train_run(const gllm_train_config *cfg, gllm_train_callback on_progress,
-                           void *user, gllm_train_summary *summary);
+/* Run training as configured. `make_comm` (NULL: one rank) makes the
+ * communicator of this process's rank on the opened backend: each rank reads
+ * its shard of every epoch, gradients and loss-token counts are summed over
+ * the ranks before the optimizer step, and rank 0 alone writes metrics,
+ * summary and checkpoints. on_progress (may be NULL) is called on rank 0
+ * after every log_every-th step and after each evaluation. */
+typedef gllm_status (*gllm_comm_factory)(gllm_backend *be, gllm_comm **out);
+gllm_status gllm_train_run(const gllm_train_config *cfg, gllm_comm_factory make_comm,
+                           gllm_train_callback on_progress, void *user,
+                           gllm_train_summary *summary);
 
 #ifdef __cplusplus
 }

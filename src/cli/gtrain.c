@@ -52,7 +52,7 @@ int main(int argc, char **argv)
         snprintf(cfg.backend, sizeof cfg.backend, "%s", backend);
     int tty = isatty(2);
     gllm_train_summary sum;
-    if (gllm_train_run(&cfg, progress, &tty, &sum) != GLLM_OK) {
+    if (gllm_train_run(&cfg, NULL, progress, &tty, &sum) != GLLM_OK) {
         fprintf(stderr, "\ngtrain: %s\n", gllm_last_error());
         return 1;
     }

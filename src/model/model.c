@@ -353,6 +353,13 @@ gllm_status gllm_model_zero_grad(gllm_model *m)
     return m->be->memset0(m->be, m->g, m->numel * sizeof(float));
 }
 
+gllm_status gllm_model_all_reduce_grads(gllm_model *m, gllm_comm *c)
+{
+    if (c->world == 1)
+        return GLLM_OK;
+    return c->all_reduce(c, m->g, m->numel, GLLM_F32, GLLM_REDUCE_SUM);
+}
+
 static gllm_status mlp_act_bwd(gllm_model *m, void *dfc, const void *fc, const void *dact, int N)
 {
     if (m->cfg.gated_mlp)

@@ -74,11 +74,24 @@ static double mask_sum(const gllm_batch *b)
 }
 
 /* Mean loss over the validation split (token-weighted). */
+/* Sum host scalars over the ranks through a small device buffer. */
+static gllm_status reduce_scalars(gllm_comm *comm, float *dev, float *vals, int n)
+{
+    if (comm->world == 1)
+        return GLLM_OK;
+    gllm_backend *be = comm->be;
+    GLLM_TRY(be->upload(be, dev, vals, (size_t)n * sizeof(float)));
+    GLLM_TRY(comm->all_reduce(comm, dev, (size_t)n, GLLM_F32, GLLM_REDUCE_SUM));
+    return be->download(be, vals, dev, (size_t)n * sizeof(float));
+}
+
+/* Mean loss over the validation split (token-weighted), over all ranks. */
 static gllm_status evaluate(gllm_model *m, const gllm_dataset *ds, const gllm_train_config *c,
-                            gllm_batch *b, float *val_loss)
+                            gllm_comm *comm, float *dev, gllm_batch *b, float *val_loss)
 {
     gllm_data_loader *l;
-    GLLM_TRY(gllm_data_loader_new(ds, 1, c->batch_size, c->seq_len, c->packing, 0, 0, 1, &l));
+    GLLM_TRY(gllm_data_loader_new(ds, 1, c->batch_size, c->seq_len, c->packing, 0, comm->rank,
+                                  comm->world, &l));
     double sum = 0, count = 0;
     gllm_status s = GLLM_OK;
     for (size_t i = 0; s == GLLM_OK && i < gllm_data_loader_n_batches(l); i++) {
@@ -91,7 +104,10 @@ static gllm_status evaluate(gllm_model *m, const gllm_dataset *ds, const gllm_tr
         }
     }
     gllm_data_loader_free(l);
-    *val_loss = count > 0 ? (float)(sum / count) : NAN;
+    float v[2] = {(float)sum, (float)count};
+    if (s == GLLM_OK)
+        s = reduce_scalars(comm, dev, v, 2);
+    *val_loss = v[1] > 0 ? v[0] / v[1] : NAN;
     return s;
 }
 
@@ -143,7 +159,9 @@ typedef struct run {
     gllm_chat_template *chat;
     gllm_dataset *ds;
     gllm_batch *micro;
-    FILE *metrics;
+    gllm_comm *comm;
+    float *dev_scalars; /* [2] on the backend, for reductions of counts */
+    FILE *metrics;      /* rank 0 only */
 } run;
 
 static void run_free(run *r)
@@ -154,6 +172,10 @@ static void run_free(run *r)
     free(r->micro);
     if (r->metrics)
         fclose(r->metrics);
+    if (r->dev_scalars)
+        r->be->free(r->be, r->dev_scalars);
+    if (r->comm)
+        r->comm->destroy(r->comm);
     gllm_data_free(r->ds);
     gllm_chat_free(r->chat);
     gllm_tok_free(r->tok);
@@ -180,16 +202,20 @@ static gllm_status make_dirs(const char *path)
     return GLLM_OK;
 }
 
-static gllm_status setup(run *r)
+static gllm_status setup(run *r, gllm_comm_factory make_comm)
 {
     const gllm_train_config *c = r->c;
-    GLLM_TRY(make_dirs(c->out_dir));
-    char path[4600];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
-    r->metrics = fopen(path, "w");
-    if (!r->metrics)
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     GLLM_TRY(gllm_backend_open(c->backend, &r->be));
+    GLLM_TRY((make_comm ? make_comm : gllm_comm_single)(r->be, &r->comm));
+    GLLM_TRY(r->be->alloc(r->be, 2 * sizeof(float), "reduction scalars", (void **)&r->dev_scalars));
+    if (r->comm->rank == 0) {
+        GLLM_TRY(make_dirs(c->out_dir));
+        char path[4600];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
+        r->metrics = fopen(path, "w");
+        if (!r->metrics)
+            return gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    }
     GLLM_TRY(gllm_model_load(c->model, r->be, &r->m));
     GLLM_TRY(gllm_tok_load(c->model, &r->tok));
     const gllm_model_config *mc = gllm_model_cfg(r->m);
@@ -219,7 +245,8 @@ static gllm_status setup(run *r)
     gllm_data_encoder enc = gllm_data_encoder_tok(r->tok);
     GLLM_TRY(gllm_data_load(c->data, &enc, &o, &r->ds));
     const gllm_data_stats *st = gllm_data_stats_of(r->ds);
-    fprintf(r->metrics,
+    if (r->metrics)
+        fprintf(r->metrics,
             "{\"event\":\"data\",\"records\":%zu,\"train_docs\":%zu,\"val_docs\":%zu,"
             "\"bad_skipped\":%zu,\"truncated\":%zu,\"tokens\":%zu,\"loss_tokens\":%zu,"
             "\"cache_hit\":%s}\n",
@@ -236,15 +263,17 @@ static gllm_status setup(run *r)
     return gllm_model_plan(r->m, c->batch_size, c->seq_len);
 }
 
-gllm_status gllm_train_run(const gllm_train_config *c, gllm_train_callback on_progress, void *user,
-                           gllm_train_summary *summary)
+gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_comm,
+                           gllm_train_callback on_progress, void *user, gllm_train_summary *summary)
 {
     run r = {.c = c};
     memset(summary, 0, sizeof *summary);
-    gllm_status s = setup(&r);
+    gllm_status s = setup(&r, make_comm);
+    const int rank = r.comm ? r.comm->rank : 0, world = r.comm ? r.comm->world : 1;
     gllm_data_loader *loader = NULL;
     if (s == GLLM_OK)
-        s = gllm_data_loader_new(r.ds, 0, c->batch_size, c->seq_len, c->packing, 0, 0, 1, &loader);
+        s = gllm_data_loader_new(r.ds, 0, c->batch_size, c->seq_len, c->packing, 0, rank, world,
+                                 &loader);
     const size_t per_epoch = loader ? gllm_data_loader_n_batches(loader) : 0;
     const int steps_per_epoch = (int)(per_epoch / (size_t)c->grad_accum);
     const int total = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
@@ -266,23 +295,32 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_train_callback on_pr
                 loader = NULL;
                 cursor = 0;
                 s = gllm_data_loader_new(r.ds, 0, c->batch_size, c->seq_len, c->packing,
-                                         (uint64_t)++epoch, 0, 1, &loader);
+                                         (uint64_t)++epoch, rank, world, &loader);
             }
             if (s == GLLM_OK)
                 s = gllm_data_loader_batch(loader, cursor++, &r.micro[k], NULL);
             loss_tokens += s == GLLM_OK ? mask_sum(&r.micro[k]) : 0;
         }
-        /* one optimizer step averages the loss over every target token of its micro-batches */
-        const float scale = loss_tokens > 0 ? (float)(1.0 / loss_tokens) : 0.0f;
+        /* one optimizer step averages the loss over every target token of its
+         * micro-batches, on every rank */
+        float tokens_all = (float)loss_tokens;
+        if (s == GLLM_OK)
+            s = reduce_scalars(r.comm, r.dev_scalars, &tokens_all, 1);
+        const float scale = tokens_all > 0 ? 1.0f / tokens_all : 0.0f;
         double loss_sum = 0;
         if (s == GLLM_OK)
             s = gllm_model_zero_grad(r.m);
         for (int k = 0; s == GLLM_OK && k < c->grad_accum; k++) {
             float loss = 0;
-            if (scale > 0)
+            if (mask_sum(&r.micro[k]) > 0)
                 s = gllm_model_forward_backward(r.m, &r.micro[k], scale, &loss);
             loss_sum += (double)loss * mask_sum(&r.micro[k]);
         }
+        float loss_all = (float)loss_sum;
+        if (s == GLLM_OK)
+            s = gllm_model_all_reduce_grads(r.m, r.comm);
+        if (s == GLLM_OK)
+            s = reduce_scalars(r.comm, r.dev_scalars, &loss_all, 1);
         gllm_adamw_config h = base;
         h.lr = lr_at(c, step, total);
         float gnorm = 0;
@@ -290,8 +328,8 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_train_callback on_pr
             s = gllm_model_adamw_step(r.m, &h, step, &gnorm);
         if (s != GLLM_OK)
             break;
-        tokens += (long long)c->grad_accum * c->batch_size * c->seq_len;
-        const float loss = loss_tokens > 0 ? (float)(loss_sum / loss_tokens) : NAN;
+        tokens += (long long)world * c->grad_accum * c->batch_size * c->seq_len;
+        const float loss = tokens_all > 0 ? loss_all / tokens_all : NAN;
         if (step == 1)
             summary->first_loss = loss;
         summary->final_loss = loss;
@@ -303,18 +341,21 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_train_callback on_pr
                                  .val_loss = NAN};
         if ((c->eval_every > 0 && step % c->eval_every == 0) ||
             (step == total && c->val_fraction > 0)) {
-            s = evaluate(r.m, r.ds, c, &r.micro[0], &p.val_loss);
+            s = evaluate(r.m, r.ds, c, r.comm, r.dev_scalars, &r.micro[0], &p.val_loss);
             summary->final_val_loss = p.val_loss;
-            if (s == GLLM_OK)
+            if (s == GLLM_OK && r.metrics)
                 fprintf(r.metrics, "{\"event\":\"eval\",\"step\":%d,\"val_loss\":%.6f}\n", step,
                         p.val_loss);
         }
-        fprintf(r.metrics,
+        if (r.metrics)
+            fprintf(r.metrics,
                 "{\"step\":%d,\"epoch\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,"
                 "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f,\"rss_mib\":%.1f}\n",
                 step, epoch, loss, h.lr, gnorm, tokens, p.tokens_per_s, el, p.rss_mib);
-        fflush(r.metrics);
-        if (on_progress && (step % c->log_every == 0 || step == total || !isnan(p.val_loss)))
+        if (r.metrics)
+            fflush(r.metrics);
+        if (on_progress && rank == 0 &&
+            (step % c->log_every == 0 || step == total || !isnan(p.val_loss)))
             on_progress(&p, user);
         summary->steps = step;
     }
@@ -322,9 +363,9 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_train_callback on_pr
     summary->seconds = now_s() - t0;
     summary->tokens = tokens;
     summary->tokens_per_s = tokens / (summary->seconds > 0 ? summary->seconds : 1e-9);
-    if (s == GLLM_OK)
+    if (s == GLLM_OK && rank == 0)
         s = save_checkpoint(r.m, c, "final");
-    if (s == GLLM_OK) {
+    if (s == GLLM_OK && rank == 0) {
         char path[4600];
         snprintf(path, sizeof path, "%s/summary.json", c->out_dir);
         FILE *f = fopen(path, "w");

@@ -140,7 +140,7 @@ int main(void)
         gllm_train_summary s;
         CHECK_OK(gllm_train_config_load(cfg_path, &c));
         CHECK(strcmp(c.out_dir, run) == 0);
-        CHECK_OK(gllm_train_run(&c, NULL, NULL, &s));
+        CHECK_OK(gllm_train_run(&c, NULL, NULL, NULL, &s));
         printf("train: %d steps, loss %.4f -> %.4f, val %.4f\n", s.steps, s.first_loss,
                s.final_loss, s.final_val_loss);
         CHECK(s.steps == 12);
