@@ -1,11 +1,24 @@
 /* gtrain: fine-tune a Hugging Face model from a JSON run config.
- * usage: gtrain [--backend NAME] CONFIG.json */
+ * usage: gtrain [--backend NAME] [--ranks N] CONFIG.json */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "gllm/dist.h"
 #include "gllm/train.h"
+
+/* --ranks N: this process's place in the shared-memory group (set per fork) */
+static gllm_shm_group *g_group;
+static int g_rank;
+
+static gllm_status join_group(gllm_backend *be, gllm_comm **out)
+{
+    return gllm_comm_shm(g_group, g_rank, be, out);
+}
 
 static void progress(const gllm_train_progress *p, void *user)
 {
@@ -25,11 +38,22 @@ static void progress(const gllm_train_progress *p, void *user)
 int main(int argc, char **argv)
 {
     const char *backend = NULL, *config = NULL;
+    int ranks = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
             backend = argv[++i];
+        else if (strcmp(argv[i], "--ranks") == 0 && i + 1 < argc) {
+            char *end;
+            ranks = (int)strtol(argv[++i], &end, 10);
+            if (*end || ranks < 1 || ranks > 256) {
+                fprintf(stderr, "gtrain: --ranks needs a number of processes in 1..256\n");
+                return 2;
+            }
+        }
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("usage: gtrain [--backend cpu|cuda|cuda:N|auto] CONFIG.json\n"
+            printf("usage: gtrain [--backend cpu|cuda|cuda:N|auto] [--ranks N] CONFIG.json\n"
+                   "  --ranks N  data parallelism over N CPU processes sharing memory\n"
+                   "             (each runs batch_size rows per micro-batch)\n"
                    "Keys of CONFIG.json: configs/README.md\n");
             return 0;
         } else if (!config && argv[i][0] != '-')
@@ -52,6 +76,53 @@ int main(int argc, char **argv)
         snprintf(cfg.backend, sizeof cfg.backend, "%s", backend);
     int tty = isatty(2);
     gllm_train_summary sum;
+    if (ranks > 1) {
+        if (strcmp(cfg.backend, "cpu") != 0) {
+            fprintf(stderr, "gtrain: --ranks runs CPU processes: set \"backend\": \"cpu\" "
+                            "(or --backend cpu)\n");
+            return 2;
+        }
+        if (gllm_shm_group_create(ranks, 4u << 20, &g_group) != GLLM_OK) {
+            fprintf(stderr, "gtrain: %s\n", gllm_last_error());
+            return 1;
+        }
+        /* Fork before any OpenMP region: a forked OpenMP runtime is not usable. */
+        pid_t pid[256];
+        for (int r = 0; r < ranks; r++) {
+            fflush(NULL);
+            pid[r] = fork();
+            if (pid[r] < 0) {
+                perror("gtrain: fork");
+                return 1;
+            }
+            if (pid[r] == 0) {
+                g_rank = r;
+                int rc = 0;
+                if (gllm_train_run(&cfg, join_group, progress, &tty, &sum) != GLLM_OK) {
+                    fprintf(stderr, "\ngtrain rank %d: %s\n", r, gllm_last_error());
+                    rc = 1;
+                } else if (r == 0) {
+                    fprintf(stderr, "done: %d ranks, %d steps, loss %.4f -> %.4f, %.0f tok/s, "
+                            "%.1f s; checkpoint %s/final\n", ranks, sum.steps, sum.first_loss,
+                            sum.final_loss, sum.tokens_per_s, sum.seconds, cfg.out_dir);
+                }
+                fflush(NULL);
+                _exit(rc);
+            }
+        }
+        /* a rank that fails leaves the others waiting in a collective: stop them */
+        int failed = 0;
+        for (int left = ranks; left > 0; left--) {
+            int st = 0;
+            if (wait(&st) < 0)
+                break;
+            if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0) && !failed++)
+                for (int r = 0; r < ranks; r++)
+                    kill(pid[r], SIGTERM);
+        }
+        gllm_shm_group_free(g_group);
+        return failed ? 1 : 0;
+    }
     if (gllm_train_run(&cfg, NULL, progress, &tty, &sum) != GLLM_OK) {
         fprintf(stderr, "\ngtrain: %s\n", gllm_last_error());
         return 1;

@@ -243,7 +243,14 @@ static gllm_status setup(run *r, gllm_comm_factory make_comm)
     o.cache_dir = c->out_dir;
     o.tokenizer_path = c->model;
     gllm_data_encoder enc = gllm_data_encoder_tok(r->tok);
-    GLLM_TRY(gllm_data_load(c->data, &enc, &o, &r->ds));
+    /* rank 0 tokenizes and writes the token cache; the other ranks then read it */
+    gllm_status ls = GLLM_OK;
+    if (r->comm->rank != 0)
+        GLLM_TRY(r->comm->barrier(r->comm));
+    ls = gllm_data_load(c->data, &enc, &o, &r->ds);
+    if (r->comm->rank == 0 && r->comm->world > 1)
+        GLLM_TRY(r->comm->barrier(r->comm));
+    GLLM_TRY(ls);
     const gllm_data_stats *st = gllm_data_stats_of(r->ds);
     if (r->metrics)
         fprintf(r->metrics,

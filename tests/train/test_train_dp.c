@@ -1,0 +1,147 @@
+/* Data parallelism on the CPU: the trainer on 2 forked ranks (shared-memory
+ * communicator), each with batch B, takes the same steps as 1 rank with batch
+ * 2B: per-step losses and the final weights agree up to summation order.
+ * (Unpacked rows make the two runs see the same documents in each step: rank
+ * r takes documents k % 2 == r of the same shuffled order.) */
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gllm/dist.h"
+#include "gllm/model.h"
+#include "gllm/train.h"
+#include "test_util.h"
+
+static gllm_shm_group *g_group;
+static int g_rank;
+
+static gllm_status join(gllm_backend *be, gllm_comm **out)
+{
+    return gllm_comm_shm(g_group, g_rank, be, out);
+}
+
+static int read_losses(const char *metrics, float *loss, int max)
+{
+    FILE *f = fopen(metrics, "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < max) {
+        const char *p = strstr(line, "\"loss\":");
+        if (strncmp(line, "{\"step\":", 8) == 0 && p)
+            loss[n++] = strtof(p + 7, NULL);
+    }
+    fclose(f);
+    return n;
+}
+
+static void write_config(const char *path, const char *model, const char *out, int batch)
+{
+    FILE *f = fopen(path, "w");
+    fprintf(f,
+            "{\"model\": \"%s\", \"data\": \"docs.jsonl\", \"out_dir\": \"%s\", \"backend\": "
+            "\"cpu\", \"seq_len\": 48, \"batch_size\": %d, \"max_steps\": 5, \"lr\": 2e-3, "
+            "\"warmup_steps\": 1, \"weight_decay\": 0.1, \"packing\": false, \"seed\": 3}",
+            model, out, batch);
+    fclose(f);
+}
+
+int main(void)
+{
+    char model[1024];
+    test_shared_path("assets/models/stories260K-hf", model, sizeof model);
+    char tmp[] = "/tmp/gllm_test_dp_XXXXXX";
+    if (!mkdtemp(tmp))
+        return 1;
+    char data[1200], cfg1[1200], cfg2[1200];
+    snprintf(data, sizeof data, "%s/docs.jsonl", tmp);
+    FILE *f = fopen(data, "w");
+    static const char *words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "Lily",
+                                  "saw", "big", "red", "ball", "park", "happy", "day"};
+    for (int d = 0; d < 40; d++) {
+        fprintf(f, "{\"text\": \"");
+        for (int w = 0; w < 6 + d % 9; w++)
+            fprintf(f, "%s%s", w ? " " : "", words[(d * 7 + w * 3) % 15]);
+        fprintf(f, ".\"}\n");
+    }
+    fclose(f);
+    snprintf(cfg1, sizeof cfg1, "%s/one.json", tmp);
+    snprintf(cfg2, sizeof cfg2, "%s/two.json", tmp);
+    write_config(cfg1, model, "one", 4);
+    write_config(cfg2, model, "two", 2);
+
+    /* the two ranks first: fork before this process has used OpenMP */
+    TEST_CASE("2 ranks x batch 2")
+    {
+        CHECK_OK(gllm_shm_group_create(2, 1 << 16, &g_group));
+        gllm_train_config c;
+        CHECK_OK(gllm_train_config_load(cfg2, &c));
+        pid_t pid[2];
+        for (int r = 0; r < 2; r++) {
+            fflush(stdout);
+            pid[r] = fork();
+            if (pid[r] == 0) {
+                g_rank = r;
+                gllm_train_summary s;
+                const int rc = gllm_train_run(&c, join, NULL, NULL, &s) == GLLM_OK ? 0 : 1;
+                if (rc)
+                    printf("rank %d: %s\n", r, gllm_last_error());
+                fflush(stdout);
+                _exit(rc);
+            }
+        }
+        for (int r = 0; r < 2; r++) {
+            int st = 0;
+            waitpid(pid[r], &st, 0);
+            CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "rank %d failed", r);
+        }
+        gllm_shm_group_free(g_group);
+    }
+    TEST_CASE("1 rank x batch 4 takes the same steps")
+    {
+        gllm_train_config c;
+        gllm_train_summary s;
+        CHECK_OK(gllm_train_config_load(cfg1, &c));
+        CHECK_OK(gllm_train_run(&c, NULL, NULL, NULL, &s));
+        char m1[1300], m2[1300];
+        snprintf(m1, sizeof m1, "%s/one/metrics.jsonl", tmp);
+        snprintf(m2, sizeof m2, "%s/two/metrics.jsonl", tmp);
+        float l1[16], l2[16];
+        const int n1 = read_losses(m1, l1, 16), n2 = read_losses(m2, l2, 16);
+        CHECK(n1 == 5 && n2 == 5);
+        for (int i = 0; i < n1 && i < n2; i++) {
+            printf("step %d: loss 1 rank %.6f, 2 ranks %.6f\n", i + 1, l1[i], l2[i]);
+            CHECK(fabsf(l1[i] - l2[i]) <= 1e-4f * fabsf(l1[i]));
+        }
+        CHECK(l1[4] < l1[0]);
+        /* final weights */
+        gllm_backend *be;
+        gllm_model *a = NULL, *b = NULL;
+        char d1[1300], d2[1300];
+        snprintf(d1, sizeof d1, "%s/one/final", tmp);
+        snprintf(d2, sizeof d2, "%s/two/final", tmp);
+        CHECK_OK(gllm_backend_cpu_create(0, &be));
+        CHECK_OK(gllm_model_load(d1, be, &a));
+        CHECK_OK(gllm_model_load(d2, be, &b));
+        double worst = 0;
+        for (int i = 0; a && b && i < gllm_model_n_params(a); i++) {
+            const gllm_param_info *p = gllm_model_param(a, i);
+            float *x = malloc(p->numel * 4), *y = malloc(p->numel * 4);
+            CHECK_OK(gllm_model_read_param(a, p, x));
+            CHECK_OK(gllm_model_read_param(b, gllm_model_param(b, i), y));
+            worst = fmax(worst, rel_err(y, x, p->numel));
+            free(x);
+            free(y);
+        }
+        printf("final weights: worst tensor rel diff %.2e\n", worst);
+        CHECK(worst < 1e-4);
+        gllm_model_free(a);
+        gllm_model_free(b);
+        be->destroy(be);
+    }
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0)
+        printf("could not remove %s\n", tmp);
+    return test_summary();
+}
