@@ -80,6 +80,28 @@ int main(void)
         free_batch(&b);
         gllm_model_free(m);
     }
+    TEST_CASE("forward and backward are bitwise repeatable")
+    {
+        gllm_model *m = load("mistral");
+        gllm_batch b;
+        random_batch(&b, 3, 16, gllm_model_cfg(m)->vocab_size);
+        const size_t n = gllm_model_numel(m);
+        float *g[2] = {malloc(n * 4), malloc(n * 4)}, loss[2];
+        for (int run = 0; run < 2; run++) {
+            CHECK_OK(gllm_model_zero_grad(m));
+            CHECK_OK(gllm_model_forward_backward(m, &b, 0.0f, &loss[run]));
+            for (int i = 0; i < gllm_model_n_params(m); i++) {
+                const gllm_param_info *p = gllm_model_param(m, i);
+                CHECK_OK(gllm_model_read_grad(m, p, g[run] + p->offset));
+            }
+        }
+        CHECK(memcmp(&loss[0], &loss[1], sizeof(float)) == 0);
+        CHECK(memcmp(g[0], g[1], n * 4) == 0);
+        free(g[0]);
+        free(g[1]);
+        free_batch(&b);
+        gllm_model_free(m);
+    }
     TEST_CASE("a document's loss and gradients are the same packed or alone")
     {
         gllm_model *m = load("qwen2");
