@@ -117,6 +117,12 @@ typedef struct gllm_adamw_config {
 gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int step,
                                   float *grad_norm);
 
+/* ZeRO-1: from now on this rank keeps AdamW state (and fp32 master weights)
+ * for its 1/world slice of the flat parameters only; each step updates the
+ * slice and all-gathers the parameters over c. Call before the first AdamW
+ * step, with gradients summed over the ranks (gllm_model_all_reduce_grads). */
+gllm_status gllm_model_shard_optimizer(gllm_model *m, gllm_comm *c);
+
 /* Greedy decoding with a paged KV cache: prompt of n_prompt ids (n_prompt >= 1),
  * n_new generated ids written to out. Uses prefill (attention_fwd + kv_store)
  * then one-token decode steps (attention_decode). */

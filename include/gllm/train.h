@@ -28,6 +28,7 @@ typedef struct gllm_train_config {
     float val_fraction;
     uint64_t seed;
     bool packing, skip_bad;
+    bool zero1;               /* with several ranks: shard AdamW state over them (ZeRO-1) */
 } gllm_train_config;
 
 /* Read a run config. Relative paths are taken from the config file's folder.

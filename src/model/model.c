@@ -408,14 +408,59 @@ gllm_status gllm_model_forward_backward(gllm_model *m, const gllm_batch *b, floa
     return be->embed_bwd(be, m->g + m->wte, dwpe, m->dres, m->ids, m->pos, N, C, c->vocab_size);
 }
 
+gllm_status gllm_model_shard_optimizer(gllm_model *m, gllm_comm *c)
+{
+    gllm_backend *be = m->be;
+    if (m->adam_m)
+        return gllm_fail(GLLM_ERR_INVALID, "shard_optimizer: AdamW state already exists");
+    const size_t world = (size_t)c->world, len = (m->numel + world - 1) / world;
+    void *w;
+    GLLM_TRY(be->alloc(be, world * len * m->esz, "parameters (padded for ZeRO-1)", &w));
+    gllm_status s = be->memset0(be, w, world * len * m->esz);
+    if (s == GLLM_OK)
+        s = be->copy(be, w, m->w, m->numel * m->esz);
+    if (s != GLLM_OK) {
+        be->free(be, w);
+        return s;
+    }
+    be->free(be, m->w);
+    m->w = w;
+    m->zero = c;
+    m->shard_len = len;
+    m->shard_lo = (size_t)c->rank * len;
+    m->shard_n = m->shard_lo >= m->numel ? 0
+                 : (m->numel - m->shard_lo < len ? m->numel - m->shard_lo : len);
+    return GLLM_OK;
+}
+
+/* AdamW segments of the elements this rank updates, offsets relative to its
+ * first element; returns their count. */
+static int adamw_segments(gllm_model *m, float weight_decay, size_t lo, size_t n)
+{
+    int k = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const gllm_param_info *p = &m->params[i];
+        const size_t a = p->offset > lo ? p->offset : lo;
+        const size_t b = p->offset + p->numel < lo + n ? p->offset + p->numel : lo + n;
+        if (a >= b)
+            continue;
+        m->segs[k].offset = a - lo;
+        m->segs[k].n = b - a;
+        m->segs[k].weight_decay = p->ndim >= 2 ? weight_decay : 0.0f;
+        k++;
+    }
+    return k;
+}
+
 gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int step,
                                   float *grad_norm)
 {
     gllm_backend *be = m->be;
     if (step < 1)
         return gllm_fail(GLLM_ERR_INVALID, "adamw: step must be >= 1 (got %d)", step);
+    const size_t lo = m->zero ? m->shard_lo : 0, n = m->zero ? m->shard_n : m->numel;
     if (!m->adam_m) {
-        const size_t bytes = m->numel * sizeof(float);
+        const size_t bytes = (n ? n : 1) * sizeof(float);
         GLLM_TRY(be->alloc(be, bytes, "AdamW first moment", (void **)&m->adam_m));
         GLLM_TRY(be->alloc(be, bytes, "AdamW second moment", (void **)&m->adam_v));
         GLLM_TRY(be->memset0(be, m->adam_m, bytes));
@@ -426,7 +471,7 @@ gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int
                 return GLLM_ERR_OOM;
             gllm_status s = be->alloc(be, bytes, "fp32 master weights", (void **)&m->master);
             if (s == GLLM_OK)
-                s = be->download_f32(be, host, m->w, m->numel);
+                s = be->download_f32(be, host, wptr(m, lo), n);
             if (s == GLLM_OK)
                 s = be->upload(be, m->master, host, bytes);
             free(host);
@@ -436,11 +481,8 @@ gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int
         if (!m->segs)
             return GLLM_ERR_OOM;
     }
-    for (int i = 0; i < m->n_params; i++) {
-        m->segs[i].offset = m->params[i].offset;
-        m->segs[i].n = m->params[i].numel;
-        m->segs[i].weight_decay = m->params[i].ndim >= 2 ? h->weight_decay : 0.0f;
-    }
+    const int n_segs = adamw_segments(m, h->weight_decay, lo, n);
+    /* the gradients are whole on every rank, so every rank computes the same norm */
     float sumsq = 0;
     GLLM_TRY(be->sumsq(be, m->sumsq, m->g, m->numel));
     GLLM_TRY(be->download(be, &sumsq, m->sumsq, sizeof sumsq));
@@ -458,5 +500,10 @@ gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int
         *grad_norm = norm;
     gllm_adamw_args a = {.lr = h->lr, .beta1 = h->beta1, .beta2 = h->beta2, .eps = h->eps,
                          .step = step, .grad_scale = clip};
-    return be->adamw(be, m->w, m->master, m->g, m->adam_m, m->adam_v, m->segs, m->n_params, &a);
+    if (n_segs > 0)
+        GLLM_TRY(be->adamw(be, wptr(m, lo), m->master, m->g + lo, m->adam_m, m->adam_v, m->segs,
+                           n_segs, &a));
+    if (!m->zero)
+        return GLLM_OK;
+    return m->zero->all_gather(m->zero, m->w, wptr(m, lo), m->shard_len, be->act_dtype);
 }

@@ -41,6 +41,10 @@ struct gllm_model {
     void *w;                /* flat params, act dtype */
     float *g;               /* flat grads, f32 */
     float *master, *adam_m, *adam_v; /* optimizer state, allocated on first step */
+    /* ZeRO-1: this rank keeps optimizer state for elements [shard_lo, shard_lo +
+     * shard_n) only; w is padded to world * shard_len elements for the gather */
+    gllm_comm *zero;
+    size_t shard_lo, shard_n, shard_len;
     float *sumsq;           /* device scalar */
     gllm_param_segment *segs;
 

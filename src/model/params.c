@@ -261,8 +261,15 @@ gllm_status gllm_model_read_grad(gllm_model *m, const gllm_param_info *p, float 
 gllm_status gllm_model_write_param(gllm_model *m, const gllm_param_info *p, const float *host)
 {
     GLLM_TRY(m->be->upload_f32(m->be, wptr(m, p->offset), host, p->numel));
-    if (m->master) /* keep the fp32 master copy in step with the params */
-        GLLM_TRY(m->be->upload(m->be, m->master + p->offset, host, p->numel * sizeof(float)));
+    if (!m->master)
+        return GLLM_OK;
+    /* keep the fp32 master copy (all of it, or this rank's ZeRO-1 slice) in step */
+    const size_t lo = m->zero ? m->shard_lo : 0, n = m->zero ? m->shard_n : m->numel;
+    const size_t a = p->offset > lo ? p->offset : lo;
+    const size_t b = p->offset + p->numel < lo + n ? p->offset + p->numel : lo + n;
+    if (a < b)
+        GLLM_TRY(m->be->upload(m->be, m->master + (a - lo), host + (a - p->offset),
+                               (b - a) * sizeof(float)));
     return GLLM_OK;
 }
 

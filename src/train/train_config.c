@@ -47,6 +47,7 @@ static const key_spec k_keys[] = {
     {"seed", K_U64, F(seed), 0, false},
     {"packing", K_BOOL, F(packing), 0, false},
     {"skip_bad", K_BOOL, F(skip_bad), 0, false},
+    {"zero1", K_BOOL, F(zero1), 0, false},
 };
 #undef F
 #undef S

@@ -217,6 +217,8 @@ static gllm_status setup(run *r, gllm_comm_factory make_comm)
             return gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     }
     GLLM_TRY(gllm_model_load(c->model, r->be, &r->m));
+    if (c->zero1 && r->comm->world > 1)
+        GLLM_TRY(gllm_model_shard_optimizer(r->m, r->comm));
     GLLM_TRY(gllm_tok_load(c->model, &r->tok));
     const gllm_model_config *mc = gllm_model_cfg(r->m);
     if (gllm_tok_vocab_size(r->tok) > mc->vocab_size)

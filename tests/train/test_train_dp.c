@@ -35,15 +35,84 @@ static int read_losses(const char *metrics, float *loss, int max)
     return n;
 }
 
-static void write_config(const char *path, const char *model, const char *out, int batch)
+static void write_config(const char *path, const char *model, const char *out, int batch,
+                         bool zero1)
 {
     FILE *f = fopen(path, "w");
     fprintf(f,
             "{\"model\": \"%s\", \"data\": \"docs.jsonl\", \"out_dir\": \"%s\", \"backend\": "
             "\"cpu\", \"seq_len\": 48, \"batch_size\": %d, \"max_steps\": 5, \"lr\": 2e-3, "
-            "\"warmup_steps\": 1, \"weight_decay\": 0.1, \"packing\": false, \"seed\": 3}",
-            model, out, batch);
+            "\"warmup_steps\": 1, \"weight_decay\": 0.1, \"packing\": false, \"seed\": 3, "
+            "\"zero1\": %s}",
+            model, out, batch, zero1 ? "true" : "false");
     fclose(f);
+}
+
+/* Train on `world` forked ranks; returns the number of ranks that failed. */
+static int run_ranks(const char *cfg_path, int world)
+{
+    gllm_train_config c;
+    if (gllm_train_config_load(cfg_path, &c) != GLLM_OK ||
+        gllm_shm_group_create(world, 1 << 16, &g_group) != GLLM_OK) {
+        printf("%s\n", gllm_last_error());
+        return world;
+    }
+    pid_t pid[8];
+    for (int r = 0; r < world; r++) {
+        fflush(stdout);
+        pid[r] = fork();
+        if (pid[r] == 0) {
+            g_rank = r;
+            gllm_train_summary s;
+            const int rc = gllm_train_run(&c, join, NULL, NULL, &s) == GLLM_OK ? 0 : 1;
+            if (rc)
+                printf("rank %d: %s\n", r, gllm_last_error());
+            fflush(stdout);
+            _exit(rc);
+        }
+    }
+    int failed = 0;
+    for (int r = 0; r < world; r++) {
+        int st = 0;
+        waitpid(pid[r], &st, 0);
+        failed += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    gllm_shm_group_free(g_group);
+    return failed;
+}
+
+/* worst relative difference over the tensors of two checkpoints; *bitwise
+ * says whether every tensor is identical */
+static double compare_checkpoints(const char *d1, const char *d2, bool *bitwise)
+{
+    gllm_backend *be;
+    gllm_model *a = NULL, *b = NULL;
+    double worst = INFINITY;
+    *bitwise = false;
+    if (gllm_backend_cpu_create(0, &be) != GLLM_OK)
+        return worst;
+    if (gllm_model_load(d1, be, &a) == GLLM_OK && gllm_model_load(d2, be, &b) == GLLM_OK) {
+        worst = 0;
+        *bitwise = true;
+        for (int i = 0; i < gllm_model_n_params(a); i++) {
+            const gllm_param_info *p = gllm_model_param(a, i);
+            float *x = malloc(p->numel * 4), *y = malloc(p->numel * 4);
+            if (gllm_model_read_param(a, p, x) != GLLM_OK ||
+                gllm_model_read_param(b, gllm_model_param(b, i), y) != GLLM_OK)
+                worst = INFINITY;
+            else
+                worst = fmax(worst, rel_err(y, x, p->numel));
+            *bitwise = *bitwise && memcmp(x, y, p->numel * 4) == 0;
+            free(x);
+            free(y);
+        }
+    } else {
+        printf("%s\n", gllm_last_error());
+    }
+    gllm_model_free(a);
+    gllm_model_free(b);
+    be->destroy(be);
+    return worst;
 }
 
 int main(void)
@@ -53,7 +122,7 @@ int main(void)
     char tmp[] = "/tmp/gllm_test_dp_XXXXXX";
     if (!mkdtemp(tmp))
         return 1;
-    char data[1200], cfg1[1200], cfg2[1200];
+    char data[1200], cfg1[1200], cfg2[1200], cfgz[1200];
     snprintf(data, sizeof data, "%s/docs.jsonl", tmp);
     FILE *f = fopen(data, "w");
     static const char *words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "Lily",
@@ -67,35 +136,24 @@ int main(void)
     fclose(f);
     snprintf(cfg1, sizeof cfg1, "%s/one.json", tmp);
     snprintf(cfg2, sizeof cfg2, "%s/two.json", tmp);
-    write_config(cfg1, model, "one", 4);
-    write_config(cfg2, model, "two", 2);
+    snprintf(cfgz, sizeof cfgz, "%s/zero.json", tmp);
+    write_config(cfg1, model, "one", 4, false);
+    write_config(cfg2, model, "two", 2, false);
+    write_config(cfgz, model, "zero", 2, true);
 
     /* the two ranks first: fork before this process has used OpenMP */
-    TEST_CASE("2 ranks x batch 2")
+    TEST_CASE("2 ranks x batch 2, with and without ZeRO-1")
     {
-        CHECK_OK(gllm_shm_group_create(2, 1 << 16, &g_group));
-        gllm_train_config c;
-        CHECK_OK(gllm_train_config_load(cfg2, &c));
-        pid_t pid[2];
-        for (int r = 0; r < 2; r++) {
-            fflush(stdout);
-            pid[r] = fork();
-            if (pid[r] == 0) {
-                g_rank = r;
-                gllm_train_summary s;
-                const int rc = gllm_train_run(&c, join, NULL, NULL, &s) == GLLM_OK ? 0 : 1;
-                if (rc)
-                    printf("rank %d: %s\n", r, gllm_last_error());
-                fflush(stdout);
-                _exit(rc);
-            }
-        }
-        for (int r = 0; r < 2; r++) {
-            int st = 0;
-            waitpid(pid[r], &st, 0);
-            CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "rank %d failed", r);
-        }
-        gllm_shm_group_free(g_group);
+        CHECK(run_ranks(cfg2, 2) == 0);
+        CHECK(run_ranks(cfgz, 2) == 0);
+        char d2[1300], dz[1300];
+        snprintf(d2, sizeof d2, "%s/two/final", tmp);
+        snprintf(dz, sizeof dz, "%s/zero/final", tmp);
+        bool same = false;
+        const double e = compare_checkpoints(d2, dz, &same);
+        printf("ZeRO-1 vs replicated AdamW: worst rel diff %.2e, bitwise %s\n", e,
+               same ? "identical" : "different");
+        CHECK(same);
     }
     TEST_CASE("1 rank x batch 4 takes the same steps")
     {
@@ -114,30 +172,13 @@ int main(void)
             CHECK(fabsf(l1[i] - l2[i]) <= 1e-4f * fabsf(l1[i]));
         }
         CHECK(l1[4] < l1[0]);
-        /* final weights */
-        gllm_backend *be;
-        gllm_model *a = NULL, *b = NULL;
         char d1[1300], d2[1300];
         snprintf(d1, sizeof d1, "%s/one/final", tmp);
         snprintf(d2, sizeof d2, "%s/two/final", tmp);
-        CHECK_OK(gllm_backend_cpu_create(0, &be));
-        CHECK_OK(gllm_model_load(d1, be, &a));
-        CHECK_OK(gllm_model_load(d2, be, &b));
-        double worst = 0;
-        for (int i = 0; a && b && i < gllm_model_n_params(a); i++) {
-            const gllm_param_info *p = gllm_model_param(a, i);
-            float *x = malloc(p->numel * 4), *y = malloc(p->numel * 4);
-            CHECK_OK(gllm_model_read_param(a, p, x));
-            CHECK_OK(gllm_model_read_param(b, gllm_model_param(b, i), y));
-            worst = fmax(worst, rel_err(y, x, p->numel));
-            free(x);
-            free(y);
-        }
+        bool same;
+        const double worst = compare_checkpoints(d1, d2, &same);
         printf("final weights: worst tensor rel diff %.2e\n", worst);
         CHECK(worst < 1e-4);
-        gllm_model_free(a);
-        gllm_model_free(b);
-        be->destroy(be);
     }
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
