@@ -117,6 +117,12 @@ typedef struct gllm_adamw_config {
 gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int step,
                                   float *grad_norm);
 
+/* AdamW state (moments, fp32 master weights; this rank's slice under ZeRO-1)
+ * to a safetensors file and back, for exact resumption. Loading checks that
+ * the file was saved by a model and rank layout of the same size. */
+gllm_status gllm_model_save_optimizer(gllm_model *m, const char *path);
+gllm_status gllm_model_load_optimizer(gllm_model *m, const char *path);
+
 /* ZeRO-1: from now on this rank keeps AdamW state (and fp32 master weights)
  * for its 1/world slice of the flat parameters only; each step updates the
  * slice and all-gathers the parameters over c. Call before the first AdamW

@@ -29,6 +29,9 @@ typedef struct gllm_train_config {
     uint64_t seed;
     bool packing, skip_bad;
     bool zero1;               /* with several ranks: shard AdamW state over them (ZeRO-1) */
+    int save_every;           /* steps between checkpoints (0: only the final model) */
+    int keep_checkpoints;     /* newest checkpoints kept (0: all) */
+    bool resume;              /* continue from out_dir's latest checkpoint, if any */
 } gllm_train_config;
 
 /* Read a run config. Relative paths are taken from the config file's folder.
@@ -44,7 +47,9 @@ typedef struct gllm_train_progress {
     float val_loss;           /* NaN when no evaluation ran at this step */
 } gllm_train_progress;
 
-typedef void (*gllm_train_callback)(const gllm_train_progress *p, void *user);
+/* Return non-zero to stop the run at once (as an interruption would: what
+ * the last checkpoint holds is what a resumed run starts from). */
+typedef int (*gllm_train_callback)(const gllm_train_progress *p, void *user);
 
 typedef struct gllm_train_summary {
     int steps;

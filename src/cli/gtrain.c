@@ -1,5 +1,6 @@
 /* gtrain: fine-tune a Hugging Face model from a JSON run config.
- * usage: gtrain [--backend NAME] [--ranks N] CONFIG.json */
+ * usage: gtrain [--backend NAME] [--ranks N] [--resume] CONFIG.json */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,7 +21,15 @@ static gllm_status join_group(gllm_backend *be, gllm_comm **out)
     return gllm_comm_shm(g_group, g_rank, be, out);
 }
 
-static void progress(const gllm_train_progress *p, void *user)
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+}
+
+static int progress(const gllm_train_progress *p, void *user)
 {
     const int tty = *(const int *)user;
     char val[32] = "";
@@ -33,15 +42,18 @@ static void progress(const gllm_train_progress *p, void *user)
             tty ? "\r" : "", p->step, p->total_steps, p->loss, val, p->lr, p->grad_norm,
             p->tokens_per_s, eta / 60, eta % 60, p->rss_mib,
             tty && p->step < p->total_steps && isnan(p->val_loss) ? "   " : "\n");
+    return g_interrupted;
 }
 
 int main(int argc, char **argv)
 {
     const char *backend = NULL, *config = NULL;
-    int ranks = 1;
+    int ranks = 1, resume = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
             backend = argv[++i];
+        else if (strcmp(argv[i], "--resume") == 0)
+            resume = 1;
         else if (strcmp(argv[i], "--ranks") == 0 && i + 1 < argc) {
             char *end;
             ranks = (int)strtol(argv[++i], &end, 10);
@@ -51,7 +63,10 @@ int main(int argc, char **argv)
             }
         }
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("usage: gtrain [--backend cpu|cuda|cuda:N|auto] [--ranks N] CONFIG.json\n"
+            printf("usage: gtrain [--backend cpu|cuda|cuda:N|auto] [--ranks N] [--resume] "
+                   "CONFIG.json\n"
+                   "  --resume   continue from the run folder's latest checkpoint (Ctrl-C stops\n"
+                   "             a run at the next step)\n"
                    "  --ranks N  data parallelism over N CPU processes sharing memory\n"
                    "             (each runs batch_size rows per micro-batch)\n"
                    "Keys of CONFIG.json: configs/README.md\n");
@@ -64,7 +79,7 @@ int main(int argc, char **argv)
         }
     }
     if (!config) {
-        fprintf(stderr, "usage: gtrain [--backend NAME] CONFIG.json\n");
+        fprintf(stderr, "usage: gtrain [--backend NAME] [--ranks N] [--resume] CONFIG.json\n");
         return 2;
     }
     gllm_train_config cfg;
@@ -74,6 +89,9 @@ int main(int argc, char **argv)
     }
     if (backend)
         snprintf(cfg.backend, sizeof cfg.backend, "%s", backend);
+    if (resume)
+        cfg.resume = true;
+    signal(SIGINT, on_sigint);
     int tty = isatty(2);
     gllm_train_summary sum;
     if (ranks > 1) {
@@ -114,8 +132,13 @@ int main(int argc, char **argv)
         int failed = 0;
         for (int left = ranks; left > 0; left--) {
             int st = 0;
-            if (wait(&st) < 0)
+            if (wait(&st) < 0) {
+                if (errno == EINTR) { /* Ctrl-C: the ranks stop themselves; keep reaping */
+                    left++;
+                    continue;
+                }
                 break;
+            }
             if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0) && !failed++)
                 for (int r = 0; r < ranks; r++)
                     kill(pid[r], SIGTERM);

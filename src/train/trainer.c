@@ -11,7 +11,9 @@
 #include "gllm/data.h"
 #include "gllm/model.h"
 #include "gllm/tok.h"
+#include "core/file.h"
 #include "gllm/train.h"
+#include "train/train_internal.h"
 
 static double now_s(void)
 {
@@ -111,46 +113,6 @@ static gllm_status evaluate(gllm_model *m, const gllm_dataset *ds, const gllm_tr
     return s;
 }
 
-static gllm_status copy_file(const char *from_dir, const char *to_dir, const char *name)
-{
-    char src[4600], dst[4600];
-    snprintf(src, sizeof src, "%s/%s", from_dir, name);
-    snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
-    FILE *in = fopen(src, "rb");
-    if (!in)
-        return GLLM_OK; /* optional file */
-    FILE *out = fopen(dst, "wb");
-    if (!out) {
-        fclose(in);
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", dst, strerror(errno));
-    }
-    char buf[65536];
-    size_t n;
-    gllm_status s = GLLM_OK;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n) {
-            s = gllm_fail(GLLM_ERR_IO, "%s: short write", dst);
-            break;
-        }
-    fclose(in);
-    if (fclose(out) != 0 && s == GLLM_OK)
-        s = gllm_fail(GLLM_ERR_IO, "%s: close failed", dst);
-    return s;
-}
-
-/* A checkpoint folder that transformers loads: weights, config, tokenizer files. */
-static gllm_status save_checkpoint(gllm_model *m, const gllm_train_config *c, const char *name)
-{
-    char dir[4600];
-    snprintf(dir, sizeof dir, "%s/%s", c->out_dir, name);
-    GLLM_TRY(gllm_model_save(m, dir));
-    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json",
-                                        "special_tokens_map.json", "generation_config.json"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
-        GLLM_TRY(copy_file(c->model, dir, files[i]));
-    return GLLM_OK;
-}
-
 typedef struct run {
     const gllm_train_config *c;
     gllm_backend *be;
@@ -162,6 +124,8 @@ typedef struct run {
     gllm_comm *comm;
     float *dev_scalars; /* [2] on the backend, for reductions of counts */
     FILE *metrics;      /* rank 0 only */
+    gllm_train_state resume; /* step 0: a fresh run */
+    char resume_dir[4600];
 } run;
 
 static void run_free(run *r)
@@ -202,23 +166,55 @@ static gllm_status make_dirs(const char *path)
     return GLLM_OK;
 }
 
+/* metrics.jsonl: new, or on resumption the lines up to the checkpoint's step
+ * (later ones belong to steps that are run again) */
+static gllm_status open_metrics(run *r, const char *path)
+{
+    char *old = NULL;
+    if (r->resume.step > 0 && gllm_read_file(path, &old, NULL) != GLLM_OK)
+        gllm_clear_error();
+    r->metrics = fopen(path, "w");
+    if (!r->metrics) {
+        free(old);
+        return gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    }
+    for (char *line = old ? strtok(old, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        const char *st = strstr(line, "\"step\":");
+        if (!st || atoi(st + 7) <= r->resume.step)
+            fprintf(r->metrics, "%s\n", line);
+    }
+    free(old);
+    if (r->resume.step > 0)
+        fprintf(r->metrics, "{\"event\":\"resume\",\"step\":%d,\"from\":\"%s\"}\n",
+                r->resume.step, r->resume_dir);
+    return GLLM_OK;
+}
+
 static gllm_status setup(run *r, gllm_comm_factory make_comm)
 {
     const gllm_train_config *c = r->c;
     GLLM_TRY(gllm_backend_open(c->backend, &r->be));
     GLLM_TRY((make_comm ? make_comm : gllm_comm_single)(r->be, &r->comm));
     GLLM_TRY(r->be->alloc(r->be, 2 * sizeof(float), "reduction scalars", (void **)&r->dev_scalars));
+    if (c->resume)
+        GLLM_TRY(gllm_train_find_checkpoint(c, r->resume_dir, sizeof r->resume_dir));
+    /* resuming: the weights, optimizer state and position of the checkpoint */
+    GLLM_TRY(gllm_model_load(r->resume_dir[0] ? r->resume_dir : c->model, r->be, &r->m));
+    if (c->zero1 && r->comm->world > 1)
+        GLLM_TRY(gllm_model_shard_optimizer(r->m, r->comm));
+    if (r->resume_dir[0]) {
+        char opt[4700];
+        GLLM_TRY(gllm_train_load_state(r->resume_dir, c, r->comm->world, &r->resume));
+        snprintf(opt, sizeof opt, "%s/optimizer-rank%d.safetensors", r->resume_dir,
+                 r->comm->rank);
+        GLLM_TRY(gllm_model_load_optimizer(r->m, opt));
+    }
     if (r->comm->rank == 0) {
         GLLM_TRY(make_dirs(c->out_dir));
         char path[4600];
         snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
-        r->metrics = fopen(path, "w");
-        if (!r->metrics)
-            return gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        GLLM_TRY(open_metrics(r, path));
     }
-    GLLM_TRY(gllm_model_load(c->model, r->be, &r->m));
-    if (c->zero1 && r->comm->world > 1)
-        GLLM_TRY(gllm_model_shard_optimizer(r->m, r->comm));
     GLLM_TRY(gllm_tok_load(c->model, &r->tok));
     const gllm_model_config *mc = gllm_model_cfg(r->m);
     if (gllm_tok_vocab_size(r->tok) > mc->vocab_size)
@@ -281,8 +277,8 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
     const int rank = r.comm ? r.comm->rank : 0, world = r.comm ? r.comm->world : 1;
     gllm_data_loader *loader = NULL;
     if (s == GLLM_OK)
-        s = gllm_data_loader_new(r.ds, 0, c->batch_size, c->seq_len, c->packing, 0, rank, world,
-                                 &loader);
+        s = gllm_data_loader_new(r.ds, 0, c->batch_size, c->seq_len, c->packing,
+                                 (uint64_t)r.resume.epoch, rank, world, &loader);
     const size_t per_epoch = loader ? gllm_data_loader_n_batches(loader) : 0;
     const int steps_per_epoch = (int)(per_epoch / (size_t)c->grad_accum);
     const int total = c->max_steps > 0 ? c->max_steps : c->epochs * steps_per_epoch;
@@ -292,11 +288,16 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
     const gllm_adamw_config base = {.beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
                                     .weight_decay = c->weight_decay,
                                     .max_grad_norm = c->max_grad_norm};
-    const double t0 = now_s();
-    size_t cursor = 0;
-    int epoch = 0;
-    long long tokens = 0;
-    for (int step = 1; s == GLLM_OK && step <= total; step++) {
+    const double t0 = now_s() - r.resume.elapsed_s;
+    size_t cursor = r.resume.cursor;
+    int epoch = r.resume.epoch;
+    long long tokens = r.resume.tokens;
+    summary->first_loss = r.resume.first_loss;
+    summary->steps = r.resume.step;
+    if (s == GLLM_OK && r.resume.step >= total)
+        s = gllm_fail(GLLM_ERR_INVALID, "%s: already at step %d of %d", r.resume_dir,
+                      r.resume.step, total);
+    for (int step = r.resume.step + 1; s == GLLM_OK && step <= total; step++) {
         double loss_tokens = 0;
         for (int k = 0; s == GLLM_OK && k < c->grad_accum; k++) {
             if (cursor == per_epoch) { /* next epoch: a fresh shuffle */
@@ -363,17 +364,32 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
                 step, epoch, loss, h.lr, gnorm, tokens, p.tokens_per_s, el, p.rss_mib);
         if (r.metrics)
             fflush(r.metrics);
-        if (on_progress && rank == 0 &&
-            (step % c->log_every == 0 || step == total || !isnan(p.val_loss)))
-            on_progress(&p, user);
         summary->steps = step;
+        if (s == GLLM_OK && c->save_every > 0 && step % c->save_every == 0) {
+            const gllm_train_state ts = {.step = step, .epoch = epoch, .cursor = cursor,
+                                         .tokens = tokens, .first_loss = summary->first_loss,
+                                         .elapsed_s = el};
+            s = gllm_train_save_checkpoint(r.m, r.comm, c, &ts);
+            if (s == GLLM_OK && r.metrics)
+                fprintf(r.metrics, "{\"event\":\"checkpoint\",\"step\":%d}\n", step);
+        }
+        if (s == GLLM_OK && on_progress && rank == 0 &&
+            (step % c->log_every == 0 || step == total || !isnan(p.val_loss)) &&
+            on_progress(&p, user) != 0) {
+            s = gllm_fail(GLLM_ERR_INVALID, "interrupted at step %d: resume with \"resume\": true "
+                          "(or gtrain --resume) from the last checkpoint", step);
+            break;
+        }
     }
     gllm_data_loader_free(loader);
     summary->seconds = now_s() - t0;
     summary->tokens = tokens;
     summary->tokens_per_s = tokens / (summary->seconds > 0 ? summary->seconds : 1e-9);
-    if (s == GLLM_OK && rank == 0)
-        s = save_checkpoint(r.m, c, "final");
+    if (s == GLLM_OK && rank == 0) {
+        char dir[4600];
+        snprintf(dir, sizeof dir, "%s/final", c->out_dir);
+        s = gllm_train_save_hf(r.m, c->model, dir);
+    }
     if (s == GLLM_OK && rank == 0) {
         char path[4600];
         snprintf(path, sizeof path, "%s/summary.json", c->out_dir);

@@ -33,6 +33,28 @@ static int count_lines(const char *path, const char *needle)
     return n;
 }
 
+static int stop_after(const gllm_train_progress *p, void *user)
+{
+    return p->step >= *(const int *)user;
+}
+
+static int files_equal(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    while (same) {
+        int x = fgetc(fa), y = fgetc(fb);
+        same = x == y;
+        if (x == EOF || y == EOF)
+            break;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same;
+}
+
 static const char *k_docs[] = {
     "Once upon a time, there was a little girl named Lily.",
     "The cat sat on the mat and looked at the big red ball.",
@@ -158,6 +180,55 @@ int main(void)
         CHECK_OK(gllm_tok_load(final, &t2));
         gllm_model_free(m2);
         gllm_tok_free(t2);
+    }
+    TEST_CASE("an interrupted run resumes from its checkpoint bit for bit")
+    {
+        char cfg_path[1200], cfg[8192];
+        const char *runs[2] = {"straight", "broken"};
+        for (int k = 0; k < 2; k++) {
+            snprintf(cfg_path, sizeof cfg_path, "%s/%s.json", tmp, runs[k]);
+            snprintf(cfg, sizeof cfg,
+                     "{\"model\": \"%s\", \"data\": \"docs.jsonl\", \"out_dir\": \"%s\", "
+                     "\"backend\": \"cpu\", \"seq_len\": 64, \"batch_size\": 2, \"max_steps\": 7, "
+                     "\"lr\": 3e-3, \"warmup_steps\": 2, \"weight_decay\": 0.1, \"seed\": 5, "
+                     "\"save_every\": 2, \"keep_checkpoints\": 2}",
+                     model_dir, runs[k]);
+            write_text(cfg_path, cfg);
+        }
+        gllm_train_config c;
+        gllm_train_summary s;
+        snprintf(cfg_path, sizeof cfg_path, "%s/straight.json", tmp);
+        CHECK_OK(gllm_train_config_load(cfg_path, &c));
+        CHECK_OK(gllm_train_run(&c, NULL, NULL, NULL, &s));
+        /* the broken run stops after step 5; checkpoint-4 is the last one */
+        snprintf(cfg_path, sizeof cfg_path, "%s/broken.json", tmp);
+        CHECK_OK(gllm_train_config_load(cfg_path, &c));
+        int stop_at = 5;
+        CHECK_ERR(gllm_train_run(&c, NULL, stop_after, &stop_at, &s), GLLM_ERR_INVALID,
+                  "interrupted at step 5");
+        c.resume = true;
+        CHECK_OK(gllm_train_run(&c, NULL, NULL, NULL, &s));
+        CHECK(s.steps == 7);
+        char a[1300], b[1300];
+        snprintf(a, sizeof a, "%s/straight/final/model.safetensors", tmp);
+        snprintf(b, sizeof b, "%s/broken/final/model.safetensors", tmp);
+        CHECK_MSG(files_equal(a, b), "resumed weights differ from the uninterrupted run's");
+        snprintf(a, sizeof a, "%s/broken/metrics.jsonl", tmp);
+        for (int step = 1; step <= 7; step++) {
+            char needle[64];
+            snprintf(needle, sizeof needle, "{\"step\":%d,", step);
+            CHECK_MSG(count_lines(a, needle) == 1, "step %d logged %d times", step,
+                      count_lines(a, needle));
+        }
+        CHECK(count_lines(a, "\"event\":\"resume\"") == 1);
+        /* keep_checkpoints 2: checkpoint-2 was removed, 4 and 6 remain */
+        struct stat st;
+        snprintf(a, sizeof a, "%s/broken/checkpoint-2", tmp);
+        CHECK(stat(a, &st) != 0);
+        snprintf(a, sizeof a, "%s/broken/checkpoint-6/optimizer-rank0.safetensors", tmp);
+        CHECK(stat(a, &st) == 0);
+        snprintf(a, sizeof a, "%s/broken/latest", tmp);
+        CHECK(count_lines(a, "checkpoint-6") == 1);
     }
     TEST_CASE("bad run configs are refused naming the key")
     {

@@ -35,16 +35,19 @@ static int read_losses(const char *metrics, float *loss, int max)
     return n;
 }
 
+/* constant learning rate after warmup (min_lr_ratio 1), so a run cut at step 4
+ * and resumed to step 5 follows the same schedule as a 5-step run */
 static void write_config(const char *path, const char *model, const char *out, int batch,
-                         bool zero1)
+                         bool zero1, int steps, bool resume)
 {
     FILE *f = fopen(path, "w");
     fprintf(f,
             "{\"model\": \"%s\", \"data\": \"docs.jsonl\", \"out_dir\": \"%s\", \"backend\": "
-            "\"cpu\", \"seq_len\": 48, \"batch_size\": %d, \"max_steps\": 5, \"lr\": 2e-3, "
-            "\"warmup_steps\": 1, \"weight_decay\": 0.1, \"packing\": false, \"seed\": 3, "
-            "\"zero1\": %s}",
-            model, out, batch, zero1 ? "true" : "false");
+            "\"cpu\", \"seq_len\": 48, \"batch_size\": %d, \"max_steps\": %d, \"lr\": 2e-3, "
+            "\"min_lr_ratio\": 1.0, \"warmup_steps\": 1, \"weight_decay\": 0.1, "
+            "\"packing\": false, \"seed\": 3, \"zero1\": %s, \"save_every\": 2, "
+            "\"resume\": %s}",
+            model, out, batch, steps, zero1 ? "true" : "false", resume ? "true" : "false");
     fclose(f);
 }
 
@@ -122,7 +125,7 @@ int main(void)
     char tmp[] = "/tmp/gllm_test_dp_XXXXXX";
     if (!mkdtemp(tmp))
         return 1;
-    char data[1200], cfg1[1200], cfg2[1200], cfgz[1200];
+    char data[1200], cfg1[1200], cfg2[1200], cfgz[1200], cfgr[1200];
     snprintf(data, sizeof data, "%s/docs.jsonl", tmp);
     FILE *f = fopen(data, "w");
     static const char *words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "Lily",
@@ -137,9 +140,10 @@ int main(void)
     snprintf(cfg1, sizeof cfg1, "%s/one.json", tmp);
     snprintf(cfg2, sizeof cfg2, "%s/two.json", tmp);
     snprintf(cfgz, sizeof cfgz, "%s/zero.json", tmp);
-    write_config(cfg1, model, "one", 4, false);
-    write_config(cfg2, model, "two", 2, false);
-    write_config(cfgz, model, "zero", 2, true);
+    snprintf(cfgr, sizeof cfgr, "%s/resumed.json", tmp);
+    write_config(cfg1, model, "one", 4, false, 5, false);
+    write_config(cfg2, model, "two", 2, false, 5, false);
+    write_config(cfgz, model, "zero", 2, true, 5, false);
 
     /* the two ranks first: fork before this process has used OpenMP */
     TEST_CASE("2 ranks x batch 2, with and without ZeRO-1")
@@ -153,6 +157,21 @@ int main(void)
         const double e = compare_checkpoints(d2, dz, &same);
         printf("ZeRO-1 vs replicated AdamW: worst rel diff %.2e, bitwise %s\n", e,
                same ? "identical" : "different");
+        CHECK(same);
+    }
+    TEST_CASE("ZeRO-1 over 2 ranks resumes from its sharded checkpoint bit for bit")
+    {
+        write_config(cfgr, model, "resumed", 2, true, 4, false);
+        CHECK(run_ranks(cfgr, 2) == 0);
+        write_config(cfgr, model, "resumed", 2, true, 5, true);
+        CHECK(run_ranks(cfgr, 2) == 0);
+        char dz[1300], dr[1300];
+        snprintf(dz, sizeof dz, "%s/zero/final", tmp);
+        snprintf(dr, sizeof dr, "%s/resumed/final", tmp);
+        bool same = false;
+        const double e = compare_checkpoints(dz, dr, &same);
+        printf("4 steps + resumed 1 vs 5 steps (ZeRO-1, 2 ranks): worst rel diff %.2e, %s\n", e,
+               same ? "bitwise identical" : "different");
         CHECK(same);
     }
     TEST_CASE("1 rank x batch 4 takes the same steps")
