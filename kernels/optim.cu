@@ -71,7 +71,12 @@ __global__ void adamw_kernel(__nv_bfloat16 *params, float *master, const float *
         size_t end = min(begin + (size_t)adamw_chunk, sg.offset + sg.n);
         float decay = 1.0f - k.lr * sg.weight_decay;
         size_t i = begin;
-        if ((begin & 3) == 0) {
+        // 16-byte accesses need the addresses aligned, not just the index: callers may
+        // pass buffers that start inside an allocation (a ZeRO-1 slice)
+        const bool vec = ((uintptr_t)(grads + begin) | (uintptr_t)(m + begin) |
+                          (uintptr_t)(v + begin) | (uintptr_t)(master + begin)) % 16 == 0 &&
+                         (uintptr_t)(params + begin) % 8 == 0;
+        if (vec) {
             size_t quads = (end - begin) / 4;
             for (size_t q = threadIdx.x; q < quads; q += blockDim.x) {
                 size_t e = begin + q * 4;

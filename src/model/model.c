@@ -413,7 +413,8 @@ gllm_status gllm_model_shard_optimizer(gllm_model *m, gllm_comm *c)
     gllm_backend *be = m->be;
     if (m->adam_m)
         return gllm_fail(GLLM_ERR_INVALID, "shard_optimizer: AdamW state already exists");
-    const size_t world = (size_t)c->world, len = (m->numel + world - 1) / world;
+    /* slices start on 64-element boundaries so device kernels keep aligned wide loads */
+    const size_t world = (size_t)c->world, len = ((m->numel + world - 1) / world + 63) & ~(size_t)63;
     void *w;
     GLLM_TRY(be->alloc(be, world * len * m->esz, "parameters (padded for ZeRO-1)", &w));
     gllm_status s = be->memset0(be, w, world * len * m->esz);
