@@ -45,7 +45,7 @@ static gllm_status str_replace(jctx *c, jv s, jv from, jv to, long long count, j
             count--;
     }
     if (st != GLLM_OK) {
-        free(b.p);
+        free(b.s);
         return st;
     }
     return gllm_jv_sb_to_value(c, &b, out);
@@ -244,7 +244,7 @@ gllm_status gllm_jv_apply_filter(jctx *c, const jexpr *e, jv v, jv *out)
         jsbuf b = {0};
         gllm_status s = gllm_jv_write_json(&b, &v);
         if (s != GLLM_OK) {
-            free(b.p);
+            free(b.s);
             return s;
         }
         return gllm_jv_sb_to_value(c, &b, out);
@@ -279,7 +279,7 @@ gllm_status gllm_jv_apply_filter(jctx *c, const jexpr *e, jv v, jv *out)
             jsbuf b = {0};
             for (size_t i = 0; i < n; i++)
                 if (gllm_jv_sb_add(&b, r->items[i].u.s.s, r->items[i].u.s.n) != GLLM_OK) {
-                    free(b.p);
+                    free(b.s);
                     return gllm_jv_oom();
                 }
             return gllm_jv_sb_to_value(c, &b, out);
@@ -301,7 +301,7 @@ gllm_status gllm_jv_apply_filter(jctx *c, const jexpr *e, jv v, jv *out)
                 s = gllm_jv_write_value(&b, &l.u.l->items[i], false);
         }
         if (s != GLLM_OK) {
-            free(b.p);
+            free(b.s);
             return s;
         }
         return gllm_jv_sb_to_value(c, &b, out);

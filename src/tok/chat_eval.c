@@ -9,23 +9,7 @@
 
 #include "tok/chat_jinja.h"
 
-gllm_status gllm_jv_sb_add(jsbuf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return gllm_fail(GLLM_ERR_OOM, "chat template: out of memory rendering");
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return GLLM_OK;
-}
+gllm_status gllm_jv_sb_add(jsbuf *b, const char *s, size_t n) { return tok_str_append(b, s, n); }
 gllm_status gllm_jv_sb_str(jsbuf *b, const char *s) { return gllm_jv_sb_add(b, s, strlen(s)); }
 
 
@@ -34,8 +18,8 @@ gllm_status gllm_jv_oom(void) { return gllm_fail(GLLM_ERR_OOM, "chat template: o
 /* Move a temporary jsbuf into the arena as a string value. */
 gllm_status gllm_jv_sb_to_value(jctx *c, jsbuf *b, jv *out)
 {
-    char *s = gllm_jarena_strndup(c->a, b->p ? b->p : "", b->n);
-    free(b->p);
+    char *s = gllm_jarena_strndup(c->a, b->s ? b->s : "", b->n);
+    free(b->s);
     if (!s)
         return gllm_jv_oom();
     *out = mk_str(s, b->n);
@@ -226,7 +210,7 @@ gllm_status gllm_jv_to_string(jctx *c, const jv *v, jv *out)
     jsbuf b = {0};
     gllm_status s = gllm_jv_write_value(&b, v, false);
     if (s != GLLM_OK) {
-        free(b.p);
+        free(b.s);
         return s;
     }
     return gllm_jv_sb_to_value(c, &b, out);
@@ -398,7 +382,7 @@ static gllm_status eval_slice(jctx *c, const jexpr *e, jv obj, jv *out)
         jsbuf b = {0};
         for (long long i = 0; i < cnt; i++)
             if (gllm_jv_sb_add(&b, l->items[i].u.s.s, l->items[i].u.s.n) != GLLM_OK) {
-                free(b.p);
+                free(b.s);
                 return gllm_jv_oom();
             }
         return gllm_jv_sb_to_value(c, &b, out);
@@ -520,7 +504,7 @@ static gllm_status eval_bin(jctx *c, const jexpr *e, jv x, jv y, jv *out)
         jsbuf b = {0};
         for (long long i = 0; i < num(&y); i++)
             if (gllm_jv_sb_add(&b, x.u.s.s, x.u.s.n) != GLLM_OK) {
-                free(b.p);
+                free(b.s);
                 return gllm_jv_oom();
             }
         return gllm_jv_sb_to_value(c, &b, out);
@@ -755,10 +739,10 @@ gllm_status gllm_jinja_render(const jtemplate *t, const char *const *names, cons
     if (s == GLLM_OK)
         s = gllm_jv_sb_add(&c.out, "", 0);
     if (s != GLLM_OK) {
-        free(c.out.p);
+        free(c.out.s);
         return s;
     }
-    *out = c.out.p;
+    *out = c.out.s;
     if (len)
         *len = c.out.n;
     return GLLM_OK;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "gllm/status.h"
+#include "tok/tok_internal.h"
 
 /* Bump allocator: a template's tree and a render's values live in one arena
  * each and are freed together, so the interpreter never tracks ownership. */
@@ -147,10 +148,8 @@ gllm_status gllm_jinja_render(const jtemplate *t, const char *const *names, cons
                          jarena *scratch, char **out, size_t *len);
 
 /* ------------------------------------------------------- render internals */
-typedef struct jsbuf {
-    char *p;
-    size_t n, cap;
-} jsbuf;
+/* rendered text: the tokenizer module's growable string */
+typedef tok_str jsbuf;
 
 typedef struct jframe {
     const char **names;
