@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/file.h"
 #include "gllm/status.h"
 
 static int t_checks, t_failures;
@@ -128,6 +129,13 @@ static inline int test_summary(void)
 {
     printf("%d checks, %d failed\n", t_checks, t_failures);
     return t_failures ? 1 : 0;
+}
+
+/* A whole file, malloc'd and NUL-terminated, or NULL (the reason in gllm_last_error). */
+static inline char *test_slurp(const char *path, size_t *len)
+{
+    char *text = NULL;
+    return gllm_read_file(path, &text, len) == GLLM_OK ? text : NULL;
 }
 
 /* Skip the whole test (exit code 77) with a reason. */

@@ -7,25 +7,6 @@
 #include "gllm/chat.h"
 #include "test_util.h"
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf)
-        buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static const char *k_shared[] = {"llama3", "llama3.1", "qwen3", NULL};
 
 static bool is_shared(const char *name)
@@ -51,7 +32,7 @@ static gllm_chat_template *open_named(const char *name, const cJSON *tokens)
     }
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/fixtures/chat/templates/%s.jinja", GLLM_SOURCE_DIR, name);
-    char *src = slurp(path);
+    char *src = test_slurp(path, NULL);
     CHECK_MSG(src != NULL, "%s", path);
     if (!src)
         return NULL;
@@ -116,7 +97,7 @@ int main(void)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/fixtures/chat/expected.json", GLLM_SOURCE_DIR);
-    char *text = slurp(path);
+    char *text = test_slurp(path, NULL);
     if (!text) {
         printf("FAIL: cannot read %s\n", path);
         return 1;

@@ -5,21 +5,6 @@
 #include "gllm/tok.h"
 #include "test_util.h"
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    size_t got = fread(buf, 1, (size_t)len, f);
-    buf[got] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void check(const char *tok_dir, const char *out_name)
 {
     char path[768], inp_path[768], out_path[768];
@@ -29,7 +14,7 @@ static void check(const char *tok_dir, const char *out_name)
              out_name);
     gllm_tokenizer *tok = NULL;
     CHECK_OK(gllm_tok_load(path, &tok));
-    char *inp = slurp(inp_path), *out = slurp(out_path);
+    char *inp = test_slurp(inp_path, NULL), *out = test_slurp(out_path, NULL);
     CHECK(inp && out);
     if (!tok || !inp || !out)
         return;

@@ -16,30 +16,9 @@ typedef struct {
     bool valid; /* a {"text"} entry; {"hex"} entries hold invalid UTF-8 */
 } entry;
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        free(buf);
-        buf = NULL;
-    } else {
-        buf[len] = '\0';
-        if (n)
-            *n = (size_t)len;
-    }
-    fclose(f);
-    return buf;
-}
-
 static int load_corpus(entry *out, int cap)
 {
-    char *text = slurp(FIX "corpus.jsonl", NULL);
+    char *text = test_slurp(FIX "corpus.jsonl", NULL);
     int n = 0;
     for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
         cJSON *j = cJSON_Parse(line);
@@ -110,7 +89,7 @@ static void check_tokenizer(const char *name, const char *path, const entry *cor
     snprintf(fix, sizeof fix, FIX "%s.ids", name);
     gllm_tokenizer *tok = NULL;
     CHECK_OK(gllm_tok_load(path, &tok));
-    char *ref = slurp(fix, NULL);
+    char *ref = test_slurp(fix, NULL);
     CHECK(ref != NULL);
     if (!tok || !ref)
         return;
@@ -178,7 +157,7 @@ static bool write_variant(const cJSON *v, const char *tmpdir, char *out, size_t 
     char base[768]; /* < 1024 - 40: test_shared_path formats it into 1024 bytes */
     test_shared_path(cJSON_GetObjectItem(v, "base")->valuestring, base, sizeof base);
     strcat(base, "/tokenizer.json");
-    char *text = slurp(base, NULL);
+    char *text = test_slurp(base, NULL);
     cJSON *j = cJSON_Parse(text);
     free(text);
     const cJSON *it;
@@ -212,7 +191,7 @@ int main(void)
         test_shared_path(names[t][1], path, sizeof path);
         TEST_CASE(names[t][0]) { check_tokenizer(names[t][0], path, corpus, n, 1); }
     }
-    char *vtext = slurp(FIX "variants.json", NULL);
+    char *vtext = test_slurp(FIX "variants.json", NULL);
     cJSON *vj = cJSON_Parse(vtext);
     int stride = cJSON_GetObjectItem(vj, "stride")->valueint;
     char tmpdir[] = "/tmp/gllm_tok_varXXXXXX";
