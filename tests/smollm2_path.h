@@ -1,0 +1,28 @@
+/* Where tests find the real SmolLM2-135M-Instruct GGUF: models/ (filled by
+ * scripts/get_models.sh from PyPI), else ../shared; skip (exit 77) when neither. */
+#ifndef GLLM_TEST_SMOLLM2_PATH_H
+#define GLLM_TEST_SMOLLM2_PATH_H
+
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "test_util.h"
+
+#define SMOLLM2_GGUF_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static inline const char *test_smollm2_gguf(char *buf, size_t n)
+{
+    struct stat st;
+    snprintf(buf, n, "%s/models/%s", GLLM_SOURCE_DIR, SMOLLM2_GGUF_NAME);
+    if (stat(buf, &st) == 0)
+        return buf;
+    snprintf(buf, n, "%s/assets/models/SmolLM2-135M-Instruct-GGUF/%s", GLLM_SHARED_DIR,
+             SMOLLM2_GGUF_NAME);
+    if (stat(buf, &st) == 0)
+        return buf;
+    test_skip(SMOLLM2_GGUF_NAME " is neither in models/ nor in ../shared (run "
+              "scripts/get_models.sh)");
+    return NULL;
+}
+
+#endif
