@@ -10,7 +10,8 @@
 
 #define SMOLLM2_GGUF_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-static inline const char *test_smollm2_gguf(char *buf, size_t n)
+/* The path, or NULL when neither exists. */
+static inline const char *test_smollm2_gguf_find(char *buf, size_t n)
 {
     struct stat st;
     snprintf(buf, n, "%s/models/%s", GLLM_SOURCE_DIR, SMOLLM2_GGUF_NAME);
@@ -19,6 +20,13 @@ static inline const char *test_smollm2_gguf(char *buf, size_t n)
     snprintf(buf, n, "%s/assets/models/SmolLM2-135M-Instruct-GGUF/%s", GLLM_SHARED_DIR,
              SMOLLM2_GGUF_NAME);
     if (stat(buf, &st) == 0)
+        return buf;
+    return NULL;
+}
+
+static inline const char *test_smollm2_gguf(char *buf, size_t n)
+{
+    if (test_smollm2_gguf_find(buf, n))
         return buf;
     test_skip(SMOLLM2_GGUF_NAME " is neither in models/ nor in ../shared (run "
               "scripts/get_models.sh)");

@@ -220,8 +220,14 @@ gllm_status gllm_model_config_load(const char *path, gllm_model_config *c)
     gllm_config_path(path, file, sizeof file);
     char *text;
     GLLM_TRY(gllm_read_file(file, &text, NULL));
-    cJSON *root = cJSON_Parse(text);
+    gllm_status st = gllm_model_config_parse(file, text, c);
     free(text);
+    return st;
+}
+
+gllm_status gllm_model_config_parse(const char *file, const char *text, gllm_model_config *c)
+{
+    cJSON *root = cJSON_Parse(text);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return gllm_fail(GLLM_ERR_FORMAT, "%s: not a JSON object", file);

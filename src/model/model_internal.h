@@ -6,6 +6,13 @@
 #include "gllm/model.h"
 
 void gllm_config_path(const char *path, char *buf, size_t n);
+/* config.json text -> config; `file` names the source in errors. */
+gllm_status gllm_model_config_parse(const char *file, const char *text, gllm_model_config *c);
+/* The parameter table and views of m->cfg (params.c); the flat buffers. */
+gllm_status gllm_model_build_layout(gllm_model *m);
+gllm_status gllm_model_alloc_params(gllm_model *m);
+/* Load a .gguf file (gguf_model.c). */
+gllm_status gllm_model_load_gguf(const char *path, gllm_backend *be, gllm_model **out);
 
 /* Views of one layer's parameters as element offsets into the flat buffers;
  * SIZE_MAX when absent. q,k,v rows are adjacent so `qkv_w` is one [QKV, C]

@@ -115,7 +115,7 @@ static gllm_status build_llama(gllm_model *m, layout *L)
     return GLLM_OK;
 }
 
-static gllm_status build_layout(gllm_model *m)
+gllm_status gllm_model_build_layout(gllm_model *m)
 {
     const gllm_model_config *c = &m->cfg;
     m->layer = gllm_calloc((size_t)c->n_layers, sizeof *m->layer, "layer views");
@@ -201,11 +201,17 @@ static gllm_status load_weights(gllm_model *m, const char *dir)
     return s;
 }
 
-gllm_status gllm_model_alloc_params(gllm_model *m);
+static bool is_gguf_path(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 5 && strcmp(path + n - 5, ".gguf") == 0;
+}
 
 gllm_status gllm_model_load(const char *dir, gllm_backend *be, gllm_model **out)
 {
     *out = NULL;
+    if (is_gguf_path(dir))
+        return gllm_model_load_gguf(dir, be, out);
     gllm_model *m = gllm_calloc(1, sizeof *m, "model");
     if (!m)
         return GLLM_ERR_OOM;
@@ -218,7 +224,7 @@ gllm_status gllm_model_load(const char *dir, gllm_backend *be, gllm_model **out)
         s = gllm_read_file(file, &m->config_json, NULL);
     }
     if (s == GLLM_OK)
-        s = build_layout(m);
+        s = gllm_model_build_layout(m);
     if (s == GLLM_OK)
         s = gllm_model_alloc_params(m);
     if (s == GLLM_OK)

@@ -177,6 +177,9 @@ static const char *config_template(const cJSON *cfg)
 gllm_status gllm_chat_load(const char *path, const char *override, gllm_chat_template **out)
 {
     *out = NULL;
+    const size_t plen = strlen(path);
+    if (plen > 5 && strcmp(path + plen - 5, ".gguf") == 0)
+        return tok_gguf_chat(path, override, out);
     char cfg_path[4096];
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {

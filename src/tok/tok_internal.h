@@ -206,4 +206,16 @@ void tok_trie_free(tok_trie *t);
 int tok_trie_find(const tok_trie *t, const char *text, size_t len, size_t from, size_t *ms,
                   size_t *me);
 
+/* tok_load.c: a tokenizer from an in-memory tokenizer.json object and an
+ * optional tokenizer_config.json object; `path` names the source in errors. */
+typedef struct cJSON cJSON;
+gllm_status tok_load_objects(const char *path, const cJSON *tokenizer_json, const cJSON *config,
+                             gllm_tokenizer **out);
+/* tok_gguf.c: the tokenizer described by a GGUF file's tokenizer.* metadata. */
+gllm_status tok_load_gguf(const char *path, gllm_tokenizer **out);
+/* chat.c's gllm_chat_load for a .gguf path: tokenizer.chat_template (or
+ * `override`) with the bos/eos token strings of the file. */
+typedef struct gllm_chat_template gllm_chat_template;
+gllm_status tok_gguf_chat(const char *path, const char *override, gllm_chat_template **out);
+
 #endif

@@ -539,13 +539,8 @@ static int token_id(const gllm_tokenizer *tok, const char *s)
     return s ? gllm_tok_token_id(tok, s) : -1;
 }
 
-static gllm_status load_config(gllm_tokenizer *tok, const char *path)
+static void load_config_root(gllm_tokenizer *tok, const cJSON *cfg)
 {
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return GLLM_OK;
-    cJSON *cfg;
-    GLLM_TRY(parse_json(path, &cfg));
     tok->bos_str = dupstr(config_token(cfg, "bos_token"));
     tok->eos_str = dupstr(config_token(cfg, "eos_token"));
     const char *pad = config_token(cfg, "pad_token");
@@ -573,15 +568,23 @@ static gllm_status load_config(gllm_tokenizer *tok, const char *path)
         if (jbool(cfg, "add_eos_token", false) && eos >= 0)
             tok->suffix_ids[tok->n_suffix++] = eos;
     }
+}
+
+static gllm_status load_config(gllm_tokenizer *tok, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return GLLM_OK;
+    cJSON *cfg;
+    GLLM_TRY(parse_json(path, &cfg));
+    load_config_root(tok, cfg);
     cJSON_Delete(cfg);
     return GLLM_OK;
 }
 
 /* ------------------------------------------------------------ entry points */
-static gllm_status load_json(gllm_tokenizer *tok)
+static gllm_status load_root(gllm_tokenizer *tok, const cJSON *j)
 {
-    cJSON *j;
-    GLLM_TRY(parse_json(tok->json_path, &j));
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(j, "added_tokens");
     const cJSON *trunc = cJSON_GetObjectItemCaseSensitive(j, "truncation");
     const cJSON *pad = cJSON_GetObjectItemCaseSensitive(j, "padding");
@@ -602,19 +605,75 @@ static gllm_status load_json(gllm_tokenizer *tok)
         st = load_added(tok, added);
     if (st == GLLM_OK && tok->byte_level)
         st = load_raw(tok);
+    return st;
+}
+
+static gllm_status load_json(gllm_tokenizer *tok)
+{
+    cJSON *j;
+    GLLM_TRY(parse_json(tok->json_path, &j));
+    gllm_status st = load_root(tok, j);
     cJSON_Delete(j);
     return st;
+}
+
+static gllm_tokenizer *tok_new(void)
+{
+    pthread_once(&g_bytelevel_once, tok_bytelevel_init);
+    gllm_tokenizer *tok = calloc(1, sizeof *tok);
+    if (!tok)
+        return NULL;
+    tok->serial = atomic_fetch_add(&g_serial, 1);
+    tok->bos_id = tok->eos_id = tok->pad_id = -1;
+    return tok;
+}
+
+/* bos/eos ids from their strings once everything is loaded */
+static void finish_specials(gllm_tokenizer *tok)
+{
+    tok->bos_id = token_id(tok, tok->bos_str);
+    tok->eos_id = token_id(tok, tok->eos_str);
+    if (!tok->bos_str && !tok->eos_str) {
+        /* GPT-2's config names no specials; transformers defaults both to
+         * <|endoftext|> */
+        int id = gllm_tok_token_id(tok, "<|endoftext|>");
+        if (id >= 0 && tok->is_special[id])
+            tok->bos_id = tok->eos_id = id;
+    }
+}
+
+gllm_status tok_load_objects(const char *path, const cJSON *tokenizer_json, const cJSON *config,
+                             gllm_tokenizer **out)
+{
+    *out = NULL;
+    gllm_tokenizer *tok = tok_new();
+    if (!tok)
+        return gllm_fail(GLLM_ERR_OOM, "tokenizer: out of memory");
+    const char *slash = strrchr(path, '/');
+    tok->json_path = strdup(path);
+    tok->dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+    gllm_status s = tok->dir && tok->json_path ? load_root(tok, tokenizer_json)
+                                               : gllm_fail(GLLM_ERR_OOM, "tokenizer: out of memory");
+    if (s != GLLM_OK) {
+        gllm_tok_free(tok);
+        return s;
+    }
+    if (config)
+        load_config_root(tok, config);
+    finish_specials(tok);
+    *out = tok;
+    return GLLM_OK;
 }
 
 gllm_status gllm_tok_load(const char *path, gllm_tokenizer **out)
 {
     *out = NULL;
-    pthread_once(&g_bytelevel_once, tok_bytelevel_init);
-    gllm_tokenizer *tok = calloc(1, sizeof *tok);
+    size_t plen = strlen(path);
+    if (plen > 5 && strcmp(path + plen - 5, ".gguf") == 0)
+        return tok_load_gguf(path, out);
+    gllm_tokenizer *tok = tok_new();
     if (!tok)
         return gllm_fail(GLLM_ERR_OOM, "tokenizer: out of memory");
-    tok->serial = atomic_fetch_add(&g_serial, 1);
-    tok->bos_id = tok->eos_id = tok->pad_id = -1;
     struct stat st;
     size_t pl = strlen(path);
     char *buf = malloc(pl + 32);
@@ -642,15 +701,7 @@ gllm_status gllm_tok_load(const char *path, gllm_tokenizer **out)
         gllm_tok_free(tok);
         return s;
     }
-    tok->bos_id = token_id(tok, tok->bos_str);
-    tok->eos_id = token_id(tok, tok->eos_str);
-    if (!tok->bos_str && !tok->eos_str) {
-        /* GPT-2's config names no specials; transformers defaults both to
-         * <|endoftext|> */
-        int id = gllm_tok_token_id(tok, "<|endoftext|>");
-        if (id >= 0 && tok->is_special[id])
-            tok->bos_id = tok->eos_id = id;
-    }
+    finish_specials(tok);
     *out = tok;
     return GLLM_OK;
 }

@@ -1,0 +1,303 @@
+/* Tokenizers and chat templates from GGUF metadata: a small crafted vocabulary
+ * written with gllm's GGUF writer, refusals of unknown models and `pre` names,
+ * and on the real SmolLM2-135M-Instruct GGUF the ids of the `tokenizers`
+ * package (scripts/make_gguf_tok_fixtures.py) on the whole hard corpus and the
+ * chat template rendered byte for byte as transformers renders it. */
+#include <cjson/cJSON.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <unistd.h>
+
+#include "gllm/chat.h"
+#include "gllm/gguf.h"
+#include "gllm/tok.h"
+#include "smollm2_path.h"
+#include "test_util.h"
+
+#define FIX GLLM_SOURCE_DIR "/tests/fixtures/"
+
+static char g_tmp[] = "/tmp/gllm_tok_ggufXXXXXX";
+
+/* a GGUF with only tokenizer metadata: tokens a b ab <s> </s> "x y" */
+static void write_small(const char *path, const char *model, const char *pre, bool add_bos)
+{
+    gllm_gguf_writer *w;
+    CHECK_OK(gllm_gguf_writer_new(path, &w));
+    CHECK_OK(gllm_gguf_add_str(w, "general.architecture", "llama"));
+    CHECK_OK(gllm_gguf_add_str(w, "tokenizer.ggml.model", model));
+    if (pre)
+        CHECK_OK(gllm_gguf_add_str(w, "tokenizer.ggml.pre", pre));
+    const char *toks[] = {"a", "b", "ab", "<s>", "</s>", "\xc4\xa0", "\xc4\xa0" "ab"};
+    const int32_t types[] = {1, 1, 1, 3, 3, 1, 1};
+    CHECK_OK(gllm_gguf_add_arr_str(w, "tokenizer.ggml.tokens", toks, 7));
+    CHECK_OK(gllm_gguf_add_arr_i32(w, "tokenizer.ggml.token_type", types, 7));
+    const char *merges[] = {"a b", "\xc4\xa0 ab"};
+    CHECK_OK(gllm_gguf_add_arr_str(w, "tokenizer.ggml.merges", merges, 2));
+    CHECK_OK(gllm_gguf_add_u32(w, "tokenizer.ggml.bos_token_id", 3));
+    CHECK_OK(gllm_gguf_add_u32(w, "tokenizer.ggml.eos_token_id", 4));
+    CHECK_OK(gllm_gguf_add_bool(w, "tokenizer.ggml.add_bos_token", add_bos));
+    CHECK_OK(gllm_gguf_add_str(w, "tokenizer.chat_template",
+                               "{% for m in messages %}{{ bos_token }}{{ m['content'] }}"
+                               "{{ eos_token }}{% endfor %}"));
+    CHECK_OK(gllm_gguf_writer_finish(w));
+}
+
+static void test_small(void)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/small.gguf", g_tmp);
+    TEST_CASE("crafted vocabulary")
+    {
+        write_small(path, "gpt2", "gpt2", true);
+        gllm_tokenizer *tok = NULL;
+        CHECK_OK(gllm_tok_load(path, &tok));
+        if (!tok)
+            return;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK_OK(gllm_tok_encode(tok, "ab ab<s>b", 9, true, &ids, &n));
+        const int32_t want[] = {3, 2, 6, 3, 1};
+        CHECK_MSG(n == 5 && ids && memcmp(ids, want, sizeof want) == 0, "got %zu ids", n);
+        CHECK(gllm_tok_bos_id(tok) == 3 && gllm_tok_eos_id(tok) == 4);
+        CHECK(gllm_tok_is_special(tok, 4) && !gllm_tok_is_special(tok, 2));
+        char *text = NULL;
+        CHECK_OK(gllm_tok_decode(tok, ids, n, true, &text, NULL));
+        CHECK(text && strcmp(text, "ab abb") == 0);
+        free(text);
+        free(ids);
+        gllm_tok_free(tok);
+        gllm_chat_template *t = NULL;
+        CHECK_OK(gllm_chat_load(path, NULL, &t));
+        gllm_chat_message m = {"user", "hi"};
+        char *out = NULL;
+        if (t)
+            CHECK_OK(gllm_chat_render(t, &m, 1, false, &out, NULL));
+        CHECK(out && strcmp(out, "<s>hi</s>") == 0);
+        free(out);
+        gllm_chat_free(t);
+    }
+    TEST_CASE("unknown pre-tokenizer name refused")
+    {
+        write_small(path, "gpt2", "no-such-pre", false);
+        gllm_tokenizer *tok = NULL;
+        CHECK_ERR(gllm_tok_load(path, &tok), GLLM_ERR_UNSUPPORTED, "tokenizer.ggml.pre");
+        CHECK(tok == NULL && strstr(gllm_last_error(), "small.gguf") &&
+              strstr(gllm_last_error(), "no-such-pre"));
+    }
+    TEST_CASE("unknown tokenizer model refused")
+    {
+        write_small(path, "bert", NULL, false);
+        gllm_tokenizer *tok = NULL;
+        CHECK_ERR(gllm_tok_load(path, &tok), GLLM_ERR_UNSUPPORTED, "tokenizer.ggml.model");
+        CHECK(tok == NULL);
+    }
+    unlink(path);
+}
+
+/* corpus entries as the parity test reads them */
+typedef struct {
+    char *bytes;
+    size_t len;
+} entry;
+
+static int load_corpus(entry *out, int cap)
+{
+    char *text = test_slurp(FIX "tok/corpus.jsonl", NULL);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        cJSON *t = cJSON_GetObjectItem(j, "text"), *h = cJSON_GetObjectItem(j, "hex");
+        entry *e = &out[n++];
+        if (cJSON_IsString(t)) {
+            e->len = strlen(t->valuestring);
+            e->bytes = strdup(t->valuestring);
+        } else {
+            e->len = strlen(h->valuestring) / 2;
+            e->bytes = malloc(e->len + 1);
+            for (size_t i = 0; i < e->len; i++) {
+                unsigned v;
+                sscanf(h->valuestring + 2 * i, "%2x", &v);
+                e->bytes[i] = (char)v;
+            }
+            e->bytes[e->len] = 0;
+        }
+        cJSON_Delete(j);
+    }
+    free(text);
+    return n;
+}
+
+static size_t parse_ids(char **p, int32_t *ids, size_t cap)
+{
+    size_t n = 0;
+    while (**p && **p != '|' && **p != '\n') {
+        char *end;
+        long v = strtol(*p, &end, 10);
+        if (end == *p) {
+            (*p)++;
+            continue;
+        }
+        if (n < cap)
+            ids[n] = (int32_t)v;
+        n++;
+        *p = end;
+    }
+    if (**p == '|')
+        (*p)++;
+    return n;
+}
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* true if the entry holds a number character (\p{N}), which llama.cpp's
+ * "smollm" pre-tokenizer splits off one by one */
+static bool has_digit(const entry *e)
+{
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR) "\\p{N}", PCRE2_ZERO_TERMINATED,
+                                   PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &off, NULL);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    bool found = pcre2_match(re, (PCRE2_SPTR)e->bytes, e->len, 0, 0, md, NULL) >= 0;
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    return found;
+}
+
+/* Entries of `fix` where gllm's ids (with and without specials) or decode
+ * hashes differ; *bad_nodigit counts those without an ASCII digit. */
+static int compare(const gllm_tokenizer *tok, const char *fix, const entry *corpus, int n,
+                   bool print, int *bad_nodigit)
+{
+    char *ref = test_slurp(fix, NULL);
+    CHECK_MSG(ref != NULL, "cannot read %s", fix);
+    if (!ref)
+        return -1;
+    enum { CAP = 8192 };
+    int32_t *want = malloc(CAP * sizeof *want), pre[16], post[16];
+    int bad = 0;
+    *bad_nodigit = 0;
+    char *line = ref;
+    for (int i = 0; i < n && *line; i++) {
+        char *p = line;
+        size_t nw = parse_ids(&p, want, CAP);
+        size_t npre = parse_ids(&p, pre, 16), npost = parse_ids(&p, post, 16);
+        uint64_t h_all = strtoull(p, &p, 16);
+        uint64_t h_skip = strtoull(p + 1, &p, 16);
+        line = strchr(p, '\n');
+        line = line ? line + 1 : p + strlen(p);
+        int32_t *ids = NULL, *ids2 = NULL;
+        size_t nids = 0, nids2 = 0;
+        CHECK_OK(gllm_tok_encode(tok, corpus[i].bytes, corpus[i].len, false, &ids, &nids));
+        CHECK_OK(gllm_tok_encode(tok, corpus[i].bytes, corpus[i].len, true, &ids2, &nids2));
+        bool ok = nids == nw && (!nw || !memcmp(ids, want, nw * sizeof *ids)) &&
+                  nids2 == npre + nw + npost;
+        char *t1 = NULL, *t2 = NULL;
+        size_t l1 = 0, l2 = 0;
+        CHECK_OK(gllm_tok_decode(tok, ids2, nids2, false, &t1, &l1));
+        CHECK_OK(gllm_tok_decode(tok, ids2, nids2, true, &t2, &l2));
+        ok = ok && t1 && t2 && fnv1a(t1, l1) == h_all && fnv1a(t2, l2) == h_skip;
+        if (!ok) {
+            bad++;
+            *bad_nodigit += !has_digit(&corpus[i]);
+            if (print)
+                printf("%s: entry %d differs (%zu ids, want %zu)\n", fix, i, nids, nw);
+        }
+        free(t1);
+        free(t2);
+        free(ids);
+        free(ids2);
+    }
+    free(want);
+    free(ref);
+    return bad;
+}
+
+static void test_smollm2(void)
+{
+    char path[1024];
+    if (!test_smollm2_gguf_find(path, sizeof path)) {
+        printf("SKIP part: " SMOLLM2_GGUF_NAME " is neither in models/ nor in ../shared (run "
+               "scripts/get_models.sh)\n");
+        return;
+    }
+    static entry corpus[1024];
+    int n = load_corpus(corpus, 1024);
+    gllm_tokenizer *tok = NULL;
+    TEST_CASE("SmolLM2 tokenizer loads") { CHECK_OK(gllm_tok_load(path, &tok)); }
+    if (tok) {
+        TEST_CASE("ids equal tokenizers' on the hard corpus (smollm pre-tokenizer)")
+        {
+            int nd;
+            int bad = compare(tok, FIX "tok/smollm2-gguf.ids", corpus, n, true, &nd);
+            CHECK_MSG(bad == 0, "%d of %d corpus entries differ", bad, n);
+            printf("%d corpus entries: %d differ from tokenizers\n", n, bad);
+        }
+        TEST_CASE("transformers' GGUF tokenizer differs only where digits split")
+        {
+            int nd;
+            int bad = compare(tok, FIX "tok/smollm2-gguf-hf.ids", corpus, n, false, &nd);
+            printf("transformers' own GGUF tokenizer (pre \"smollm\" ignored): %d of %d entries "
+                   "differ, all holding \\p{N} characters: %s\n", bad, n, nd == 0 ? "yes" : "no");
+            CHECK(nd == 0);
+        }
+        CHECK(gllm_tok_vocab_size(tok) == 49152);
+        gllm_tok_free(tok);
+    }
+    for (int i = 0; i < n; i++)
+        free(corpus[i].bytes);
+    TEST_CASE("chat template renders as transformers'")
+    {
+        gllm_chat_template *t = NULL;
+        CHECK_OK(gllm_chat_load(path, NULL, &t));
+        char *text = test_slurp(FIX "gguf/smollm2_chat.json", NULL);
+        cJSON *j = text ? cJSON_Parse(text) : NULL;
+        CHECK(t && j);
+        const cJSON *c;
+        int same = 0, total = 0;
+        cJSON_ArrayForEach(c, j)
+        {
+            if (!t)
+                break;
+            const cJSON *ms = cJSON_GetObjectItem(c, "messages"), *m;
+            gllm_chat_message msgs[8];
+            size_t k = 0;
+            cJSON_ArrayForEach(m, ms) if (k < 8)
+            {
+                msgs[k].role = cJSON_GetObjectItem(m, "role")->valuestring;
+                msgs[k++].content = cJSON_GetObjectItem(m, "content")->valuestring;
+            }
+            char *out = NULL;
+            CHECK_OK(gllm_chat_render(t, msgs, k,
+                                      cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt")),
+                                      &out, NULL));
+            const char *want = cJSON_GetObjectItem(c, "text")->valuestring;
+            total++;
+            same += out && strcmp(out, want) == 0;
+            CHECK_MSG(out && strcmp(out, want) == 0, "rendered:\n%s\nwanted:\n%s", out ? out : "",
+                      want);
+            free(out);
+        }
+        printf("%d of %d chat renders byte-identical\n", same, total);
+        CHECK(total == 6);
+        cJSON_Delete(j);
+        free(text);
+        gllm_chat_free(t);
+    }
+}
+
+int main(void)
+{
+    if (!mkdtemp(g_tmp))
+        return 1;
+    test_small();
+    rmdir(g_tmp);
+    test_smollm2();
+    return test_summary();
+}
