@@ -17,6 +17,7 @@
 
 #include "gllm/chat.h"
 #include "gllm/gguf.h"
+#include "gllm/tok_gguf.h"
 #include "tok/tok_internal.h"
 
 #define GPT2_SPLIT \
@@ -291,6 +292,13 @@ static gllm_status build_gpt2(const gllm_gguf *g, cJSON *tj, cJSON *cfg)
         cJSON *tl = cJSON_AddArrayToObject(e, "tokens");
         cJSON_AddItemToArray(tl, cJSON_CreateString(ends[side]));
     }
+    cJSON *pair = cJSON_Duplicate(single, 1);
+    cJSON *seqb = cJSON_CreateObject();
+    cJSON *inb = cJSON_AddObjectToObject(seqb, "Sequence");
+    cJSON_AddStringToObject(inb, "id", "B");
+    cJSON_AddNumberToObject(inb, "type_id", 1);
+    cJSON_AddItemToArray(pair, seqb);
+    cJSON_AddItemToObject(post, "pair", pair);
     /* tokenizer_config.json */
     static const char *const names[][2] = {{"bos_token", "tokenizer.ggml.bos_token_id"},
                                            {"eos_token", "tokenizer.ggml.eos_token_id"},
@@ -311,9 +319,10 @@ static gllm_status build_gpt2(const gllm_gguf *g, cJSON *tj, cJSON *cfg)
     return GLLM_OK;
 }
 
-gllm_status tok_load_gguf(const char *path, gllm_tokenizer **out)
+/* The tokenizer.json and tokenizer_config.json objects of a GGUF file. */
+static gllm_status build_objects(const char *path, cJSON **tj_out, cJSON **cfg_out)
 {
-    *out = NULL;
+    *tj_out = *cfg_out = NULL;
     tok_bytelevel_init();
     gllm_gguf *g;
     GLLM_TRY(gllm_gguf_open(path, &g));
@@ -323,18 +332,182 @@ gllm_status tok_load_gguf(const char *path, gllm_tokenizer **out)
     if (s == GLLM_OK && (!tj || !cfg))
         s = gllm_fail(GLLM_ERR_OOM, "tokenizer: out of memory");
     if (s == GLLM_OK) {
+        cJSON_AddStringToObject(tj, "version", "1.0");
+        cJSON_AddNullToObject(tj, "truncation");
+        cJSON_AddNullToObject(tj, "padding");
         if (strcmp(model, "gpt2") == 0)
             s = build_gpt2(g, tj, cfg);
         else
             s = gllm_fail(GLLM_ERR_UNSUPPORTED, "%s: key 'tokenizer.ggml.model': \"%s\" is not "
                           "supported (supported: gpt2)", path, model);
     }
-    if (s == GLLM_OK)
-        s = tok_load_objects(path, tj, cfg, out);
-    cJSON_Delete(tj);
-    cJSON_Delete(cfg);
     free(model);
     gllm_gguf_close(g);
+    if (s != GLLM_OK) {
+        cJSON_Delete(tj);
+        cJSON_Delete(cfg);
+        return s;
+    }
+    *tj_out = tj;
+    *cfg_out = cfg;
+    return GLLM_OK;
+}
+
+gllm_status tok_load_gguf(const char *path, gllm_tokenizer **out)
+{
+    *out = NULL;
+    cJSON *tj, *cfg;
+    GLLM_TRY(build_objects(path, &tj, &cfg));
+    gllm_status s = tok_load_objects(path, tj, cfg, out);
+    cJSON_Delete(tj);
+    cJSON_Delete(cfg);
+    return s;
+}
+
+gllm_status gllm_tok_gguf_to_hf(const char *gguf_path, char **tokenizer_json,
+                                char **tokenizer_config_json)
+{
+    *tokenizer_json = *tokenizer_config_json = NULL;
+    cJSON *tj, *cfg;
+    GLLM_TRY(build_objects(gguf_path, &tj, &cfg));
+    cJSON_AddStringToObject(cfg, "tokenizer_class", "PreTrainedTokenizerFast");
+    *tokenizer_json = cJSON_PrintUnformatted(tj);
+    *tokenizer_config_json = cJSON_Print(cfg);
+    cJSON_Delete(tj);
+    cJSON_Delete(cfg);
+    if (!*tokenizer_json || !*tokenizer_config_json) {
+        free(*tokenizer_json);
+        free(*tokenizer_config_json);
+        *tokenizer_json = *tokenizer_config_json = NULL;
+        return gllm_fail(GLLM_ERR_OOM, "tokenizer: out of memory");
+    }
+    return GLLM_OK;
+}
+
+/* ---------------------------------------------------------------- export */
+
+typedef struct merge_rank {
+    uint32_t rank;
+    int32_t a, b;
+} merge_rank;
+
+static int cmp_rank(const void *x, const void *y)
+{
+    const merge_rank *p = x, *q = y;
+    return p->rank < q->rank ? -1 : p->rank > q->rank;
+}
+
+/* the llama.cpp `pre` name of tok's pre-tokenizer, or NULL */
+static const char *pre_name(const gllm_tokenizer *tok)
+{
+    const tok_pre *p = tok->pre;
+    if (tok->n_norm != 0 || !tok->byte_level)
+        return NULL;
+    if (tok->n_pre == 1 && p[0].kind == PRE_BYTELEVEL && p[0].re && !p[0].add_prefix_space)
+        return "gpt2";
+    if (tok->n_pre != 2 || p[0].kind != PRE_SPLIT || p[0].behavior != SPLIT_ISOLATED ||
+        p[0].invert || !p[0].pattern || p[1].kind != PRE_BYTELEVEL || p[1].add_prefix_space)
+        return NULL;
+    if (p[1].re)
+        return strcmp(p[0].pattern, "\\p{N}") == 0 ? "smollm" : NULL;
+    static const char *const known[][2] = {
+        {LLAMA3_SPLIT, "llama-bpe"}, {QWEN2_SPLIT, "qwen2"}, {TEKKEN_SPLIT, "tekken"}};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(p[0].pattern, known[i][0]) == 0)
+            return known[i][1];
+    return NULL;
+}
+
+gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w)
+{
+    const char *pre = pre_name(tok);
+    if (!pre)
+        return gllm_fail(GLLM_ERR_UNSUPPORTED, "%s: GGUF export needs a byte-level BPE tokenizer "
+                         "without normalizer whose pre-tokenizer llama.cpp names (ByteLevel, "
+                         "or a Split of \\p{N}, the Llama-3, Qwen2 or Tekken pattern before it)",
+                         tok->json_path);
+    const int n = tok->n_vocab;
+    const char **strs = calloc((size_t)n, sizeof *strs);
+    char **pads = calloc((size_t)n, sizeof *pads);
+    int32_t *types = calloc((size_t)n, sizeof *types);
+    size_t cap = (size_t)tok->merges.mask + 1, nm = 0;
+    merge_rank *mr = calloc(cap, sizeof *mr);
+    gllm_status s = strs && pads && types && mr ? GLLM_OK
+                                                : gllm_fail(GLLM_ERR_OOM, "tokenizer export: out of memory");
+    for (int i = 0; s == GLLM_OK && i < n; i++) {
+        if (tok->tok_str[i]) {
+            strs[i] = tok->tok_str[i];
+            types[i] = !tok->is_added[i] ? 1 : tok->is_special[i] ? TOKEN_CONTROL : TOKEN_USER_DEFINED;
+        } else { /* an id no token uses: llama.cpp's converter writes [PAD<id>], unused */
+            pads[i] = malloc(24);
+            if (!pads[i]) {
+                s = gllm_fail(GLLM_ERR_OOM, "tokenizer export: out of memory");
+                break;
+            }
+            snprintf(pads[i], 24, "[PAD%d]", i);
+            strs[i] = pads[i];
+            types[i] = 5;
+        }
+    }
+    for (size_t i = 0; s == GLLM_OK && tok->merges.key && i < cap; i++)
+        if (tok->merges.key[i]) {
+            uint64_t k = tok->merges.key[i] - 1;
+            mr[nm].rank = tok->merges.rank[i];
+            mr[nm].a = (int32_t)(k >> 32);
+            mr[nm++].b = (int32_t)(k & 0xffffffffu);
+        }
+    char **ms = NULL;
+    if (s == GLLM_OK) {
+        qsort(mr, nm, sizeof *mr, cmp_rank);
+        ms = calloc(nm ? nm : 1, sizeof *ms);
+        if (!ms)
+            s = gllm_fail(GLLM_ERR_OOM, "tokenizer export: out of memory");
+    }
+    for (size_t i = 0; s == GLLM_OK && i < nm; i++) {
+        const char *a = tok->tok_str[mr[i].a], *b = tok->tok_str[mr[i].b];
+        ms[i] = malloc(strlen(a) + strlen(b) + 2);
+        if (!ms[i]) {
+            s = gllm_fail(GLLM_ERR_OOM, "tokenizer export: out of memory");
+            break;
+        }
+        sprintf(ms[i], "%s %s", a, b);
+    }
+    if (s == GLLM_OK)
+        s = gllm_gguf_add_str(w, "tokenizer.ggml.model", "gpt2");
+    if (s == GLLM_OK)
+        s = gllm_gguf_add_str(w, "tokenizer.ggml.pre", pre);
+    if (s == GLLM_OK)
+        s = gllm_gguf_add_arr_str(w, "tokenizer.ggml.tokens", strs, (uint64_t)n);
+    if (s == GLLM_OK)
+        s = gllm_gguf_add_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n);
+    if (s == GLLM_OK)
+        s = gllm_gguf_add_arr_str(w, "tokenizer.ggml.merges", (const char *const *)ms, nm);
+    const struct {
+        const char *key;
+        int id;
+    } ids[] = {{"tokenizer.ggml.bos_token_id", tok->bos_id},
+               {"tokenizer.ggml.eos_token_id", tok->eos_id},
+               {"tokenizer.ggml.padding_token_id", tok->pad_id}};
+    for (size_t i = 0; s == GLLM_OK && i < sizeof ids / sizeof ids[0]; i++)
+        if (ids[i].id >= 0)
+            s = gllm_gguf_add_u32(w, ids[i].key, (uint32_t)ids[i].id);
+    if (s == GLLM_OK)
+        s = gllm_gguf_add_bool(w, "tokenizer.ggml.add_bos_token",
+                               tok->n_prefix > 0 && tok->prefix_ids[0] == tok->bos_id);
+    if (s == GLLM_OK)
+        s = gllm_gguf_add_bool(w, "tokenizer.ggml.add_eos_token",
+                               tok->n_suffix > 0 && tok->suffix_ids[0] == tok->eos_id);
+    if (s == GLLM_OK && tok->chat_template)
+        s = gllm_gguf_add_str(w, "tokenizer.chat_template", tok->chat_template);
+    for (size_t i = 0; ms && i < nm; i++)
+        free(ms[i]);
+    free(ms);
+    for (int i = 0; pads && i < n; i++)
+        free(pads[i]);
+    free(pads);
+    free(strs);
+    free(types);
+    free(mr);
     return s;
 }
 

@@ -99,6 +99,7 @@ typedef enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER } tok_prepend_scheme
 typedef struct {
     tok_pre_kind kind;
     pcre2_code *re; /* Split, or ByteLevel with use_regex */
+    char *pattern;  /* Split: the pattern's source (for GGUF export) */
     tok_split_behavior behavior;
     bool invert;
     bool add_prefix_space; /* ByteLevel */

@@ -153,6 +153,7 @@ static gllm_status load_pre(gllm_tokenizer *tok, const cJSON *o)
         p->behavior = (tok_split_behavior)b;
         p->invert = jbool(o, "invert", false);
         GLLM_TRY(compile_regex(tok, pat, !is_regex, &p->re));
+        p->pattern = is_regex ? strdup(pat) : NULL;
     } else if (type && !strcmp(type, "ByteLevel")) {
         p->kind = PRE_BYTELEVEL;
         p->add_prefix_space = jbool(o, "add_prefix_space", true);
@@ -727,9 +728,11 @@ void gllm_tok_free(gllm_tokenizer *tok)
         free(tok->norm[i].a);
         free(tok->norm[i].b);
     }
-    for (int i = 0; i < tok->n_pre; i++)
+    for (int i = 0; i < tok->n_pre; i++) {
         if (tok->pre[i].re)
             pcre2_code_free(tok->pre[i].re);
+        free(tok->pre[i].pattern);
+    }
     for (int i = 0; i < tok->n_dec; i++) {
         free(tok->dec[i].a);
         free(tok->dec[i].b);
