@@ -3,21 +3,39 @@
  * check data parallelism without a GPU). The group's segment is mapped
  * before fork, so every rank sees it: a process-shared barrier and one slot
  * per rank. A reduction copies each rank's chunk into its slot, then every
- * rank sums the slots in rank order, so all ranks get the same bits. */
+ * rank sums the slots in rank order, so all ranks get the same bits.
+ *
+ * The segment's head also carries the launcher's word on dead ranks: the
+ * barrier waits in short slices and fails as soon as a rank is marked dead,
+ * or after the collective timeout, so a killed rank never leaves the others
+ * waiting. (The launcher of GPU workers uses a group for that word alone.) */
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "dist/dist_internal.h"
 #include "gllm/comm.h"
 #include "gllm/dist.h"
+
+typedef struct shm_head {
+    pthread_mutex_t mu; /* robust: a rank killed while holding it does not block the rest */
+    pthread_cond_t cv;
+    int arrived;
+    unsigned generation;
+    atomic_int dead_rank1;  /* 0, or 1 + the rank the launcher saw die */
+    atomic_int dead_status; /* its wait() status */
+} shm_head;
 
 struct gllm_shm_group {
     int world;
     size_t slot_bytes;
     size_t map_bytes;
-    pthread_barrier_t *barrier;
+    shm_head *head;
     unsigned char *slots; /* world * slot_bytes */
 };
 
@@ -46,13 +64,21 @@ gllm_status gllm_shm_group_create(int world, size_t slot_bytes, gllm_shm_group *
         free(g);
         return gllm_fail(GLLM_ERR_OOM, "shared-memory group: cannot map %zu bytes", bytes);
     }
-    g->barrier = p;
+    g->head = p;
     g->slots = (unsigned char *)p + head;
-    pthread_barrierattr_t a;
-    pthread_barrierattr_init(&a);
-    pthread_barrierattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    int rc = pthread_barrier_init(g->barrier, &a, (unsigned)world);
-    pthread_barrierattr_destroy(&a);
+    pthread_mutexattr_t ma;
+    pthread_condattr_t ca;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_mutex_init(&g->head->mu, &ma);
+    if (rc == 0 && (rc = pthread_cond_init(&g->head->cv, &ca)) != 0)
+        pthread_mutex_destroy(&g->head->mu);
+    pthread_mutexattr_destroy(&ma);
+    pthread_condattr_destroy(&ca);
     if (rc != 0) {
         munmap(p, g->map_bytes);
         free(g);
@@ -62,15 +88,80 @@ gllm_status gllm_shm_group_create(int world, size_t slot_bytes, gllm_shm_group *
     return GLLM_OK;
 }
 
+static void lock_head(shm_head *h)
+{
+    if (pthread_mutex_lock(&h->mu) == EOWNERDEAD) /* its owner died: the state is ours */
+        pthread_mutex_consistent(&h->mu);
+}
+
+void gllm_shm_group_mark_dead(gllm_shm_group *g, int rank, int wait_status)
+{
+    shm_head *h = g->head;
+    int expected = 0;
+    atomic_store(&h->dead_status, wait_status);
+    atomic_compare_exchange_strong(&h->dead_rank1, &expected, rank + 1);
+    lock_head(h); /* wake the waiters now rather than at their next slice */
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+gllm_status gllm_shm_group_check(const gllm_shm_group *g)
+{
+    const int dead = atomic_load(&g->head->dead_rank1);
+    if (!dead)
+        return GLLM_OK;
+    char how[96];
+    gllm_describe_exit(atomic_load(&g->head->dead_status), how, sizeof how);
+    return gllm_fail(GLLM_ERR_BACKEND, "rank %d died (%s); stopping", dead - 1, how);
+}
+
 void gllm_shm_group_free(gllm_shm_group *g)
 {
     if (!g)
         return;
-    munmap(g->barrier, g->map_bytes);
+    munmap(g->head, g->map_bytes);
     free(g);
 }
 
-static void wait_all(gllm_shm_group *g) { pthread_barrier_wait(g->barrier); }
+/* All ranks arrive before any leaves. Waits in 100 ms slices: a rank marked
+ * dead, or the timeout, ends the wait with an error. */
+static gllm_status wait_all(gllm_shm_group *g)
+{
+    shm_head *h = g->head;
+    GLLM_TRY(gllm_shm_group_check(g));
+    lock_head(h);
+    const unsigned gen = h->generation;
+    if (++h->arrived == g->world) {
+        h->arrived = 0;
+        h->generation++;
+        pthread_cond_broadcast(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+        return GLLM_OK;
+    }
+    const double timeout = gllm_comm_timeout_s(), t0 = gllm_dist_now();
+    gllm_status s = GLLM_OK;
+    while (h->generation == gen) {
+        if ((s = gllm_shm_group_check(g)) != GLLM_OK)
+            break;
+        if (gllm_dist_now() - t0 > timeout) {
+            s = gllm_fail(GLLM_ERR_BACKEND, "shared-memory comm: no rank-wide progress in %.0f s "
+                          "(%d of %d ranks arrived; GLLM_COMM_TIMEOUT sets the limit)",
+                          timeout, h->arrived, g->world);
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &ts) == EOWNERDEAD)
+            pthread_mutex_consistent(&h->mu);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return s;
+}
 
 static gllm_status need_f32(const char *op, gllm_dtype t)
 {
@@ -105,9 +196,9 @@ static gllm_status shm_all_reduce(gllm_comm *c, void *buf, size_t n, gllm_dtype 
     for (size_t off = 0; off < n; off += chunk) {
         const size_t k = n - off < chunk ? n - off : chunk;
         memcpy(g->slots + (size_t)c->rank * g->slot_bytes, x + off, k * sizeof(float));
-        wait_all(g);
+        GLLM_TRY(wait_all(g));
         reduce_slots(g, x + off, k, op);
-        wait_all(g); /* nobody refills a slot before everyone has read it */
+        GLLM_TRY(wait_all(g)); /* nobody refills a slot before everyone has read it */
     }
     return GLLM_OK;
 }
@@ -126,10 +217,10 @@ static gllm_status shm_reduce_scatter(gllm_comm *c, void *out, const void *in, s
             const size_t k = n - off < chunk ? n - off : chunk;
             memcpy(g->slots + (size_t)c->rank * g->slot_bytes, x + (size_t)owner * n + off,
                    k * sizeof(float));
-            wait_all(g);
+            GLLM_TRY(wait_all(g));
             if (owner == c->rank)
                 reduce_slots(g, y + off, k, op);
-            wait_all(g);
+            GLLM_TRY(wait_all(g));
         }
     return GLLM_OK;
 }
@@ -145,11 +236,12 @@ static gllm_status shm_all_gather(gllm_comm *c, void *out, const void *in, size_
     for (size_t off = 0; off < n; off += chunk) {
         const size_t k = n - off < chunk ? n - off : chunk;
         memcpy(g->slots + (size_t)c->rank * g->slot_bytes, x + off, k * sizeof(float));
-        wait_all(g);
+        GLLM_TRY(wait_all(g));
         for (int r = 0; r < c->world; r++)
-            memcpy(y + (size_t)r * n + off, g->slots + (size_t)r * g->slot_bytes,
-                   k * sizeof(float));
-        wait_all(g);
+            if (y + (size_t)r * n + off != x + off) /* in place: our own slice is there */
+                memcpy(y + (size_t)r * n + off, g->slots + (size_t)r * g->slot_bytes,
+                       k * sizeof(float));
+        GLLM_TRY(wait_all(g));
     }
     return GLLM_OK;
 }
@@ -165,19 +257,15 @@ static gllm_status shm_broadcast(gllm_comm *c, void *buf, size_t bytes, int root
         const size_t k = bytes - off < g->slot_bytes ? bytes - off : g->slot_bytes;
         if (c->rank == root)
             memcpy(g->slots, p + off, k);
-        wait_all(g);
+        GLLM_TRY(wait_all(g));
         if (c->rank != root)
             memcpy(p + off, g->slots, k);
-        wait_all(g);
+        GLLM_TRY(wait_all(g));
     }
     return GLLM_OK;
 }
 
-static gllm_status shm_barrier(gllm_comm *c)
-{
-    wait_all(((shm_ctx *)c->ctx)->g);
-    return GLLM_OK;
-}
+static gllm_status shm_barrier(gllm_comm *c) { return wait_all(((shm_ctx *)c->ctx)->g); }
 
 static void shm_destroy(gllm_comm *c)
 {
