@@ -107,7 +107,7 @@ static gllm_status mpi_wait(gllm_comm *c)
                 break;
             if (gllm_dist_now() - t0 > timeout) {
                 s = gllm_fail(GLLM_ERR_BACKEND,
-                              "mpi comm %s: not complete after %.0f s on rank %d (another rank "
+                              "mpi comm %s: not complete after %g s on rank %d (another rank "
                               "died or stalls; GLLM_COMM_TIMEOUT sets the limit)",
                               x->p[i].what, timeout, c->rank);
                 break;

@@ -65,7 +65,7 @@ static gllm_status settle(nccl_ctx *x, ncclResult_t r, const char *what)
         if (x->watch && gllm_shm_group_check(x->watch) != GLLM_OK)
             goto abort;
         if (gllm_dist_now() - t0 > timeout) {
-            gllm_fail(GLLM_ERR_BACKEND, "NCCL %s: not complete after %.0f s (a rank died or "
+            gllm_fail(GLLM_ERR_BACKEND, "NCCL %s: not complete after %g s (a rank died or "
                       "stalls; GLLM_COMM_TIMEOUT sets the limit)", what, timeout);
             goto abort;
         }
@@ -166,7 +166,7 @@ static gllm_status nccl_wait(gllm_comm *c)
             s = gllm_shm_group_check(x->watch);
         if (s == GLLM_OK && gllm_dist_now() - t0 > timeout)
             s = gllm_fail(GLLM_ERR_BACKEND, "NCCL collectives of rank %d not complete after "
-                          "%.0f s (a rank died or stalls; GLLM_COMM_TIMEOUT sets the limit)",
+                          "%g s (a rank died or stalls; GLLM_COMM_TIMEOUT sets the limit)",
                           c->rank, timeout);
         if (s != GLLM_OK) {
             ncclCommAbort(x->comm);

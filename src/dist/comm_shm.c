@@ -144,7 +144,7 @@ static gllm_status wait_all(gllm_shm_group *g)
         if ((s = gllm_shm_group_check(g)) != GLLM_OK)
             break;
         if (gllm_dist_now() - t0 > timeout) {
-            s = gllm_fail(GLLM_ERR_BACKEND, "shared-memory comm: no rank-wide progress in %.0f s "
+            s = gllm_fail(GLLM_ERR_BACKEND, "shared-memory comm: no rank-wide progress in %g s "
                           "(%d of %d ranks arrived; GLLM_COMM_TIMEOUT sets the limit)",
                           timeout, h->arrived, g->world);
             break;

@@ -14,6 +14,7 @@
  * (mpirun), or a file in a folder every node shares (GLLM_RENDEZVOUS). */
 #include <errno.h>
 #include <fcntl.h>
+#include <omp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -166,6 +167,19 @@ gllm_status gllm_launch_init(gllm_launch *l, int workers, bool gpus)
     return GLLM_OK;
 }
 
+/* CPU workers of one machine share its cores: unless OMP_NUM_THREADS says
+ * otherwise, each takes cores / workers threads (OpenMP threads that outnumber
+ * the cores spin against each other and slow every rank down many times). */
+static void share_cores(int local_world)
+{
+    const char *v = getenv("OMP_NUM_THREADS");
+    if ((v && *v) || local_world <= 1)
+        return;
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const int t = cores > local_world ? (int)(cores / local_world) : 1;
+    omp_set_num_threads(t);
+}
+
 /* ---- the launcher's side ---- */
 
 static volatile sig_atomic_t g_stop_signal;
@@ -220,7 +234,7 @@ static int supervise(gllm_launch *l)
             for (int r = 0; r < l->world; r++)
                 if (l->pids[r] > 0) {
                     fprintf(stderr, "gllm launcher: rank %d (pid %d) did not stop within "
-                            "%.0f s: killing it\n", r, l->pids[r], GRACE_S);
+                            "%g s: killing it\n", r, l->pids[r], GRACE_S);
                     kill(l->pids[r], SIGKILL);
                 }
             kill_at = 0;
@@ -244,8 +258,11 @@ gllm_status gllm_launch_start(gllm_launch *l, int *exit_code)
                              "rank %d of %d", rank, world, gllm_launcher_name(l->kind), l->rank,
                              l->world);
     }
-    if (l->kind != GLLM_LAUNCH_FORK)
+    if (l->kind != GLLM_LAUNCH_FORK) {
+        if (l->kind != GLLM_LAUNCH_NONE)
+            share_cores(l->local_world);
         return GLLM_OK;
+    }
     /* CPU workers reduce through the group's slots; GPU workers use it only for
      * the launcher's word on dead ranks */
     GLLM_TRY(gllm_shm_group_create(l->world, l->gpus ? 64 : 4u << 20, &l->group));
@@ -277,6 +294,8 @@ gllm_status gllm_launch_start(gllm_launch *l, int *exit_code)
             prctl(PR_SET_NAME, name);
             l->rank = l->local_rank = r;
             l->is_launcher = false;
+            if (!l->gpus)
+                share_cores(l->world);
             free(l->pids);
             l->pids = NULL;
             return GLLM_OK;
@@ -339,7 +358,7 @@ static gllm_status read_id(gllm_launch *l, unsigned char *id, size_t n)
         if (l->group)
             GLLM_TRY(gllm_shm_group_check(l->group));
         if (gllm_dist_now() - t0 > timeout)
-            return gllm_fail(GLLM_ERR_BACKEND, "rank %d: no NCCL id from rank 0 within %.0f s",
+            return gllm_fail(GLLM_ERR_BACKEND, "rank %d: no NCCL id from rank 0 within %g s",
                              l->rank, timeout);
         struct pollfd p = {.fd = l->id_pipe[0], .events = POLLIN};
         if (poll(&p, 1, 100) <= 0)
@@ -403,7 +422,7 @@ gllm_status gllm_rendezvous_file(const char *dir, const char *job, int rank, voi
                 return GLLM_OK;
         }
         if (gllm_dist_now() - t0 > timeout)
-            return gllm_fail(GLLM_ERR_BACKEND, "rank %d: %s did not appear within %.0f s (is "
+            return gllm_fail(GLLM_ERR_BACKEND, "rank %d: %s did not appear within %g s (is "
                              "GLLM_RENDEZVOUS a folder all nodes share, and rank 0 running?)",
                              rank, path, timeout);
         struct timespec ts = {0, 100 * 1000 * 1000};
