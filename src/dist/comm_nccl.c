@@ -52,7 +52,7 @@ typedef struct nccl_ctx {
 
 static gllm_status nccl_err(nccl_ctx *x, ncclResult_t r, const char *what)
 {
-    return gllm_fail(GLLM_ERR_BACKEND, "NCCL %s: %s%s%s", what, ncclGetErrorString(r),
+    return gllm_fail(GLLM_ERR_BACKEND, "NCCL %s: %s%s%s%s", what, ncclGetErrorString(r),
                      x && x->comm ? " (" : "", x && x->comm ? ncclGetLastError(x->comm) : "",
                      x && x->comm ? ")" : "");
 }

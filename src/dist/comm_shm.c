@@ -9,24 +9,28 @@
  * barrier waits in short slices and fails as soon as a rank is marked dead,
  * or after the collective timeout, so a killed rank never leaves the others
  * waiting. (The launcher of GPU workers uses a group for that word alone.) */
-#include <errno.h>
-#include <pthread.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "dist/dist_internal.h"
 #include "gllm/comm.h"
 #include "gllm/dist.h"
 
+/* The barrier is a counter and a generation number in the shared segment,
+ * waited on with futexes: no lock is held across processes, so a rank killed
+ * anywhere cannot leave the others stuck on it (process-shared mutexes and
+ * condition variables can be left in that state by a killed waiter). */
 typedef struct shm_head {
-    pthread_mutex_t mu; /* robust: a rank killed while holding it does not block the rest */
-    pthread_cond_t cv;
-    int arrived;
-    unsigned generation;
+    atomic_uint arrived;
+    atomic_uint generation;
     atomic_int dead_rank1;  /* 0, or 1 + the rank the launcher saw die */
     atomic_int dead_status; /* its wait() status */
 } shm_head;
@@ -64,34 +68,15 @@ gllm_status gllm_shm_group_create(int world, size_t slot_bytes, gllm_shm_group *
         free(g);
         return gllm_fail(GLLM_ERR_OOM, "shared-memory group: cannot map %zu bytes", bytes);
     }
-    g->head = p;
+    g->head = p; /* the anonymous mapping is zeroed: no arrivals, generation 0 */
     g->slots = (unsigned char *)p + head;
-    pthread_mutexattr_t ma;
-    pthread_condattr_t ca;
-    pthread_mutexattr_init(&ma);
-    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int rc = pthread_mutex_init(&g->head->mu, &ma);
-    if (rc == 0 && (rc = pthread_cond_init(&g->head->cv, &ca)) != 0)
-        pthread_mutex_destroy(&g->head->mu);
-    pthread_mutexattr_destroy(&ma);
-    pthread_condattr_destroy(&ca);
-    if (rc != 0) {
-        munmap(p, g->map_bytes);
-        free(g);
-        return gllm_fail(GLLM_ERR_BACKEND, "shared-memory group: barrier init failed (%d)", rc);
-    }
     *out = g;
     return GLLM_OK;
 }
 
-static void lock_head(shm_head *h)
+static void futex_wake_all(atomic_uint *word)
 {
-    if (pthread_mutex_lock(&h->mu) == EOWNERDEAD) /* its owner died: the state is ours */
-        pthread_mutex_consistent(&h->mu);
+    syscall(SYS_futex, (unsigned *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 void gllm_shm_group_mark_dead(gllm_shm_group *g, int rank, int wait_status)
@@ -100,9 +85,7 @@ void gllm_shm_group_mark_dead(gllm_shm_group *g, int rank, int wait_status)
     int expected = 0;
     atomic_store(&h->dead_status, wait_status);
     atomic_compare_exchange_strong(&h->dead_rank1, &expected, rank + 1);
-    lock_head(h); /* wake the waiters now rather than at their next slice */
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
+    futex_wake_all(&h->generation); /* the waiters look now rather than at their next slice */
 }
 
 gllm_status gllm_shm_group_check(const gllm_shm_group *g)
@@ -123,44 +106,34 @@ void gllm_shm_group_free(gllm_shm_group *g)
     free(g);
 }
 
-/* All ranks arrive before any leaves. Waits in 100 ms slices: a rank marked
- * dead, or the timeout, ends the wait with an error. */
+/* All ranks arrive before any leaves. A waiter spins briefly (collectives
+ * go chunk by chunk, each a pair of barriers), then sleeps on the generation
+ * in 100 ms slices: a rank marked dead, or the timeout, ends the wait. */
 static gllm_status wait_all(gllm_shm_group *g)
 {
     shm_head *h = g->head;
     GLLM_TRY(gllm_shm_group_check(g));
-    lock_head(h);
-    const unsigned gen = h->generation;
-    if (++h->arrived == g->world) {
-        h->arrived = 0;
-        h->generation++;
-        pthread_cond_broadcast(&h->cv);
-        pthread_mutex_unlock(&h->mu);
+    const unsigned gen = atomic_load(&h->generation);
+    if (atomic_fetch_add(&h->arrived, 1) + 1 == (unsigned)g->world) {
+        atomic_store(&h->arrived, 0); /* before the generation moves: the next barrier counts anew */
+        atomic_fetch_add(&h->generation, 1);
+        futex_wake_all(&h->generation);
         return GLLM_OK;
     }
+    for (int spin = 0; spin < 4000; spin++)
+        if (atomic_load(&h->generation) != gen)
+            return GLLM_OK;
     const double timeout = gllm_comm_timeout_s(), t0 = gllm_dist_now();
-    gllm_status s = GLLM_OK;
-    while (h->generation == gen) {
-        if ((s = gllm_shm_group_check(g)) != GLLM_OK)
-            break;
-        if (gllm_dist_now() - t0 > timeout) {
-            s = gllm_fail(GLLM_ERR_BACKEND, "shared-memory comm: no rank-wide progress in %g s "
-                          "(%d of %d ranks arrived; GLLM_COMM_TIMEOUT sets the limit)",
-                          timeout, h->arrived, g->world);
-            break;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 100 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        if (pthread_cond_timedwait(&h->cv, &h->mu, &ts) == EOWNERDEAD)
-            pthread_mutex_consistent(&h->mu);
+    while (atomic_load(&h->generation) == gen) {
+        GLLM_TRY(gllm_shm_group_check(g));
+        if (gllm_dist_now() - t0 > timeout)
+            return gllm_fail(GLLM_ERR_BACKEND, "shared-memory comm: no rank-wide progress in %g s "
+                             "(%u of %d ranks arrived; GLLM_COMM_TIMEOUT sets the limit)",
+                             timeout, atomic_load(&h->arrived), g->world);
+        const struct timespec slice = {0, 100 * 1000 * 1000};
+        syscall(SYS_futex, (unsigned *)&h->generation, FUTEX_WAIT, gen, &slice, NULL, 0);
     }
-    pthread_mutex_unlock(&h->mu);
-    return s;
+    return GLLM_OK;
 }
 
 static gllm_status need_f32(const char *op, gllm_dtype t)

@@ -143,9 +143,14 @@ static gllm_status start_bucket(gllm_grad_sync *s, const bucket *b)
 static gllm_status on_ready(void *user, int stage)
 {
     gllm_grad_sync *s = user;
-    while (s->next < s->n && s->b[s->next].stage <= stage)
-        GLLM_TRY(start_bucket(s, &s->b[s->next++]));
-    return GLLM_OK;
+    /* timed: where the communicator has no non-blocking start (shared memory)
+     * or a start blocks, this is where the host waits */
+    const double t0 = now_s();
+    gllm_status st = GLLM_OK;
+    while (st == GLLM_OK && s->next < s->n && s->b[s->next].stage <= stage)
+        st = start_bucket(s, &s->b[s->next++]);
+    s->wait_s += now_s() - t0;
+    return st;
 }
 
 static gllm_status sync_new(gllm_model *m, gllm_comm *c, size_t bucket_bytes, bool zero1,
@@ -217,8 +222,8 @@ gllm_status gllm_grad_sync_finish(gllm_grad_sync *s)
     s->armed = false;
     m->grad_ready = NULL;
     m->grad_ready_user = NULL;
-    const double t0 = now_s();
     gllm_status st = on_ready(s, m->cfg.n_layers + 1); /* whatever backward did not start */
+    const double t0 = now_s();
     if (st == GLLM_OK)
         st = gllm_comm_wait(s->c);
     s->wait_s += now_s() - t0;
