@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/file.h"
+#include "gllm/tok_gguf.h"
 #include "train/train_internal.h"
 
 static gllm_status copy_file(const char *from_dir, const char *to_dir, const char *name)
@@ -43,9 +44,39 @@ static gllm_status copy_file(const char *from_dir, const char *to_dir, const cha
     return s;
 }
 
+/* A model loaded from a .gguf file has no tokenizer files to copy: write the
+ * tokenizer.json and tokenizer_config.json its metadata describes. */
+static gllm_status write_gguf_tokenizer(const char *gguf, const char *dir)
+{
+    char *tj = NULL, *tc = NULL;
+    GLLM_TRY(gllm_tok_gguf_to_hf(gguf, &tj, &tc));
+    const char *names[2] = {"tokenizer.json", "tokenizer_config.json"};
+    const char *texts[2] = {tj, tc};
+    gllm_status s = GLLM_OK;
+    for (int i = 0; i < 2 && s == GLLM_OK; i++) {
+        char path[4600];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        FILE *f = fopen(path, "wb");
+        if (!f) {
+            s = gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+            break;
+        }
+        size_t n = strlen(texts[i]);
+        bool ok = fwrite(texts[i], 1, n, f) == n;
+        if (fclose(f) != 0 || !ok)
+            s = gllm_fail(GLLM_ERR_IO, "%s: write failed", path);
+    }
+    free(tj);
+    free(tc);
+    return s;
+}
+
 gllm_status gllm_train_save_hf(gllm_model *m, const char *tokenizer_dir, const char *dir)
 {
     GLLM_TRY(gllm_model_save(m, dir));
+    const size_t n = strlen(tokenizer_dir);
+    if (n > 5 && strcmp(tokenizer_dir + n - 5, ".gguf") == 0)
+        return write_gguf_tokenizer(tokenizer_dir, dir);
     static const char *const files[] = {"tokenizer.json", "tokenizer_config.json",
                                         "special_tokens_map.json", "generation_config.json"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
