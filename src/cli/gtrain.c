@@ -1,5 +1,5 @@
 /* gtrain: fine-tune a Hugging Face model from a JSON run config.
- * usage: gtrain [--backend NAME] [--ranks N] [--resume] CONFIG.json */
+ * usage: gtrain [--backend NAME] [--ranks N] [--resume | --overwrite] CONFIG.json */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -23,6 +23,16 @@ static gllm_status join_group(gllm_backend *be, gllm_comm **out)
 
 static volatile sig_atomic_t g_interrupted;
 
+/* a progress line is on the terminal without its newline: an error message
+ * first ends it (and only then: no blank line before a message otherwise) */
+static int g_line_open;
+
+static void print_error(const char *who, const char *msg)
+{
+    fprintf(stderr, "%s%s: %s\n", g_line_open ? "\n" : "", who, msg);
+    g_line_open = 0;
+}
+
 static void on_sigint(int sig)
 {
     (void)sig;
@@ -32,6 +42,11 @@ static void on_sigint(int sig)
 static int progress(const gllm_train_progress *p, void *user)
 {
     const int tty = *(const int *)user;
+    if (p->notice) {
+        fprintf(stderr, "%sgtrain: %s\n", g_line_open ? "\n" : "", p->notice);
+        g_line_open = 0;
+        return g_interrupted;
+    }
     char val[32] = "";
     if (!isnan(p->val_loss))
         snprintf(val, sizeof val, " val %.4f", p->val_loss);
@@ -42,18 +57,25 @@ static int progress(const gllm_train_progress *p, void *user)
             tty ? "\r" : "", p->step, p->total_steps, p->loss, val, p->lr, p->grad_norm,
             p->tokens_per_s, eta / 60, eta % 60, p->rss_mib,
             tty && p->step < p->total_steps && isnan(p->val_loss) ? "   " : "\n");
+    g_line_open = tty && p->step < p->total_steps && isnan(p->val_loss);
     return g_interrupted;
 }
 
 int main(int argc, char **argv)
 {
     const char *backend = NULL, *config = NULL;
-    int ranks = 1, resume = 0;
+    int ranks = 1, resume = 0, overwrite = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
             backend = argv[++i];
         else if (strcmp(argv[i], "--resume") == 0)
             resume = 1;
+        else if (strcmp(argv[i], "--overwrite") == 0)
+            overwrite = 1;
+        else if (strcmp(argv[i], "--version") == 0) {
+            printf("gtrain (gllm) %s\n", GLLM_VERSION);
+            return 0;
+        }
         else if (strcmp(argv[i], "--ranks") == 0 && i + 1 < argc) {
             char *end;
             ranks = (int)strtol(argv[++i], &end, 10);
@@ -63,12 +85,15 @@ int main(int argc, char **argv)
             }
         }
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("usage: gtrain [--backend cpu|cuda|cuda:N|auto] [--ranks N] [--resume] "
+            printf("usage: gtrain [--backend cpu|cuda|cuda:N|auto] [--ranks N] [--resume | --overwrite] "
                    "CONFIG.json\n"
-                   "  --resume   continue from the run folder's latest checkpoint (Ctrl-C stops\n"
-                   "             a run at the next step)\n"
-                   "  --ranks N  data parallelism over N CPU processes sharing memory\n"
-                   "             (each runs batch_size rows per micro-batch)\n"
+                   "  --resume     continue from the run folder's latest checkpoint (Ctrl-C stops\n"
+                   "               a run at the next step)\n"
+                   "  --overwrite  start afresh in a run folder that holds a run (its checkpoints,\n"
+                   "               metrics and summary are deleted)\n"
+                   "  --ranks N    data parallelism over N CPU processes sharing memory\n"
+                   "               (each runs batch_size rows per micro-batch; backend auto means cpu)\n"
+                   "  --version    print the version\n"
                    "Keys of CONFIG.json: configs/README.md\n");
             return 0;
         } else if (!config && argv[i][0] != '-')
@@ -79,24 +104,32 @@ int main(int argc, char **argv)
         }
     }
     if (!config) {
-        fprintf(stderr, "usage: gtrain [--backend NAME] [--ranks N] [--resume] CONFIG.json\n");
+        fprintf(stderr, "usage: gtrain [--backend NAME] [--ranks N] [--resume | --overwrite] CONFIG.json\n");
         return 2;
     }
     gllm_train_config cfg;
     if (gllm_train_config_load(config, &cfg) != GLLM_OK) {
-        fprintf(stderr, "gtrain: %s\n", gllm_last_error());
+        print_error("gtrain", gllm_last_error());
         return 1;
     }
     if (backend)
         snprintf(cfg.backend, sizeof cfg.backend, "%s", backend);
     if (resume)
         cfg.resume = true;
+    if (overwrite)
+        cfg.overwrite = true;
+    if (cfg.resume && cfg.overwrite) {
+        fprintf(stderr, "gtrain: --resume and --overwrite contradict each other\n");
+        return 2;
+    }
     signal(SIGINT, on_sigint);
     int tty = isatty(2);
     gllm_train_summary sum;
     if (ranks > 1) {
+        if (strcmp(cfg.backend, "auto") == 0) /* --ranks runs CPU processes */
+            snprintf(cfg.backend, sizeof cfg.backend, "cpu");
         if (strcmp(cfg.backend, "cpu") != 0) {
-            fprintf(stderr, "gtrain: --ranks runs CPU processes: set \"backend\": \"cpu\" "
+            fprintf(stderr, "gtrain: --ranks runs CPU processes: set \"backend\": \"cpu\" or \"auto\" "
                             "(or --backend cpu)\n");
             return 2;
         }
@@ -117,7 +150,9 @@ int main(int argc, char **argv)
                 g_rank = r;
                 int rc = 0;
                 if (gllm_train_run(&cfg, join_group, progress, &tty, &sum) != GLLM_OK) {
-                    fprintf(stderr, "\ngtrain rank %d: %s\n", r, gllm_last_error());
+                    char who[32];
+                    snprintf(who, sizeof who, "gtrain rank %d", r);
+                    print_error(who, gllm_last_error());
                     rc = 1;
                 } else if (r == 0) {
                     fprintf(stderr, "done: %d ranks, %d steps, loss %.4f -> %.4f, %.0f tok/s, "
@@ -147,10 +182,13 @@ int main(int argc, char **argv)
         return failed ? 1 : 0;
     }
     if (gllm_train_run(&cfg, NULL, progress, &tty, &sum) != GLLM_OK) {
-        fprintf(stderr, "\ngtrain: %s\n", gllm_last_error());
+        print_error("gtrain", gllm_last_error());
         return 1;
     }
     fprintf(stderr, "done: %d steps, loss %.4f -> %.4f, %.0f tok/s, %.1f s; checkpoint %s/final\n",
             sum.steps, sum.first_loss, sum.final_loss, sum.tokens_per_s, sum.seconds, cfg.out_dir);
+    if (sum.skipped_steps)
+        fprintf(stderr, "gtrain: %lld steps were skipped: their batches had no target token\n",
+                sum.skipped_steps);
     return 0;
 }
