@@ -58,4 +58,8 @@ gllm_status gllm_train_check_identity(const char *dir, const gllm_train_identity
 /* Remove out_dir's leftovers of interrupted saves and prunes. */
 gllm_status gllm_train_sweep(const char *out_dir);
 
+/* Peak dense bf16 FLOP/s of a device by name (GLLM_PEAK_TFLOPS overrides),
+ * 0 when unknown (the CPU): MFU is then omitted. *source says where it came from. */
+double gllm_train_peak_flops(const char *device, const char **source);
+
 #endif

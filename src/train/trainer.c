@@ -127,6 +127,9 @@ typedef struct run {
     gllm_dataset *ds;
     gllm_batch micro;   /* one micro-batch buffer, whatever grad_accum is */
     gllm_comm *comm;
+    gllm_grad_sync *sync; /* gradient buckets over the ranks (ZeRO-1 slices) */
+    gllm_device_info dev; /* for MFU and peak memory */
+    double peak_flops;    /* per rank; 0 when unknown */
     float *dev_scalars; /* [2] on the backend, for reductions of counts */
     FILE *metrics;      /* rank 0 only; appended to, line by line */
     int lock_fd;        /* rank 0: the flock on out_dir */
@@ -144,6 +147,7 @@ static void run_free(run *r)
     gllm_unlock_dir(r->lock_fd);
     if (r->dev_scalars)
         r->be->free(r->be, r->dev_scalars);
+    gllm_grad_sync_free(r->sync);
     if (r->comm)
         r->comm->destroy(r->comm);
     gllm_data_free(r->ds);
@@ -406,6 +410,30 @@ static int notify(gllm_train_callback cb, void *user, const char *fmt, ...)
     return cb(&p, user);
 }
 
+/* peaks[r] = rank r's peak device memory in MiB (every rank calls it) */
+static gllm_status gather_peaks(run *r, double *peaks)
+{
+    const int world = r->comm->world;
+    gllm_backend *be = r->be;
+    GLLM_TRY(be->device_info(be, &r->dev));
+    const float mine = (float)((double)r->dev.mem_peak / 1048576.0);
+    if (world == 1 || world > 256) {
+        peaks[0] = mine;
+        return GLLM_OK;
+    }
+    float host[256], *dev = NULL;
+    GLLM_TRY(be->alloc(be, (size_t)world * sizeof(float), "peak memory gather", (void **)&dev));
+    gllm_status s = be->upload(be, dev + r->comm->rank, &mine, sizeof mine);
+    if (s == GLLM_OK)
+        s = r->comm->all_gather(r->comm, dev, dev + r->comm->rank, 1, GLLM_F32);
+    if (s == GLLM_OK)
+        s = be->download(be, host, dev, (size_t)world * sizeof(float));
+    be->free(be, dev);
+    for (int i = 0; s == GLLM_OK && i < world; i++)
+        peaks[i] = host[i];
+    return s;
+}
+
 /* The data event of metrics.jsonl and the warnings of the terminal: nothing
  * in the data passes silently. Documents that truncation left without a
  * target token are counted; a run with no target token at all is an error. */
@@ -454,11 +482,14 @@ static gllm_status report_data(run *r, gllm_train_callback cb, void *user)
     return GLLM_OK;
 }
 
-static gllm_status setup(run *r, gllm_comm_factory make_comm, gllm_train_callback cb, void *user)
+static gllm_status setup(run *r, const gllm_comm_factory *make_comm, gllm_train_callback cb, void *user)
 {
     const gllm_train_config *c = r->c;
     GLLM_TRY(gllm_backend_open(c->backend, &r->be));
-    GLLM_TRY((make_comm ? make_comm : gllm_comm_single)(r->be, &r->comm));
+    if (make_comm)
+        GLLM_TRY(make_comm->make(make_comm->ctx, r->be, &r->comm));
+    else
+        GLLM_TRY(gllm_comm_single(r->be, &r->comm));
     if (r->comm->rank == 0) {
         if (!strcmp(c->backend, "auto"))
             notify(cb, user, "backend %s (chosen by \"auto\")", r->be->name);
@@ -474,8 +505,14 @@ static gllm_status setup(run *r, gllm_comm_factory make_comm, gllm_train_callbac
         GLLM_TRY(check_model_path(c->model));
     /* resuming: the weights, optimizer state and position of the checkpoint */
     GLLM_TRY(gllm_model_load(r->resume_dir[0] ? r->resume_dir : c->model, r->be, &r->m));
-    if (c->zero1 && r->comm->world > 1)
-        GLLM_TRY(gllm_model_shard_optimizer(r->m, r->comm));
+    if (c->bucket_mb < 0)
+        return gllm_fail(GLLM_ERR_INVALID, "bucket_mb %g: must be >= 0 (0: one reduction)",
+                         c->bucket_mb);
+    GLLM_TRY(gllm_grad_sync_new(r->m, r->comm, (size_t)(c->bucket_mb * 1048576.0), c->zero1,
+                                &r->sync));
+    GLLM_TRY(r->be->device_info(r->be, &r->dev));
+    const char *peak_src;
+    r->peak_flops = gllm_train_peak_flops(r->dev.name, &peak_src);
     if (r->resume_dir[0]) {
         char opt[4700];
         GLLM_TRY(gllm_train_load_state(r->resume_dir, &r->resume, &r->saved));
@@ -578,6 +615,12 @@ static cJSON *step_record(const gllm_train_progress *p)
     cJSON_AddNumberToObject(o, "tokens_per_s", round(p->tokens_per_s * 10) / 10);
     cJSON_AddNumberToObject(o, "elapsed_s", round(p->elapsed_s * 1000) / 1000);
     cJSON_AddNumberToObject(o, "rss_mib", round(p->rss_mib * 10) / 10);
+    if (isfinite(p->mfu)) /* unknown (no peak rate for the device: the CPU) is null, not a fault */
+        cJSON_AddNumberToObject(o, "mfu", round(p->mfu * 1e4) / 1e4);
+    else
+        cJSON_AddNullToObject(o, "mfu");
+    cJSON_AddNumberToObject(o, "comm_share", round(p->comm_share * 1e4) / 1e4);
+    cJSON_AddNumberToObject(o, "peak_mem_mib", round(p->peak_mem_mib * 10) / 10);
     return o;
 }
 
@@ -591,7 +634,7 @@ static cJSON *event(const char *name, int step)
     return o;
 }
 
-static gllm_status write_summary(run *r, const gllm_train_summary *sum)
+static gllm_status write_summary(run *r, const gllm_train_summary *sum, const double *peaks, double flops_tok)
 {
     const gllm_train_config *c = r->c;
     char path[4600];
@@ -614,12 +657,33 @@ static gllm_status write_summary(run *r, const gllm_train_summary *sum)
     cJSON_AddNumberToObject(o, "parameters", (double)gllm_model_numel(r->m));
     cJSON_AddNumberToObject(o, "no_target_docs", (double)gllm_data_stats_of(r->ds)->n_no_target);
     cJSON_AddStringToObject(o, "checkpoint", "final");
+    const int world = r->comm->world;
+    const char *peak_src;
+    gllm_train_peak_flops(r->dev.name, &peak_src);
+    gllm_grad_sync_stats gs;
+    gllm_grad_sync_stats_of(r->sync, &gs);
+    cJSON_AddNumberToObject(o, "ranks", world);
+    cJSON_AddStringToObject(o, "device", r->dev.name);
+    cJSON_AddNumberToObject(o, "peak_tflops", round(r->peak_flops / 1e11) / 10);
+    cJSON_AddStringToObject(o, "peak_source", peak_src);
+    cJSON_AddNumberToObject(o, "train_flops_per_token", f9(flops_tok));
+    if (isfinite(sum->mfu))
+        cJSON_AddNumberToObject(o, "mfu", round(sum->mfu * 1e4) / 1e4);
+    else
+        cJSON_AddNullToObject(o, "mfu");
+    cJSON_AddNumberToObject(o, "comm_share", round(sum->comm_share * 1e4) / 1e4);
+    cJSON_AddNumberToObject(o, "grad_buckets", gs.n_buckets);
+    cJSON_AddBoolToObject(o, "zero1", r->c->zero1 && world > 1);
+    cJSON_AddNumberToObject(o, "optimizer_bytes_per_rank", (double)sum->optimizer_bytes);
+    cJSON *pl = cJSON_AddArrayToObject(o, "peak_mem_mib_per_rank");
+    for (int i = 0; i < world && i < 256; i++)
+        cJSON_AddItemToArray(pl, cJSON_CreateNumber(round(peaks[i] * 10) / 10));
     gllm_status s = gllm_json_write_file(path, o);
     cJSON_Delete(o);
     return s;
 }
 
-gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_comm,
+gllm_status gllm_train_run(const gllm_train_config *c, const gllm_comm_factory *make_comm,
                            gllm_train_callback on_progress, void *user, gllm_train_summary *summary)
 {
     run r = {.c = c, .lock_fd = -1};
@@ -642,6 +706,8 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
                                     .weight_decay = c->weight_decay,
                                     .max_grad_norm = c->max_grad_norm};
     const double t0 = now_s() - r.resume.elapsed_s;
+    double prev_el = r.resume.elapsed_s, prev_wait = 0, mfu_sum = 0, mfu_time = 0, comm_total = 0;
+    const double flops_tok = r.m ? gllm_model_train_flops_per_token(r.m, c->seq_len) : 0;
     long long tokens = r.resume.tokens, skipped = r.resume.skipped_steps;
     int skipped_in_a_row = 0;
     summary->first_loss = r.resume.first_loss;
@@ -694,6 +760,8 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
             if (c->grad_accum > 1)
                 s = stream_next(&r, &d, &r.micro);
             float loss = 0;
+            if (s == GLLM_OK && k == c->grad_accum - 1) /* its backward starts the gradient buckets */
+                s = gllm_grad_sync_arm(r.sync);
             const double n = s == GLLM_OK ? mask_sum(&r.micro) : 0;
             if (n > 0)
                 s = gllm_model_forward_backward(r.m, &r.micro, scale, &loss);
@@ -701,7 +769,7 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
         }
         float loss_all = (float)loss_sum;
         if (s == GLLM_OK)
-            s = gllm_model_all_reduce_grads(r.m, r.comm);
+            s = gllm_grad_sync_finish(r.sync);
         if (s == GLLM_OK)
             s = reduce_scalars(r.comm, r.dev_scalars, &loss_all, 1);
         gllm_adamw_config h = base;
@@ -716,14 +784,31 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
             summary->first_loss = loss;
         summary->final_loss = loss;
         const double el = now_s() - t0;
+        /* this step's cost: time, the host's waits on communication, MFU over all ranks */
+        gllm_grad_sync_stats gs;
+        gllm_grad_sync_stats_of(r.sync, &gs);
+        const double step_s = el - prev_el, comm_s = gs.wait_s - prev_wait;
+        prev_el = el;
+        prev_wait = gs.wait_s;
+        const double step_tokens = (double)world * c->grad_accum * c->batch_size * c->seq_len;
+        s = r.be->device_info(r.be, &r.dev);
         gllm_train_progress p = {.step = step, .total_steps = total, .epoch = d.epoch, .loss = loss,
                                  .lr = h.lr, .grad_norm = gnorm, .tokens = tokens,
                                  .target_tokens = tokens_all, .skipped_steps = skipped,
                                  .elapsed_s = el, .tokens_per_s = tokens / (el > 0 ? el : 1e-9),
                                  .eta_s = el / step * (total - step), .rss_mib = rss_mib(),
-                                 .val_loss = NAN};
-        if ((c->eval_every > 0 && step % c->eval_every == 0) ||
-            (step == total && c->val_fraction > 0)) {
+                                 .val_loss = NAN,
+                                 .mfu = r.peak_flops > 0 && step_s > 0
+                                            ? flops_tok * step_tokens / step_s /
+                                                  (r.peak_flops * world)
+                                            : NAN,
+                                 .comm_share = step_s > 0 ? comm_s / step_s : 0,
+                                 .peak_mem_mib = (double)r.dev.mem_peak / 1048576.0};
+        mfu_sum += isnan(p.mfu) ? 0 : p.mfu * step_s;
+        mfu_time += step_s;
+        comm_total += comm_s;
+        if (s == GLLM_OK && ((c->eval_every > 0 && step % c->eval_every == 0) ||
+                             (step == total && c->val_fraction > 0))) {
             s = evaluate(r.m, r.ds, c, r.comm, r.dev_scalars, &r.micro, &p.val_loss);
             summary->final_val_loss = p.val_loss;
             if (s == GLLM_OK && r.metrics) {
@@ -754,6 +839,15 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
         }
     }
     gllm_data_loader_free(d.loader);
+    /* every rank's peak memory, for the summary */
+    double peaks[256] = {0};
+    if (s == GLLM_OK && r.comm)
+        s = gather_peaks(&r, peaks);
+    summary->mfu = mfu_time > 0 && r.peak_flops > 0 ? mfu_sum / mfu_time : NAN;
+    summary->comm_share = mfu_time > 0 ? comm_total / mfu_time : 0;
+    for (int i = 0; i < world && i < 256; i++)
+        summary->peak_mem_mib = fmax(summary->peak_mem_mib, peaks[i]);
+    summary->optimizer_bytes = r.m ? gllm_model_optimizer_bytes(r.m) : 0;
     summary->seconds = now_s() - t0;
     summary->tokens = tokens;
     summary->skipped_steps = skipped;
@@ -764,7 +858,7 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
         s = gllm_train_save_hf(r.m, c->model, dir);
     }
     if (s == GLLM_OK && rank == 0)
-        s = write_summary(&r, summary);
+        s = write_summary(&r, summary, peaks, flops_tok);
     run_free(&r);
     return s;
 }
