@@ -42,11 +42,17 @@ static int progress(const gllm_train_progress *p, void *user)
     if (!isnan(p->val_loss))
         snprintf(val, sizeof val, " val %.4f", p->val_loss);
     const int eta = (int)p->eta_s;
-    /* MFU needs the device's peak rate; the CPU backend reports none */
-    fprintf(stderr, "%sstep %d/%d  loss %.4f%s  lr %.2e  |g| %.3f  %.0f tok/s  ETA %dm%02ds  "
+    /* MFU needs the device's peak rate: the CPU has none, so it is left out */
+    char mfu[64] = "";
+    if (!isnan(p->mfu))
+        snprintf(mfu, sizeof mfu, "  MFU %.1f%%", 100.0 * p->mfu);
+    if (p->comm_share > 0)
+        snprintf(mfu + strlen(mfu), sizeof mfu - strlen(mfu), "  comm %.0f%%",
+                 100.0 * p->comm_share);
+    fprintf(stderr, "%sstep %d/%d  loss %.4f%s  lr %.2e  |g| %.3f  %.0f tok/s%s  ETA %dm%02ds  "
             "mem %.0f MiB%s",
             tty ? "\r" : "", p->step, p->total_steps, p->loss, val, p->lr, p->grad_norm,
-            p->tokens_per_s, eta / 60, eta % 60, p->rss_mib,
+            p->tokens_per_s, mfu, eta / 60, eta % 60, p->rss_mib,
             tty && p->step < p->total_steps && isnan(p->val_loss) ? "   " : "\n");
     g_line_open = tty && p->step < p->total_steps && isnan(p->val_loss);
     return g_interrupted;

@@ -18,6 +18,7 @@ typedef struct gllm_cpu_ctx {
     size_t scratch_bytes, scratch_stride;
     /* bytes of this backend's live allocations and their peak (device_info) */
     size_t mem_live, mem_peak;
+    char device_name[128];      /* the CPU model, read once from /proc/cpuinfo */
 } gllm_cpu_ctx;
 
 /* tanh-approximated GELU ("gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
