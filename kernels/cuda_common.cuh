@@ -18,7 +18,8 @@ struct gllm_cuda_ctx {
     int n_sms;
     size_t smem_optin;          // max dynamic shared memory per block
     cudaStream_t stream;
-    bool hopper;                // sm_90: the wgmma/TMA paths are used
+    bool wgmma_built;           // the binary has sm_90a code for this device (probed)
+    bool hopper;                // sm_90 with wgmma_built: the wgmma/TMA paths are used
     bool use_cublaslt;          // matmul through cuBLASLt instead of gllm's kernels
     void *cublaslt;             // cublasLtHandle_t when created
     void *workspace;            // scratch for cuBLASLt and split reductions
