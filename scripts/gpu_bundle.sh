@@ -11,7 +11,8 @@
 #        JOBS               parallel build jobs (default 2)
 #
 # What it builds: every test in tests/cuda, test_backend_ops (the op harness,
-# which runs its CUDA backend against the CPU one), the GPU benches, gtrain and
+# which runs its CUDA backend against the CPU one), test_backend_queue and
+# test_comm_nccl (queues/events and one NCCL rank on the GPU), the GPU benches, gtrain and
 # ginfer (when src/cli/ginfer.c exists), for sm_90a only (H100/H200: the wgmma
 # path needs it), machine code without PTX, fat binaries compressed
 # (-Xfatbin=-compress-all). The binaries carry an RPATH of $ORIGIN/../lib
@@ -34,11 +35,15 @@ command -v nvcc >/dev/null || export PATH="$PATH:/usr/local/cuda/bin"
 # Without OpenBLAS: its library (35 MiB with its Fortran runtime) would take most
 # of the size budget, and the CPU references the GPU tests compare against are
 # small; this build also keeps the -DGLLM_BLAS=OFF configuration compiling.
+# Without MPI: a GPU run has one process per GPU through NCCL (the image has it).
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGLLM_CUDA=ON -DGLLM_CUDA_ARCHS=90a-real \
-  -DGLLM_BLAS=OFF -DCMAKE_CUDA_FLAGS=-Xfatbin=-compress-all \
+  -DGLLM_BLAS=OFF -DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON -DCMAKE_CUDA_FLAGS=-Xfatbin=-compress-all \
   '-DCMAKE_BUILD_RPATH=$ORIGIN/../lib' -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags > /dev/null
-tests=(test_backend_ops)
-for f in tests/cuda/test_*.c; do tests+=("$(basename "$f" .c)"); done
+tests=()
+for f in tests/backend/test_backend_ops.c tests/backend/test_backend_queue.c tests/dist/test_comm_nccl.c \
+         tests/cuda/test_*.c; do
+  [ -f "$f" ] && tests+=("$(basename "$f" .c)")
+done
 benches=()
 for b in bench_matmul bench_attention bench_kernels; do
   [ -f "bench/$b.c" ] && benches+=("$b")

@@ -149,6 +149,8 @@ step gemm-small 150 "$(run bin/test_cuda_matmul)"
 step gemm-training-shapes 180 "$(run bin/test_cuda_matmul --large)"
 step attention 150 "$(run bin/test_cuda_attention)"
 step model-vs-cpu 150 "$(run bin/test_cuda_model)"
+[ -x bin/test_backend_queue ] && step backend-queues 60 "$(run bin/test_backend_queue)"
+[ -x bin/test_comm_nccl ] && step nccl-one-rank 90 "$(run bin/test_comm_nccl)"
 for t in bin/test_cuda_*; do # tests/cuda files added after this script was written
   n=$(basename "$t")
   case $n in test_cuda_ops|test_cuda_matmul|test_cuda_attention|test_cuda_model) continue ;; esac
@@ -189,20 +191,26 @@ else
 fi
 if [ -x bin/ginfer ]; then
   if [ "$has_gpu" = 1 ] && [ -d e2e ]; then
-    # GLLM_GINFER_ARGS overrides the invocation (MODEL, INPUT and OUTPUT are replaced)
-    gargs=${GLLM_GINFER_ARGS:---backend cuda MODEL INPUT OUTPUT}
+    # greedy on the GPU, then the same on the CPU: how many completions agree is
+    # reported (bf16 against fp32 may pick another token where two are close).
+    # GLLM_GINFER_ARGS overrides the invocation (MODEL, BACKEND, INPUT, OUTPUT replaced).
+    gargs=${GLLM_GINFER_ARGS:---model MODEL --backend BACKEND --quiet INPUT OUTPUT}
     gargs=${gargs//MODEL/$B/e2e/model}
     gargs=${gargs//INPUT/$B/e2e/prompts.jsonl}
-    gargs=${gargs//OUTPUT/$work/ginfer_out.jsonl}
-    step ginfer 90 "$(run bin/ginfer $gargs) && python3 -c \"
-import json, sys
-rows = [json.loads(l) for l in open('$work/ginfer_out.jsonl')]
-assert len(rows) == 3, f'{len(rows)} output lines for 3 prompts'
-assert all(r.get('error') is None for r in rows), rows
-print('ginfer: 3 results;', [r['choices'][0]['text'][:40] for r in rows])
-\""
+    g_gpu=${gargs//BACKEND/cuda}; g_gpu=${g_gpu//OUTPUT/$work/ginfer_gpu.jsonl}
+    g_cpu=${gargs//BACKEND/cpu}; g_cpu=${g_cpu//OUTPUT/$work/ginfer_cpu.jsonl}
+    step ginfer 90 "$(run bin/ginfer $g_gpu) && $(run bin/ginfer $g_cpu) && python3 - <<'PY'
+import json
+g = [json.loads(l) for l in open('$work/ginfer_gpu.jsonl')]
+c = [json.loads(l) for l in open('$work/ginfer_cpu.jsonl')]
+assert len(g) == 3, f'{len(g)} output lines for 3 prompts'
+assert all(r.get('error') is None for r in g), g
+same = sum(a['choices'][0]['token_ids'] == b['choices'][0]['token_ids'] for a, b in zip(g, c))
+print(f'ginfer: 3 results on the GPU; {same} of 3 greedy completions equal to the CPU ones;',
+      [r['choices'][0]['text'][:40] for r in g])
+PY"
   else
-    step ginfer 30 "$(run bin/ginfer --help) >/dev/null; echo 'SKIP: ginfer loads; no GPU (or no e2e inputs)'"
+    step ginfer 30 "$(run bin/ginfer --help) >/dev/null && echo 'SKIP: ginfer loads; no GPU (or no e2e inputs)'"
   fi
 else
   row ginfer skipped 0 "not in the bundle (no src/cli/ginfer.c when it was built)"
