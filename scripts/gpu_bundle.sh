@@ -4,6 +4,7 @@
 # machine that has the CUDA driver, runtime and cuBLAS but no compiler-side
 # dependencies (cJSON, PCRE2, OpenBLAS) and no network. There, one command gives
 # every CUDA verdict:   bash .gpu/gpu_check.sh [OUT_DIR]   (default $OUT)
+# (.gpu/ is git-ignored: the device tool takes it when its carry names ".gpu").
 #
 #   scripts/gpu_bundle.sh           configure (once), build, pack, print the size
 #   env: GLLM_BUNDLE_BUILD  build folder (default build-bundle; reused)
