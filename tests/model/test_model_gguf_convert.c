@@ -73,6 +73,8 @@ int main(void)
 {
     char model[1024], ref[1024], cmd[4096], hf[512], hf16[512], back[512];
     test_smollm2_gguf(model, sizeof model);
+    if (!test_smollm2_heavy_ok())
+        test_skip("sanitizer build");
     if (access("./gconvert", X_OK) != 0)
         test_skip("./gconvert is not built in the test folder");
     if (!mkdtemp(g_tmp))
