@@ -229,7 +229,8 @@ static void mpi_destroy(gllm_comm *c)
 
 gllm_status gllm_mpi_bcast_bytes(void *buf, size_t bytes, int root)
 {
-    if (bytes > INT_MAX || MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS)
+    if (bytes > INT_MAX ||
+        MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS)
         return gllm_fail(GLLM_ERR_BACKEND, "MPI_Bcast of %zu bytes from rank %d failed", bytes,
                          root);
     return GLLM_OK;
