@@ -335,6 +335,10 @@ int main(void)
                summary_num("zbr", "grad_buckets"), w, same ? "bitwise identical" : "different");
         CHECK(same);
         CHECK(summary_num("zbr", "grad_buckets") >= 3);
+        /* other buckets slice the state differently: refused, not misread */
+        write_config_ex("zbx", "zbr", 2, true, 0, 6, 2, 1.0f);
+        CHECK(run("%s --resume --ranks 2 %s.json", g_gtrain, "zbx") != 0);
+        CHECK(log_has("zbx.log", "bucket_mb"));
     }
     TEST_CASE("ZeRO-1 optimizer state per rank falls as 1/N")
     {
