@@ -269,7 +269,7 @@ int main(void)
     snprintf(g_gtrain, sizeof g_gtrain, "%s/gtrain", GLLM_BINARY_DIR);
     if (access(g_gtrain, X_OK) != 0)
         test_skip("gtrain is not built beside the tests");
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/gllm_test_launch_XXXXXX");
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/gllm_test_train_launch_XXXXXX");
     if (!mkdtemp(g_tmp))
         return 1;
     setenv("OMP_NUM_THREADS", "1", 1);
