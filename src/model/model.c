@@ -18,9 +18,6 @@ gllm_status gllm_model_alloc_params(gllm_model *m)
 {
     gllm_backend *be = m->be;
     GLLM_TRY(be->alloc(be, m->numel * m->esz, "parameters", &m->w));
-    GLLM_TRY(be->alloc(be, m->numel * sizeof(float), "parameter gradients", (void **)&m->g));
-    GLLM_TRY(be->memset0(be, m->g, m->numel * sizeof(float)));
-    GLLM_TRY(be->alloc(be, sizeof(float), "gradient norm", (void **)&m->sumsq));
     const int half = m->cfg.head_dim / 2;
     float *inv = gllm_malloc((size_t)half * sizeof(float), "rope frequencies");
     if (!inv)
@@ -32,6 +29,18 @@ gllm_status gllm_model_alloc_params(gllm_model *m)
         s = be->upload(be, m->inv_freq, inv, (size_t)half * sizeof(float));
     free(inv);
     return s;
+}
+
+/* Training state is allocated on first training use (gradients zeroed), so a
+ * model loaded for inference holds its weights only. */
+gllm_status gllm_model_grads(gllm_model *m)
+{
+    if (m->g)
+        return GLLM_OK;
+    gllm_backend *be = m->be;
+    GLLM_TRY(be->alloc(be, m->numel * sizeof(float), "parameter gradients", (void **)&m->g));
+    GLLM_TRY(be->memset0(be, m->g, m->numel * sizeof(float)));
+    return be->alloc(be, sizeof(float), "gradient norm", (void **)&m->sumsq);
 }
 
 static void free_plan(gllm_model *m)
@@ -350,6 +359,7 @@ gllm_status gllm_model_forward(gllm_model *m, const gllm_batch *b, float *loss, 
 
 gllm_status gllm_model_zero_grad(gllm_model *m)
 {
+    GLLM_TRY(gllm_model_grads(m));
     return m->be->memset0(m->be, m->g, m->numel * sizeof(float));
 }
 
@@ -357,6 +367,7 @@ gllm_status gllm_model_all_reduce_grads(gllm_model *m, gllm_comm *c)
 {
     if (c->world == 1)
         return GLLM_OK;
+    GLLM_TRY(gllm_model_grads(m));
     return c->all_reduce(c, m->g, m->numel, GLLM_F32, GLLM_REDUCE_SUM);
 }
 
@@ -371,6 +382,7 @@ gllm_status gllm_model_forward_backward(gllm_model *m, const gllm_batch *b, floa
                                         float *loss)
 {
     GLLM_TRY(check_batch(m, b, true));
+    GLLM_TRY(gllm_model_grads(m));
     const gllm_model_config *c = &m->cfg;
     gllm_backend *be = m->be;
     const int B = b->B, T = b->T, N = B * T, C = c->hidden, HD = c->n_heads * c->head_dim;
@@ -459,6 +471,7 @@ gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int
     gllm_backend *be = m->be;
     if (step < 1)
         return gllm_fail(GLLM_ERR_INVALID, "adamw: step must be >= 1 (got %d)", step);
+    GLLM_TRY(gllm_model_grads(m));
     const size_t lo = m->zero ? m->shard_lo : 0, n = m->zero ? m->shard_n : m->numel;
     if (!m->adam_m) {
         const size_t bytes = (n ? n : 1) * sizeof(float);
