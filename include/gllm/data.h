@@ -9,8 +9,13 @@
  *                                           on assistant turns only
  *   {"instruction", "input"?, "output"}     Alpaca: the standard Alpaca prompt
  *                                           ("Below is an instruction ..."), loss on output
- * A file whose first character is '[' is read as one JSON array of records;
- * errors then name the record number instead of the line.
+ * A record has the fields of exactly one format ("text" with "prompt" is an
+ * error), and no key twice. A file whose first non-blank character (after a
+ * UTF-8 byte-order mark) is '[' is read as one JSON array of records; errors
+ * then name the record number instead of the line. JSONL lines are read by the
+ * streaming reader (gllm/jsonl.h): a line that is not exactly one JSON value
+ * (trailing garbage, two values, NUL bytes) is a bad record, and so is invalid
+ * UTF-8 (an error, not repaired). Only regular files are read.
  *
  * Tokenization, as TRL's SFT does it:
  *   - text: encode(text, add_special) + EOS appended (unless already last);

@@ -29,6 +29,7 @@ typedef struct gllm_train_config {
     uint64_t seed;
     bool packing, skip_bad;
     bool zero1;               /* with several ranks: shard AdamW state over them (ZeRO-1) */
+    float bucket_mb;          /* gradient buckets reduced during backward (0: one reduction after it) */
     int save_every;           /* steps between checkpoints (0: only the final model) */
     int keep_checkpoints;     /* newest checkpoints kept (0: all) */
     bool resume;              /* continue from out_dir's latest checkpoint, if any */
@@ -45,6 +46,10 @@ typedef struct gllm_train_progress {
     long long tokens;         /* tokens processed so far */
     double rss_mib;           /* host resident memory */
     float val_loss;           /* NaN when no evaluation ran at this step */
+    double mfu;               /* model FLOPs utilisation of the step over all ranks, 0..1;
+                               * NaN when the device's peak rate is unknown (the CPU) */
+    double comm_share;        /* share of the step the host waited on communication */
+    double peak_mem_mib;      /* this rank's peak device memory (CPU: its backend's buffers) */
 } gllm_train_progress;
 
 /* Return non-zero to stop the run at once (as an interruption would: what
@@ -56,6 +61,10 @@ typedef struct gllm_train_summary {
     float first_loss, final_loss, final_val_loss;
     double seconds, tokens_per_s;
     long long tokens;
+    double mfu;               /* NaN when unknown */
+    double comm_share;
+    double peak_mem_mib;      /* the largest over the ranks */
+    size_t optimizer_bytes;   /* this rank's AdamW state (1/world of it under ZeRO-1) */
 } gllm_train_summary;
 
 /* Run training as configured. `make_comm` (NULL: one rank) makes the
@@ -64,8 +73,11 @@ typedef struct gllm_train_summary {
  * the ranks before the optimizer step, and rank 0 alone writes metrics,
  * summary and checkpoints. on_progress (may be NULL) is called on rank 0
  * after every log_every-th step and after each evaluation. */
-typedef gllm_status (*gllm_comm_factory)(gllm_backend *be, gllm_comm **out);
-gllm_status gllm_train_run(const gllm_train_config *cfg, gllm_comm_factory make_comm,
+typedef struct gllm_comm_factory {
+    gllm_status (*make)(void *ctx, gllm_backend *be, gllm_comm **out);
+    void *ctx; /* e.g. the gllm_launch of this worker (gllm_launch_make_comm) */
+} gllm_comm_factory;
+gllm_status gllm_train_run(const gllm_train_config *cfg, const gllm_comm_factory *make_comm,
                            gllm_train_callback on_progress, void *user,
                            gllm_train_summary *summary);
 

@@ -1,25 +1,16 @@
 /* gtrain: fine-tune a Hugging Face model from a JSON run config.
- * usage: gtrain [--backend NAME] [--ranks N] [--resume] CONFIG.json */
+ * usage: gtrain [--backend NAME] [--ranks N | --gpus N] [--resume] CONFIG.json
+ * Starting and supervising the ranks is src/dist/launch.c's job. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gllm/dist.h"
 #include "gllm/train.h"
-
-/* --ranks N: this process's place in the shared-memory group (set per fork) */
-static gllm_shm_group *g_group;
-static int g_rank;
-
-static gllm_status join_group(gllm_backend *be, gllm_comm **out)
-{
-    return gllm_comm_shm(g_group, g_rank, be, out);
-}
 
 static volatile sig_atomic_t g_interrupted;
 
@@ -48,27 +39,33 @@ static int progress(const gllm_train_progress *p, void *user)
 int main(int argc, char **argv)
 {
     const char *backend = NULL, *config = NULL;
-    int ranks = 1, resume = 0;
+    int ranks = 0, resume = 0;
+    bool gpus = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
             backend = argv[++i];
         else if (strcmp(argv[i], "--resume") == 0)
             resume = 1;
-        else if (strcmp(argv[i], "--ranks") == 0 && i + 1 < argc) {
+        else if ((strcmp(argv[i], "--ranks") == 0 || strcmp(argv[i], "--gpus") == 0) &&
+                 i + 1 < argc) {
+            gpus = strcmp(argv[i], "--gpus") == 0;
             char *end;
             ranks = (int)strtol(argv[++i], &end, 10);
             if (*end || ranks < 1 || ranks > 256) {
-                fprintf(stderr, "gtrain: --ranks needs a number of processes in 1..256\n");
+                fprintf(stderr, "gtrain: %s needs a number of processes in 1..256\n", argv[i - 1]);
                 return 2;
             }
         }
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("usage: gtrain [--backend cpu|cuda|cuda:N|auto] [--ranks N] [--resume] "
-                   "CONFIG.json\n"
+            printf("usage: gtrain [--backend cpu|cuda|cuda:N|auto] [--ranks N | --gpus N] "
+                   "[--resume] CONFIG.json\n"
                    "  --resume   continue from the run folder's latest checkpoint (Ctrl-C stops\n"
                    "             a run at the next step)\n"
                    "  --ranks N  data parallelism over N CPU processes sharing memory\n"
                    "             (each runs batch_size rows per micro-batch)\n"
+                   "  --gpus N   data parallelism over N GPUs of this machine (NCCL)\n"
+                   "Under mpirun, srun or torchrun each process finds its rank itself\n"
+                   "(README: multi-GPU and multi-node runs).\n"
                    "Keys of CONFIG.json: configs/README.md\n");
             return 0;
         } else if (!config && argv[i][0] != '-')
@@ -79,7 +76,8 @@ int main(int argc, char **argv)
         }
     }
     if (!config) {
-        fprintf(stderr, "usage: gtrain [--backend NAME] [--ranks N] [--resume] CONFIG.json\n");
+        fprintf(stderr, "usage: gtrain [--backend NAME] [--ranks N | --gpus N] [--resume] "
+                        "CONFIG.json\n");
         return 2;
     }
     gllm_train_config cfg;
@@ -93,64 +91,36 @@ int main(int argc, char **argv)
         cfg.resume = true;
     signal(SIGINT, on_sigint);
     int tty = isatty(2);
-    gllm_train_summary sum;
-    if (ranks > 1) {
-        if (strcmp(cfg.backend, "cpu") != 0) {
-            fprintf(stderr, "gtrain: --ranks runs CPU processes: set \"backend\": \"cpu\" "
-                            "(or --backend cpu)\n");
-            return 2;
-        }
-        if (gllm_shm_group_create(ranks, 4u << 20, &g_group) != GLLM_OK) {
-            fprintf(stderr, "gtrain: %s\n", gllm_last_error());
-            return 1;
-        }
-        /* Fork before any OpenMP region: a forked OpenMP runtime is not usable. */
-        pid_t pid[256];
-        for (int r = 0; r < ranks; r++) {
-            fflush(NULL);
-            pid[r] = fork();
-            if (pid[r] < 0) {
-                perror("gtrain: fork");
-                return 1;
-            }
-            if (pid[r] == 0) {
-                g_rank = r;
-                int rc = 0;
-                if (gllm_train_run(&cfg, join_group, progress, &tty, &sum) != GLLM_OK) {
-                    fprintf(stderr, "\ngtrain rank %d: %s\n", r, gllm_last_error());
-                    rc = 1;
-                } else if (r == 0) {
-                    fprintf(stderr, "done: %d ranks, %d steps, loss %.4f -> %.4f, %.0f tok/s, "
-                            "%.1f s; checkpoint %s/final\n", ranks, sum.steps, sum.first_loss,
-                            sum.final_loss, sum.tokens_per_s, sum.seconds, cfg.out_dir);
-                }
-                fflush(NULL);
-                _exit(rc);
-            }
-        }
-        /* a rank that fails leaves the others waiting in a collective: stop them */
-        int failed = 0;
-        for (int left = ranks; left > 0; left--) {
-            int st = 0;
-            if (wait(&st) < 0) {
-                if (errno == EINTR) { /* Ctrl-C: the ranks stop themselves; keep reaping */
-                    left++;
-                    continue;
-                }
-                break;
-            }
-            if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0) && !failed++)
-                for (int r = 0; r < ranks; r++)
-                    kill(pid[r], SIGTERM);
-        }
-        gllm_shm_group_free(g_group);
-        return failed ? 1 : 0;
+    gllm_launch launch;
+    int code = 0;
+    if (gllm_launch_init(&launch, ranks, gpus) != GLLM_OK ||
+        gllm_launch_backend(&launch, cfg.backend, sizeof cfg.backend) != GLLM_OK ||
+        gllm_launch_start(&launch, &code) != GLLM_OK) {
+        fprintf(stderr, "gtrain: %s\n", gllm_last_error());
+        gllm_launch_finish(&launch, true);
+        return launch.is_launcher ? 1 : 2;
     }
-    if (gllm_train_run(&cfg, NULL, progress, &tty, &sum) != GLLM_OK) {
-        fprintf(stderr, "\ngtrain: %s\n", gllm_last_error());
+    if (launch.is_launcher) { /* the workers have ended; the message of a failure is printed */
+        gllm_launch_finish(&launch, code != 0);
+        return code;
+    }
+    const int rank = launch.rank, world = launch.world;
+    const gllm_comm_factory comm = {.make = gllm_launch_make_comm, .ctx = &launch};
+    gllm_train_summary sum;
+    if (gllm_train_run(&cfg, &comm, progress, &tty, &sum) != GLLM_OK) {
+        if (world > 1)
+            fprintf(stderr, "\ngtrain rank %d: %s\n", rank, gllm_last_error());
+        else
+            fprintf(stderr, "\ngtrain: %s\n", gllm_last_error());
+        fflush(NULL);
+        gllm_launch_finish(&launch, true);
         return 1;
     }
-    fprintf(stderr, "done: %d steps, loss %.4f -> %.4f, %.0f tok/s, %.1f s; checkpoint %s/final\n",
-            sum.steps, sum.first_loss, sum.final_loss, sum.tokens_per_s, sum.seconds, cfg.out_dir);
+    if (rank == 0)
+        fprintf(stderr, "done: %d rank%s, %d steps, loss %.4f -> %.4f, %.0f tok/s, %.1f s; "
+                "checkpoint %s/final\n", world, world > 1 ? "s" : "", sum.steps, sum.first_loss,
+                sum.final_loss, sum.tokens_per_s, sum.seconds, cfg.out_dir);
+    fflush(NULL);
+    gllm_launch_finish(&launch, false);
     return 0;
 }

@@ -4,6 +4,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+const char *gllm_file_kind(unsigned mode)
+{
+    return S_ISREG(mode)    ? "a regular file"
+           : S_ISDIR(mode)  ? "a folder"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "not a file";
+}
+
+gllm_status gllm_require_regular_file(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return gllm_fail(errno == ENOENT ? GLLM_ERR_NOT_FOUND : GLLM_ERR_IO, "%s: cannot open: %s", path,
+                         strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return gllm_fail(GLLM_ERR_INVALID, "%s: is %s, not a regular file", path, gllm_file_kind(sb.st_mode));
+    return GLLM_OK;
+}
 
 gllm_status gllm_read_file(const char *path, char **out, size_t *len)
 {
@@ -12,6 +35,11 @@ gllm_status gllm_read_file(const char *path, char **out, size_t *len)
     if (!f)
         return gllm_fail(errno == ENOENT ? GLLM_ERR_NOT_FOUND : GLLM_ERR_IO, "%s: cannot open: %s",
                          path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return gllm_fail(GLLM_ERR_INVALID, "%s: is %s, not a regular file", path, gllm_file_kind(sb.st_mode));
+    }
     long n = -1;
     if (fseek(f, 0, SEEK_END) == 0)
         n = ftell(f);

@@ -1,7 +1,9 @@
 /* JSONL (or JSON array) records -> tokenized documents with loss labels.
- * Records are parsed and tokenized in an OpenMP loop; each keeps its own
- * result and error text, and the merge runs in file order so that the first
- * bad record reported is the first in the file whatever the thread count. */
+ * Lines come from the streaming JSONL reader in chunks of CHUNK records; each
+ * chunk is tokenized in an OpenMP loop (every record keeps its own result and
+ * error text) and merged in file order, so the first bad record reported is
+ * the first in the file whatever the thread count, and memory holds one
+ * chunk of records beside the tokens kept. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,14 +11,17 @@
 
 #include "core/file.h"
 #include "data/data_internal.h"
+#include "gllm/json.h"
+#include "gllm/jsonl.h"
 
 #define REASON_MAX 400
+#define CHUNK 4096
 
 typedef struct record {
-    const char *text; /* JSONL line, or NULL for an element of a JSON array */
-    size_t len;
-    const cJSON *item;
-    size_t line;
+    cJSON *item;   /* the parsed record, or NULL when the line was bad */
+    bool owned;    /* item is freed after its chunk (JSONL), not (array element) */
+    size_t line;   /* line, or element number in a JSON array, 1-based */
+    char err[REASON_MAX]; /* the reader's reason when item is NULL */
 } record;
 
 typedef struct doc_out {
@@ -208,14 +213,27 @@ static const char *str_field(const cJSON *o, const char *k)
 
 static bool has(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k) != NULL; }
 
+/* The record formats, by their defining field; a record uses exactly one. */
+static const char *const k_format_keys[] = {"messages", "prompt", "instruction", "text"};
+
 static bool process(const record *r, const gllm_data_encoder *enc, const gllm_data_options *opt, doc_out *d)
 {
-    cJSON *parsed = NULL;
     const cJSON *o = r->item;
-    if (!o) {
-        o = parsed = cJSON_ParseWithLength(r->text, r->len);
-        if (!o)
-            return bad(d, "not valid JSON%s", "");
+    if (!o)
+        return bad(d, "%s", r->err);
+    const char *dup = gllm_json_duplicate_key(o);
+    if (dup)
+        return bad(d, "duplicate key \"%s\"", dup);
+    const char *first = NULL;
+    for (size_t k = 0; k < sizeof k_format_keys / sizeof *k_format_keys; k++) {
+        if (!has(o, k_format_keys[k]))
+            continue;
+        if (first) {
+            char what[64];
+            snprintf(what, sizeof what, "\"%s\" and \"%s\"", first, k_format_keys[k]);
+            return bad(d, "record has both %s: one format per record", what);
+        }
+        first = k_format_keys[k];
     }
     bool ok;
     if (!cJSON_IsObject(o)) {
@@ -262,7 +280,6 @@ static bool process(const record *r, const gllm_data_encoder *enc, const gllm_da
         ok = bad(d, "missing fields: expected \"text\", \"prompt\"+\"completion\", \"messages\" or "
                     "\"instruction\"+\"output\"%s", "");
     }
-    cJSON_Delete(parsed);
     if (ok && d->n > (size_t)opt->max_len) {
         if (opt->overlong == GLLM_DATA_OVERLONG_TRUNCATE) {
             d->n = (size_t)opt->max_len;
@@ -300,128 +317,222 @@ static void assign_split(gllm_dataset *ds, const gllm_data_options *opt)
     }
 }
 
-static gllm_status tokenize_file(const char *path, const gllm_data_encoder *enc, const gllm_data_options *opt,
-                                 gllm_dataset *ds)
+/* Growable arrays of the dataset while it is being read. */
+static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 {
+    if (need <= *cap)
+        return true;
+    size_t c = *cap ? *cap : 1024;
+    while (c < need)
+        c *= 2;
+    void *np = realloc(*p, c * elem);
+    if (!np)
+        return false;
+    *p = np;
+    *cap = c;
+    return true;
+}
+
+typedef struct reader {
+    gllm_jsonl *jsonl; /* JSONL file, or */
+    cJSON *array;      /* a file that is one JSON array of records */
+    const cJSON *next_item;
+    size_t n_items;
+} reader;
+
+/* Whether the file's first non-blank line starts (after a UTF-8 byte-order
+ * mark) with '[': the file is then one JSON array. */
+static gllm_status starts_with_bracket(const char *path, bool *yes)
+{
+    *yes = false;
+    gllm_jsonl *r;
+    GLLM_TRY(gllm_jsonl_open(path, &r));
+    for (;;) {
+        const char *s;
+        size_t n;
+        long ln;
+        gllm_status st = gllm_jsonl_next_line(r, &s, &n, &ln, NULL);
+        if (st == GLLM_ERR_FORMAT) /* an over-long first line: JSONL's errors will name it */
+            break;
+        if (st != GLLM_OK) {
+            gllm_jsonl_close(r);
+            return st;
+        }
+        if (!s)
+            break;
+        size_t b = ln == 1 && n >= 3 && !memcmp(s, "\xef\xbb\xbf", 3) ? 3 : 0;
+        while (b < n && (s[b] == ' ' || s[b] == '\t' || s[b] == '\r'))
+            b++;
+        if (b < n) {
+            *yes = s[b] == '[';
+            break;
+        }
+    }
+    gllm_jsonl_close(r);
+    return GLLM_OK;
+}
+
+static gllm_status reader_open(const char *path, reader *rd)
+{
+    memset(rd, 0, sizeof *rd);
+    bool array;
+    GLLM_TRY(starts_with_bracket(path, &array));
+    if (!array)
+        return gllm_jsonl_open(path, &rd->jsonl);
     size_t size = 0;
     char *text;
     GLLM_TRY(gllm_read_file(path, &text, &size));
-    cJSON *array = NULL;
-    record *recs = NULL;
-    size_t nrec = 0;
-    size_t first = 0;
-    while (first < size && (text[first] == ' ' || text[first] == '\n' || text[first] == '\r' || text[first] == '\t'))
-        first++;
-    if (first < size && text[first] == '[') {
-        array = cJSON_ParseWithLength(text, size);
-        if (!cJSON_IsArray(array)) {
-            cJSON_Delete(array);
-            free(text);
-            return gllm_fail(GLLM_ERR_FORMAT, "%s: starts with '[' but is not a valid JSON array", path);
-        }
-        size_t n = (size_t)cJSON_GetArraySize(array);
-        recs = calloc(n ? n : 1, sizeof *recs);
-        const cJSON *it;
-        cJSON_ArrayForEach(it, array) {
-            if (recs)
-                recs[nrec] = (record){NULL, 0, it, nrec + 1};
-            nrec++;
-        }
-    } else {
-        size_t cap = 1024;
-        recs = malloc(cap * sizeof *recs);
-        size_t line = 0;
-        for (size_t p = 0; recs && p < size;) {
-            char *nl = memchr(text + p, '\n', size - p);
-            size_t e = nl ? (size_t)(nl - text) : size;
-            line++;
-            size_t b = p, t = e;
-            while (b < t && (text[b] == ' ' || text[b] == '\t' || text[b] == '\r'))
-                b++;
-            while (t > b && (text[t - 1] == ' ' || text[t - 1] == '\t' || text[t - 1] == '\r'))
-                t--;
-            if (t > b) {
-                if (nrec == cap) {
-                    record *nr = realloc(recs, (cap *= 2) * sizeof *recs);
-                    if (!nr) {
-                        free(recs);
-                        recs = NULL;
-                        break;
-                    }
-                    recs = nr;
-                }
-                recs[nrec++] = (record){text + b, t - b, NULL, line};
-            }
-            p = e + 1;
-        }
-    }
-    doc_out *outs = recs ? calloc(nrec ? nrec : 1, sizeof *outs) : NULL;
-    if (!outs) {
-        free(recs);
-        cJSON_Delete(array);
+    size_t b = size >= 3 && !memcmp(text, "\xef\xbb\xbf", 3) ? 3 : 0;
+    if (gllm_utf8_invalid_at(text + b, size - b) < size - b || memchr(text + b, '\0', size - b)) {
+        size_t at = gllm_utf8_invalid_at(text + b, size - b);
+        const char *nul = memchr(text + b, '\0', size - b);
+        size_t off = nul && (size_t)(nul - text) < at + b ? (size_t)(nul - text) : at + b;
+        long line = 1;
+        for (size_t i = 0; i < off; i++)
+            line += text[i] == '\n';
         free(text);
-        return gllm_fail(GLLM_ERR_OOM, "%s: out of memory indexing records", path);
+        return gllm_fail(GLLM_ERR_FORMAT, "%s:%ld: %s in a JSON array file", path, line,
+                         nul && nul - text == (long)off ? "NUL byte" : "invalid UTF-8");
     }
-#pragma omp parallel for schedule(dynamic, 8)
-    for (size_t i = 0; i < nrec; i++)
-        process(&recs[i], enc, opt, &outs[i]);
+    const char *end = NULL;
+    /* the length counts the terminating NUL: cJSON then accepts trailing whitespace */
+    rd->array = cJSON_ParseWithLengthOpts(text + b, size - b + 1, &end, true);
+    long line = 1;
+    for (const char *p = text; end && p < end && p < text + size; p++)
+        line += *p == '\n';
+    free(text);
+    if (!cJSON_IsArray(rd->array)) {
+        cJSON_Delete(rd->array);
+        rd->array = NULL;
+        return gllm_fail(GLLM_ERR_FORMAT, "%s:%ld: starts with '[' but is not a valid JSON array", path, line);
+    }
+    rd->next_item = rd->array->child;
+    return GLLM_OK;
+}
 
-    gllm_status st = GLLM_OK;
-    gllm_data_stats *s = &ds->stats;
-    s->n_records = nrec;
-    size_t ndocs = 0, ntok = 0;
-    for (size_t i = 0; i < nrec && st == GLLM_OK; i++) {
-        doc_out *d = &outs[i];
-        if (d->bad) {
-            if (!s->first_bad[0])
-                snprintf(s->first_bad, sizeof s->first_bad, "%s:%s%zu: %s", path, array ? "record " : "",
-                         recs[i].line, d->reason);
-            if (!opt->skip_bad)
-                st = gllm_fail(GLLM_ERR_FORMAT, "%s:%s%zu: %s", path, array ? "record " : "", recs[i].line,
-                               d->reason);
-            s->n_bad++;
-        } else if (d->dropped) {
-            s->n_dropped_long++;
-        } else {
-            s->n_truncated += d->truncated;
-            ndocs++;
-            ntok += d->n;
+/* The next record into *rec; *end at the end of the file. A line the reader
+ * refuses becomes a record without an item (a bad record); I/O errors fail. */
+static gllm_status reader_next(reader *rd, record *rec, bool *end)
+{
+    memset(rec, 0, sizeof *rec);
+    *end = false;
+    if (rd->array) {
+        if (!rd->next_item) {
+            *end = true;
+            return GLLM_OK;
         }
+        rec->item = (cJSON *)rd->next_item;
+        rec->line = ++rd->n_items;
+        rd->next_item = rd->next_item->next;
+        return GLLM_OK;
     }
-    if (st == GLLM_OK) {
-        ds->tokens = malloc((ntok ? ntok : 1) * sizeof *ds->tokens);
-        ds->labels = malloc(ntok ? ntok : 1);
-        ds->off = malloc((ndocs + 1) * sizeof *ds->off);
-        ds->line = malloc((ndocs ? ndocs : 1) * sizeof *ds->line);
-        ds->split = malloc(ndocs ? ndocs : 1);
-        if (!ds->tokens || !ds->labels || !ds->off || !ds->line || !ds->split)
-            st = gllm_fail(GLLM_ERR_OOM, "%s: out of memory for %zu tokens", path, ntok);
+    long ln = 0;
+    gllm_status st = gllm_jsonl_next(rd->jsonl, &rec->item, &ln);
+    rec->line = (size_t)ln;
+    if (st == GLLM_ERR_FORMAT) {
+        /* the reader says "path:line: reason"; the merge adds path:line again */
+        const char *msg = gllm_last_error();
+        char prefix[64];
+        int pn = snprintf(prefix, sizeof prefix, ":%ld: ", ln);
+        const char *at = strstr(msg, prefix);
+        snprintf(rec->err, sizeof rec->err, "%s", at ? at + pn : msg);
+        return GLLM_OK;
     }
-    if (st == GLLM_OK) {
-        size_t k = 0, t = 0;
-        for (size_t i = 0; i < nrec; i++) {
-            doc_out *d = &outs[i];
-            if (d->bad || d->dropped)
-                continue;
-            ds->off[k] = t;
-            ds->line[k] = (uint32_t)recs[i].line;
-            memcpy(ds->tokens + t, d->ids, d->n * sizeof *d->ids);
-            memcpy(ds->labels + t, d->label, d->n);
-            t += d->n;
+    if (st != GLLM_OK)
+        return st;
+    rec->owned = true;
+    *end = rec->item == NULL;
+    return GLLM_OK;
+}
+
+static void reader_close(reader *rd)
+{
+    gllm_jsonl_close(rd->jsonl);
+    cJSON_Delete(rd->array);
+}
+
+typedef struct sizes {
+    size_t tokens, labels, off, line; /* capacities of ds's arrays */
+} sizes;
+
+/* One record's outcome into the dataset and its counts, in file order. */
+static gllm_status merge(gllm_dataset *ds, sizes *cap, const char *path, const char *unit, const record *r,
+                         const doc_out *d, const gllm_data_options *opt)
+{
+    gllm_data_stats *s = &ds->stats;
+    if (d->bad) {
+        if (!s->first_bad[0])
+            snprintf(s->first_bad, sizeof s->first_bad, "%s:%s%zu: %s", path, unit, r->line, d->reason);
+        s->n_bad++;
+        if (!opt->skip_bad)
+            return gllm_fail(GLLM_ERR_FORMAT, "%s:%s%zu: %s", path, unit, r->line, d->reason);
+        return GLLM_OK;
+    }
+    if (d->dropped) {
+        s->n_dropped_long++;
+        return GLLM_OK;
+    }
+    size_t nt = ds->n_tokens, nd = ds->n_docs;
+    if (!grow((void **)&ds->tokens, &cap->tokens, nt + d->n, sizeof *ds->tokens) ||
+        !grow((void **)&ds->labels, &cap->labels, nt + d->n, 1) ||
+        !grow((void **)&ds->off, &cap->off, nd + 2, sizeof *ds->off) ||
+        !grow((void **)&ds->line, &cap->line, nd + 1, sizeof *ds->line))
+        return gllm_fail(GLLM_ERR_OOM, "%s: out of memory for %zu tokens", path, nt + d->n);
+    s->n_truncated += d->truncated;
+    ds->off[nd] = nt;
+    ds->line[nd] = (uint32_t)r->line;
+    memcpy(ds->tokens + nt, d->ids, d->n * sizeof *d->ids);
+    memcpy(ds->labels + nt, d->label, d->n);
+    ds->n_tokens = nt + d->n;
+    ds->n_docs = nd + 1;
+    return GLLM_OK;
+}
+
+static gllm_status tokenize_file(const char *path, const gllm_data_encoder *enc, const gllm_data_options *opt,
+                                 gllm_dataset *ds)
+{
+    reader rd;
+    GLLM_TRY(reader_open(path, &rd));
+    const char *unit = rd.array ? "record " : "";
+    record *recs = calloc(CHUNK, sizeof *recs);
+    doc_out *outs = calloc(CHUNK, sizeof *outs);
+    sizes sizes = {0};
+    gllm_status st = recs && outs ? GLLM_OK : gllm_fail(GLLM_ERR_OOM, "%s: out of memory reading records", path);
+    for (bool end = false; st == GLLM_OK && !end;) {
+        size_t k = 0;
+        while (k < CHUNK && st == GLLM_OK) {
+            st = reader_next(&rd, &recs[k], &end);
+            if (st != GLLM_OK || end)
+                break;
             k++;
         }
-        ds->off[k] = t;
-        ds->n_docs = ndocs;
-        ds->n_tokens = ntok;
+#pragma omp parallel for schedule(dynamic, 8)
+        for (size_t i = 0; i < k; i++)
+            process(&recs[i], enc, opt, &outs[i]);
+        for (size_t i = 0; i < k; i++) {
+            doc_out *d = &outs[i];
+            if (st == GLLM_OK)
+                st = merge(ds, &sizes, path, unit, &recs[i], d, opt);
+            free(d->ids);
+            free(d->label);
+            memset(d, 0, sizeof *d);
+            if (recs[i].owned)
+                cJSON_Delete(recs[i].item);
+        }
+        ds->stats.n_records += k;
     }
-    for (size_t i = 0; i < nrec; i++) {
-        free(outs[i].ids);
-        free(outs[i].label);
-    }
+    size_t ndocs = ds->n_docs;
+    if (st == GLLM_OK && (!grow((void **)&ds->off, &sizes.off, ndocs + 1, sizeof *ds->off) ||
+                          !(ds->split = malloc(ndocs ? ndocs : 1)) ||
+                          !grow((void **)&ds->tokens, &sizes.tokens, 1, sizeof *ds->tokens) ||
+                          !grow((void **)&ds->labels, &sizes.labels, 1, 1) ||
+                          !grow((void **)&ds->line, &sizes.line, 1, sizeof *ds->line)))
+        st = gllm_fail(GLLM_ERR_OOM, "%s: out of memory for %zu documents", path, ndocs);
+    if (st == GLLM_OK)
+        ds->off[ndocs] = ds->n_tokens;
     free(outs);
     free(recs);
-    cJSON_Delete(array);
-    free(text);
+    reader_close(&rd);
     return st;
 }
 
@@ -446,6 +557,8 @@ gllm_status gllm_data_load(const char *path, const gllm_data_encoder *enc, const
     if (opt->val_fraction < 0 || opt->val_fraction >= 1)
         return gllm_fail(GLLM_ERR_INVALID, "dataset %s: val_fraction must be in [0, 1), got %g", path,
                          opt->val_fraction);
+    /* before the cache key hashes it: a folder or /dev/zero is refused at once */
+    GLLM_TRY(gllm_require_regular_file(path));
     gllm_dataset *ds = calloc(1, sizeof *ds);
     if (!ds)
         return gllm_fail(GLLM_ERR_OOM, "dataset %s: out of memory", path);

@@ -48,6 +48,7 @@ static const key_spec k_keys[] = {
     {"packing", K_BOOL, F(packing), 0, false},
     {"skip_bad", K_BOOL, F(skip_bad), 0, false},
     {"zero1", K_BOOL, F(zero1), 0, false},
+    {"bucket_mb", K_FLOAT, F(bucket_mb), 0, false},
     {"save_every", K_INT, F(save_every), 0, false},
     {"keep_checkpoints", K_INT, F(keep_checkpoints), 0, false},
     {"resume", K_BOOL, F(resume), 0, false},
@@ -77,6 +78,7 @@ static void defaults(gllm_train_config *c)
     c->seed = 1234;
     c->packing = true;
     c->keep_checkpoints = 2;
+    c->bucket_mb = 25.0f;
 }
 
 static gllm_status set_key(const char *file, const char *dir, const key_spec *k, const cJSON *v,

@@ -32,4 +32,8 @@ gllm_status gllm_train_find_checkpoint(const gllm_train_config *c, char *dir, si
 gllm_status gllm_train_load_state(const char *dir, const gllm_train_config *c, int world,
                                   gllm_train_state *ts);
 
+/* Peak dense bf16 FLOP/s of a device by name (GLLM_PEAK_TFLOPS overrides),
+ * 0 when unknown (the CPU): MFU is then omitted. *source says where it came from. */
+double gllm_train_peak_flops(const char *device, const char **source);
+
 #endif

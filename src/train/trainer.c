@@ -113,6 +113,15 @@ static gllm_status evaluate(gllm_model *m, const gllm_dataset *ds, const gllm_tr
     return s;
 }
 
+/* a number for JSON, or null when it is not finite */
+static const char *json_num(double x, int digits, char *buf, size_t n)
+{
+    if (!isfinite(x))
+        return "null";
+    snprintf(buf, n, "%.*f", digits, x);
+    return buf;
+}
+
 typedef struct run {
     const gllm_train_config *c;
     gllm_backend *be;
@@ -122,6 +131,9 @@ typedef struct run {
     gllm_dataset *ds;
     gllm_batch *micro;
     gllm_comm *comm;
+    gllm_grad_sync *sync; /* gradient buckets over the ranks (ZeRO-1 slices) */
+    gllm_device_info dev; /* for MFU and peak memory */
+    double peak_flops;    /* per rank; 0 when unknown */
     float *dev_scalars; /* [2] on the backend, for reductions of counts */
     FILE *metrics;      /* rank 0 only */
     gllm_train_state resume; /* step 0: a fresh run */
@@ -138,6 +150,7 @@ static void run_free(run *r)
         fclose(r->metrics);
     if (r->dev_scalars)
         r->be->free(r->be, r->dev_scalars);
+    gllm_grad_sync_free(r->sync);
     if (r->comm)
         r->comm->destroy(r->comm);
     gllm_data_free(r->ds);
@@ -190,18 +203,51 @@ static gllm_status open_metrics(run *r, const char *path)
     return GLLM_OK;
 }
 
-static gllm_status setup(run *r, gllm_comm_factory make_comm)
+/* peaks[r] = rank r's peak device memory in MiB (every rank calls it) */
+static gllm_status gather_peaks(run *r, double *peaks)
+{
+    const int world = r->comm->world;
+    gllm_backend *be = r->be;
+    GLLM_TRY(be->device_info(be, &r->dev));
+    const float mine = (float)((double)r->dev.mem_peak / 1048576.0);
+    if (world == 1 || world > 256) {
+        peaks[0] = mine;
+        return GLLM_OK;
+    }
+    float host[256], *dev = NULL;
+    GLLM_TRY(be->alloc(be, (size_t)world * sizeof(float), "peak memory gather", (void **)&dev));
+    gllm_status s = be->upload(be, dev + r->comm->rank, &mine, sizeof mine);
+    if (s == GLLM_OK)
+        s = r->comm->all_gather(r->comm, dev, dev + r->comm->rank, 1, GLLM_F32);
+    if (s == GLLM_OK)
+        s = be->download(be, host, dev, (size_t)world * sizeof(float));
+    be->free(be, dev);
+    for (int i = 0; s == GLLM_OK && i < world; i++)
+        peaks[i] = host[i];
+    return s;
+}
+
+static gllm_status setup(run *r, const gllm_comm_factory *make_comm)
 {
     const gllm_train_config *c = r->c;
     GLLM_TRY(gllm_backend_open(c->backend, &r->be));
-    GLLM_TRY((make_comm ? make_comm : gllm_comm_single)(r->be, &r->comm));
+    if (make_comm)
+        GLLM_TRY(make_comm->make(make_comm->ctx, r->be, &r->comm));
+    else
+        GLLM_TRY(gllm_comm_single(r->be, &r->comm));
     GLLM_TRY(r->be->alloc(r->be, 2 * sizeof(float), "reduction scalars", (void **)&r->dev_scalars));
     if (c->resume)
         GLLM_TRY(gllm_train_find_checkpoint(c, r->resume_dir, sizeof r->resume_dir));
     /* resuming: the weights, optimizer state and position of the checkpoint */
     GLLM_TRY(gllm_model_load(r->resume_dir[0] ? r->resume_dir : c->model, r->be, &r->m));
-    if (c->zero1 && r->comm->world > 1)
-        GLLM_TRY(gllm_model_shard_optimizer(r->m, r->comm));
+    if (c->bucket_mb < 0)
+        return gllm_fail(GLLM_ERR_INVALID, "bucket_mb %g: must be >= 0 (0: one reduction)",
+                         c->bucket_mb);
+    GLLM_TRY(gllm_grad_sync_new(r->m, r->comm, (size_t)(c->bucket_mb * 1048576.0), c->zero1,
+                                &r->sync));
+    GLLM_TRY(r->be->device_info(r->be, &r->dev));
+    const char *peak_src;
+    r->peak_flops = gllm_train_peak_flops(r->dev.name, &peak_src);
     if (r->resume_dir[0]) {
         char opt[4700];
         GLLM_TRY(gllm_train_load_state(r->resume_dir, c, r->comm->world, &r->resume));
@@ -268,7 +314,7 @@ static gllm_status setup(run *r, gllm_comm_factory make_comm)
     return gllm_model_plan(r->m, c->batch_size, c->seq_len);
 }
 
-gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_comm,
+gllm_status gllm_train_run(const gllm_train_config *c, const gllm_comm_factory *make_comm,
                            gllm_train_callback on_progress, void *user, gllm_train_summary *summary)
 {
     run r = {.c = c};
@@ -289,6 +335,8 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
                                     .weight_decay = c->weight_decay,
                                     .max_grad_norm = c->max_grad_norm};
     const double t0 = now_s() - r.resume.elapsed_s;
+    double prev_el = r.resume.elapsed_s, prev_wait = 0, mfu_sum = 0, mfu_time = 0, comm_total = 0;
+    const double flops_tok = r.m ? gllm_model_train_flops_per_token(r.m, c->seq_len) : 0;
     size_t cursor = r.resume.cursor;
     int epoch = r.resume.epoch;
     long long tokens = r.resume.tokens;
@@ -322,13 +370,15 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
             s = gllm_model_zero_grad(r.m);
         for (int k = 0; s == GLLM_OK && k < c->grad_accum; k++) {
             float loss = 0;
-            if (mask_sum(&r.micro[k]) > 0)
+            if (k == c->grad_accum - 1) /* its backward starts the gradient buckets */
+                s = gllm_grad_sync_arm(r.sync);
+            if (s == GLLM_OK && mask_sum(&r.micro[k]) > 0)
                 s = gllm_model_forward_backward(r.m, &r.micro[k], scale, &loss);
             loss_sum += (double)loss * mask_sum(&r.micro[k]);
         }
         float loss_all = (float)loss_sum;
         if (s == GLLM_OK)
-            s = gllm_model_all_reduce_grads(r.m, r.comm);
+            s = gllm_grad_sync_finish(r.sync);
         if (s == GLLM_OK)
             s = reduce_scalars(r.comm, r.dev_scalars, &loss_all, 1);
         gllm_adamw_config h = base;
@@ -344,11 +394,29 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
             summary->first_loss = loss;
         summary->final_loss = loss;
         const double el = now_s() - t0;
+        /* this step's cost: time, the host's waits on communication, MFU over all ranks */
+        gllm_grad_sync_stats gs;
+        gllm_grad_sync_stats_of(r.sync, &gs);
+        const double step_s = el - prev_el, comm_s = gs.wait_s - prev_wait;
+        prev_el = el;
+        prev_wait = gs.wait_s;
+        const double step_tokens = (double)world * c->grad_accum * c->batch_size * c->seq_len;
+        if (s == GLLM_OK)
+            s = r.be->device_info(r.be, &r.dev);
         gllm_train_progress p = {.step = step, .total_steps = total, .epoch = epoch, .loss = loss,
                                  .lr = h.lr, .grad_norm = gnorm, .tokens = tokens,
                                  .elapsed_s = el, .tokens_per_s = tokens / (el > 0 ? el : 1e-9),
                                  .eta_s = el / step * (total - step), .rss_mib = rss_mib(),
-                                 .val_loss = NAN};
+                                 .val_loss = NAN,
+                                 .mfu = r.peak_flops > 0 && step_s > 0
+                                            ? flops_tok * step_tokens / step_s /
+                                                  (r.peak_flops * world)
+                                            : NAN,
+                                 .comm_share = step_s > 0 ? comm_s / step_s : 0,
+                                 .peak_mem_mib = (double)r.dev.mem_peak / 1048576.0};
+        mfu_sum += isnan(p.mfu) ? 0 : p.mfu * step_s;
+        mfu_time += step_s;
+        comm_total += comm_s;
         if ((c->eval_every > 0 && step % c->eval_every == 0) ||
             (step == total && c->val_fraction > 0)) {
             s = evaluate(r.m, r.ds, c, r.comm, r.dev_scalars, &r.micro[0], &p.val_loss);
@@ -357,11 +425,14 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
                 fprintf(r.metrics, "{\"event\":\"eval\",\"step\":%d,\"val_loss\":%.6f}\n", step,
                         p.val_loss);
         }
+        char numbuf[32];
         if (r.metrics)
             fprintf(r.metrics,
                 "{\"step\":%d,\"epoch\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,"
-                "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f,\"rss_mib\":%.1f}\n",
-                step, epoch, loss, h.lr, gnorm, tokens, p.tokens_per_s, el, p.rss_mib);
+                "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f,\"rss_mib\":%.1f,"
+                "\"mfu\":%s,\"comm_share\":%.4f,\"peak_mem_mib\":%.1f}\n",
+                step, epoch, loss, h.lr, gnorm, tokens, p.tokens_per_s, el, p.rss_mib,
+                json_num(p.mfu, 4, numbuf, sizeof numbuf), p.comm_share, p.peak_mem_mib);
         if (r.metrics)
             fflush(r.metrics);
         summary->steps = step;
@@ -382,6 +453,15 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
         }
     }
     gllm_data_loader_free(loader);
+    /* every rank's peak memory, for the summary */
+    double peaks[256] = {0};
+    if (s == GLLM_OK && r.comm)
+        s = gather_peaks(&r, peaks);
+    summary->mfu = mfu_time > 0 && r.peak_flops > 0 ? mfu_sum / mfu_time : NAN;
+    summary->comm_share = mfu_time > 0 ? comm_total / mfu_time : 0;
+    for (int i = 0; i < world && i < 256; i++)
+        summary->peak_mem_mib = fmax(summary->peak_mem_mib, peaks[i]);
+    summary->optimizer_bytes = r.m ? gllm_model_optimizer_bytes(r.m) : 0;
     summary->seconds = now_s() - t0;
     summary->tokens = tokens;
     summary->tokens_per_s = tokens / (summary->seconds > 0 ? summary->seconds : 1e-9);
@@ -397,16 +477,30 @@ gllm_status gllm_train_run(const gllm_train_config *c, gllm_comm_factory make_co
         if (!f)
             s = gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
         else {
-            char val[32] = "null";
+            char val[32] = "null", mfu[32], peak_list[256 * 12] = "";
             if (c->val_fraction > 0 && !isnan(summary->final_val_loss))
                 snprintf(val, sizeof val, "%.6f", summary->final_val_loss);
+            for (int i = 0, k = 0; i < world && i < 256; i++)
+                k += snprintf(peak_list + k, sizeof peak_list - (size_t)k, "%s%.1f", i ? "," : "",
+                              peaks[i]);
+            const char *peak_src;
+            gllm_train_peak_flops(r.dev.name, &peak_src);
+            gllm_grad_sync_stats gs;
+            gllm_grad_sync_stats_of(r.sync, &gs);
             fprintf(f,
                     "{\"steps\":%d,\"first_loss\":%.6f,\"final_loss\":%.6f,\"final_val_loss\":%s,"
                     "\"tokens\":%lld,\"seconds\":%.3f,\"tokens_per_s\":%.1f,\"backend\":\"%s\","
-                    "\"parameters\":%zu,\"checkpoint\":\"final\"}\n",
+                    "\"parameters\":%zu,\"checkpoint\":\"final\",\"ranks\":%d,"
+                    "\"device\":\"%s\",\"peak_tflops\":%.1f,\"peak_source\":\"%s\","
+                    "\"train_flops_per_token\":%.6g,\"mfu\":%s,\"comm_share\":%.4f,"
+                    "\"grad_buckets\":%d,\"zero1\":%s,\"optimizer_bytes_per_rank\":%zu,"
+                    "\"peak_mem_mib_per_rank\":[%s]}\n",
                     summary->steps, summary->first_loss, summary->final_loss, val,
                     summary->tokens, summary->seconds, summary->tokens_per_s, r.be->name,
-                    gllm_model_numel(r.m));
+                    gllm_model_numel(r.m), world, r.dev.name, r.peak_flops / 1e12, peak_src,
+                    flops_tok, json_num(summary->mfu, 4, mfu, sizeof mfu), summary->comm_share,
+                    gs.n_buckets, c->zero1 && world > 1 ? "true" : "false",
+                    summary->optimizer_bytes, peak_list);
             fclose(f);
         }
     }

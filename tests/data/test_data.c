@@ -38,6 +38,16 @@ static const char *write_file(const char *name, const char *content)
     return path;
 }
 
+static const char *write_bytes(const char *name, const char *data, size_t n)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "wb");
+    fwrite(data, 1, n, f);
+    fclose(f);
+    return path;
+}
+
 /* The bytes of doc i whose label is 1, as a string (non-byte ids as '#'). */
 static void labelled_text(const gllm_dataset *ds, size_t i, char *buf, size_t cap)
 {
@@ -257,6 +267,72 @@ int main(void)
         o.overlong = GLLM_DATA_OVERLONG_ERROR;
         o.max_len = 512;
         CHECK_ERR(gllm_data_load("/nonexistent/x.jsonl", &k_enc, &o, &ds), GLLM_ERR_NOT_FOUND, "/nonexistent/x.jsonl");
+    }
+
+    TEST_CASE("nothing passes silently: each malformed line or record is a file:line error") {
+        static const struct {
+            const char *data;
+            size_t len;
+            const char *want;
+        } cases[] = {
+#define C(lit, want) {lit, sizeof lit - 1, want}
+            C("{\"text\": \"a\"}\n{\"text\": \"b\"} {\"text\": \"c\"}\n", "x.jsonl:2: two JSON values on one line"),
+            C("{\"text\": \"a\"} garbage\n", "x.jsonl:1: trailing characters after the JSON value at column 15"),
+            C("{\"text\": \"a\"}\n\n{\"text\": \"a\0b\"}\n", "x.jsonl:3: NUL byte at column 12"),
+            C("{\"text\": \"caf\xe9\"}\n", "x.jsonl:1: invalid UTF-8 at column 14"),
+            C("{\"text\": \"a\", \"prompt\": \"p\", \"completion\": \"c\"}\n",
+              "x.jsonl:1: record has both \"prompt\" and \"text\""),
+            C("{\"messages\": [], \"instruction\": \"i\", \"output\": \"o\"}\n",
+              "x.jsonl:1: record has both \"messages\" and \"instruction\""),
+            C("{\"text\": \"a\", \"text\": \"b\"}\n", "x.jsonl:1: duplicate key \"text\""),
+            C("{\"prompt\": \"a\", \"completion\": \"b\", \"meta\": {\"k\": 1, \"k\": 2}}\n",
+              "x.jsonl:1: duplicate key \"k\""),
+            C("[{\"text\": \"a\"}, {\"text\": \"b\", \"text\": \"c\"}]", "x.jsonl:record 2: duplicate key \"text\""),
+            C("[{\"text\": \"a\"}] [1]", "x.jsonl:1: starts with '[' but is not a valid JSON array"),
+            C("[{\"text\": \"a\xff\"}]", "x.jsonl:1: invalid UTF-8 in a JSON array file"),
+#undef C
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            const char *p = write_bytes("x.jsonl", cases[i].data, cases[i].len);
+            gllm_dataset *ds = NULL;
+            gllm_clear_error();
+            gllm_status st = gllm_data_load(p, &k_enc, &o, &ds);
+            CHECK_MSG(st == GLLM_ERR_FORMAT && strstr(gllm_last_error(), cases[i].want), "case %zu: got '%s'", i,
+                      gllm_last_error());
+            gllm_data_free(ds);
+        }
+        /* the reader stays usable after a bad line: skip_bad counts it and reads on */
+#define WRITE_LIT(name, lit) write_bytes(name, lit, sizeof lit - 1)
+        const char *p = WRITE_LIT("skip.jsonl", "{\"text\": \"a\"} x\n{\"text\": \"\xc3\"}\n{\"text\": \"ok\"}\n");
+        o.skip_bad = true;
+        gllm_dataset *ds = load(p, &o);
+        o.skip_bad = false;
+        CHECK(ds && gllm_data_n_docs(ds) == 1 && gllm_data_stats_of(ds)->n_bad == 2);
+        gllm_data_free(ds);
+        /* a byte-order mark before a JSON array: still an array (it was an error) */
+        ds = NULL;
+        p = WRITE_LIT("bom.json", "\xef\xbb\xbf\n [{\"text\": \"a\"}, {\"text\": \"b\"}]\n");
+        ds = load(p, &o);
+        CHECK(ds && gllm_data_n_docs(ds) == 2);
+        gllm_data_free(ds);
+        /* and before JSONL */
+        p = WRITE_LIT("bom.jsonl", "\xef\xbb\xbf{\"text\": \"a\"}\n");
+#undef WRITE_LIT
+        ds = load(p, &o);
+        CHECK(ds && gllm_data_n_docs(ds) == 1);
+        gllm_data_free(ds);
+    }
+
+    TEST_CASE("data that is not a regular file is refused at once") {
+        gllm_dataset *ds = NULL;
+        o.cache_dir = g_dir; /* the cache key would hash /dev/zero forever */
+        o.tokenizer_path = "/dev/null";
+        CHECK_ERR(gllm_data_load("/dev/zero", &k_enc, &o, &ds), GLLM_ERR_INVALID,
+                  "/dev/zero: is a character device, not a regular file");
+        CHECK_ERR(gllm_data_load(g_dir, &k_enc, &o, &ds), GLLM_ERR_INVALID, "is a folder, not a regular file");
+        o.cache_dir = NULL;
+        o.tokenizer_path = NULL;
+        CHECK(ds == NULL);
     }
 
     TEST_CASE("validation split is by document and deterministic by seed") {

@@ -17,6 +17,8 @@ typedef struct gllm_cpu_ctx {
      * [i * stride, (i + 1) * stride). Ops run one at a time per backend. */
     unsigned char *scratch;
     size_t scratch_bytes, scratch_stride;
+    /* bytes of this backend's live allocations and their peak (device_info) */
+    size_t mem_live, mem_peak;
 } gllm_cpu_ctx;
 
 /* tanh-approximated GELU ("gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
@@ -66,6 +68,9 @@ static inline gllm_cpu_ctx *gllm_cpu_ctx_of(gllm_backend *be) { return (gllm_cpu
 /* Make sure every thread has `bytes_per_thread` of scratch (64-byte aligned);
  * returns NULL after gllm_fail on out-of-memory. */
 unsigned char *gllm_cpu_scratch(gllm_backend *be, size_t bytes_per_thread, const char *op);
+
+/* queues, events and device facts (cpu_queue.c) */
+void gllm_cpu_queue_ops(gllm_backend *be);
 
 gllm_status gllm_cpu_matmul(gllm_backend *be, void *C, const void *A, const void *B,
                             const gllm_matmul_args *a);
