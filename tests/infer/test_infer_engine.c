@@ -105,7 +105,7 @@ static void free_results(gllm_result *r, int n)
 }
 
 static void invariance(gllm_model *m, const char *name, const int *prefix_len, int n_prefix,
-                       int max_suffix, int max_new)
+                       int max_suffix, int max_new, unsigned cfg_mask)
 {
     char label[128];
     snprintf(label, sizeof label, "%s: batch invariance", name);
@@ -137,6 +137,8 @@ static void invariance(gllm_model *m, const char *name, const int *prefix_len, i
         {false, 13, 0, 64, 0}, {true, 5, 16, 40, -1}, {false, 0, 0, 0, -1},
     };
     for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
+        if (!(cfg_mask >> ci & 1))
+            continue;
         gllm_engine_options oc = gllm_engine_options_default();
         oc.prefix_sharing = cfgs[ci].sharing;
         oc.prefill_chunk = cfgs[ci].chunk;
@@ -459,7 +461,7 @@ int main(void)
     CHECK(m != NULL);
     if (m) {
         static const int prefix[4] = {0, 16, 21, 35};
-        invariance(m, "mistral fixture", prefix, 4, 12, 12);
+        invariance(m, "mistral fixture", prefix, 4, 12, 12, 0x3f);
         sampling_distribution(m, "mistral fixture", 1.0f, 0, 1.0f, 0.0f);
         sampling_distribution(m, "mistral fixture", 0.7f, 30, 0.9f, 0.05f);
         stops_and_errors(m, "mistral fixture");
@@ -471,8 +473,9 @@ int main(void)
         m = load_model(be, dir);
         CHECK(m != NULL);
         if (m) {
+            /* configs 0 (sharing), 3 (no sharing, chunk 13), 4 (tiny cache, chunk 5) */
             static const int prefix[4] = {0, 32, 45, 80};
-            invariance(m, "stories260K", prefix, 4, 40, 30);
+            invariance(m, "stories260K", prefix, 4, 40, 16, 0x19);
             sampling_distribution(m, "stories260K", 0.8f, 0, 0.95f, 0.0f);
             stop_strings(m, dir);
             gllm_model_free(m);
