@@ -251,7 +251,11 @@ gllm_status gllm_launch_start(gllm_launch *l, int *exit_code)
     if (l->kind == GLLM_LAUNCH_MPI || (l->kind == GLLM_LAUNCH_SLURM && gllm_mpi_available() &&
                                        !l->gpus && !l->rendezvous[0])) {
         int rank, world;
-        GLLM_TRY(gllm_mpi_init(&rank, &world));
+        if (gllm_mpi_init(&rank, &world) != GLLM_OK)
+            return gllm_fail_prefix(GLLM_ERR_BACKEND, "%s", l->kind == GLLM_LAUNCH_SLURM
+                                    ? "under srun, MPI needs srun --mpi=pmix (or set "
+                                      "GLLM_RENDEZVOUS for GPU ranks): "
+                                    : "");
         l->mpi_up = true;
         if (rank != l->rank || world != l->world)
             return gllm_fail(GLLM_ERR_INVALID, "MPI says rank %d of %d, the %s environment says "
@@ -339,11 +343,15 @@ gllm_status gllm_launch_backend(const gllm_launch *l, char *backend, size_t n)
                          "\"%s\" (use \"cuda\" or \"auto\"; CPU processes: --ranks N)", backend);
     if (l->kind == GLLM_LAUNCH_NONE)
         return GLLM_OK;
-    /* one GPU per process: the local rank picks it */
+    /* one GPU per process: the local rank picks it, unless the launcher has
+     * already given each process a single GPU (srun --gpus-per-task=1 sets
+     * CUDA_VISIBLE_DEVICES to one device: it is device 0 of that process) */
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    const int dev = vis && *vis && !strchr(vis, ',') ? 0 : l->local_rank;
     if (is_cuda || (is_auto && l->gpus))
-        snprintf(backend, n, "cuda:%d", l->local_rank);
+        snprintf(backend, n, "cuda:%d", dev);
     else if (is_auto)
-        snprintf(backend, n, "auto:%d", l->local_rank);
+        snprintf(backend, n, "auto:%d", dev);
     return GLLM_OK;
 }
 

@@ -316,16 +316,7 @@ gllm_status gllm_model_save(gllm_model *m, const char *dir)
     }
     if (s == GLLM_OK) {
         snprintf(path, sizeof path, "%s/config.json", dir);
-        FILE *f = fopen(path, "wb");
-        if (!f)
-            s = gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        else {
-            size_t n = strlen(m->config_json);
-            if (fwrite(m->config_json, 1, n, f) != n)
-                s = gllm_fail(GLLM_ERR_IO, "%s: short write", path);
-            if (fclose(f) != 0 && s == GLLM_OK)
-                s = gllm_fail(GLLM_ERR_IO, "%s: close failed", path);
-        }
+        s = gllm_write_file_atomic(path, m->config_json, strlen(m->config_json));
     }
     free(tmp);
     free(data);

@@ -102,6 +102,15 @@ int main(void)
         char be[32] = "cuda";
         CHECK_OK(gllm_launch_backend(&l, be, sizeof be));
         CHECK(strcmp(be, "cuda:6") == 0);
+        setenv("CUDA_VISIBLE_DEVICES", "3", 1); /* the launcher gave this process one GPU */
+        snprintf(be, sizeof be, "cuda");
+        CHECK_OK(gllm_launch_backend(&l, be, sizeof be));
+        CHECK(strcmp(be, "cuda:0") == 0);
+        setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7", 1);
+        snprintf(be, sizeof be, "cuda");
+        CHECK_OK(gllm_launch_backend(&l, be, sizeof be));
+        CHECK(strcmp(be, "cuda:6") == 0);
+        unsetenv("CUDA_VISIBLE_DEVICES");
         setenv("LOCAL_RANK", "9", 1);
         CHECK_ERR(gllm_launch_init(&l, 0, true), GLLM_ERR_INVALID, "LOCAL_RANK=9");
         unsetenv("WORLD_SIZE");

@@ -470,6 +470,65 @@ int main(void)
             waitpid(mpirun_pid, NULL, 0);
         }
     }
+    TEST_CASE("--ranks 2: a stalled rank (SIGSTOP) makes the others time out, no hang")
+    {
+        char cmd[1500];
+        snprintf(cmd, sizeof cmd, "rm -rf %s/long", g_tmp);
+        CHECK(system(cmd) == 0);
+        setenv("GLLM_COMM_TIMEOUT", "3", 1);
+        char *argv[] = {g_gtrain, "--ranks", "2", cfg_long, NULL};
+        const pid_t launcher = spawn(argv, "stall_rank.log");
+        unsetenv("GLLM_COMM_TIMEOUT");
+        CHECK(wait_steps("long", 3));
+        pid_t w[4];
+        const int n = children_of(launcher, "gllm-rank1", w, 4);
+        CHECK(n == 1);
+        if (n == 1)
+            kill(w[0], SIGSTOP);
+        double took = 0;
+        const int st = wait_for(launcher, 40, &took);
+        printf("launcher exited %.2f s after rank 1 stalled, status 0x%x\n", took, st);
+        CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0);
+        CHECK(took < 20); /* 3 s timeout, then the launcher's 10 s grace before kill */
+        CHECK(log_has("stall_rank.log", "no rank-wide progress in 3 s"));
+        CHECK(log_has("stall_rank.log", "rank 1 (pid"));
+    }
+    TEST_CASE("mpirun: a stalled rank (SIGSTOP) makes the others time out and abort the job")
+    {
+        if (!mpi)
+            break;
+        char cmd[1500];
+        snprintf(cmd, sizeof cmd, "rm -rf %s/long", g_tmp);
+        CHECK(system(cmd) == 0);
+        char *argv[16] = {GLLM_MPIEXEC, "-np", "2", "--oversubscribe", "--bind-to", "none",
+                          "--allow-run-as-root", "-x", "OMP_NUM_THREADS=1", "-x",
+                          "ASAN_OPTIONS=detect_leaks=0", "-x", "GLLM_COMM_TIMEOUT=3", g_gtrain,
+                          cfg_long, NULL};
+        const pid_t mpirun_pid = spawn(argv, "stall_mpi.log");
+        CHECK(wait_steps("long", 3));
+        static pid_t all[65536];
+        const int n = children_of(0, NULL, all, 65536);
+        pid_t victim = 0;
+        for (int i = 0; i < n && !victim; i++) {
+            char path[64], exe[1400] = "";
+            snprintf(path, sizeof path, "/proc/%d/exe", (int)all[i]);
+            const ssize_t k = readlink(path, exe, sizeof exe - 1);
+            exe[k > 0 ? k : 0] = '\0';
+            if (strcmp(exe, g_gtrain) == 0 && env_of(all[i], "OMPI_COMM_WORLD_RANK") == 1)
+                victim = all[i];
+        }
+        CHECK(victim > 0);
+        if (victim > 0)
+            kill(victim, SIGSTOP);
+        double took = 0;
+        const int st = wait_for(mpirun_pid, 40, &took);
+        printf("mpirun exited %.2f s after rank 1 stalled, status 0x%x\n", took, st);
+        CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0);
+        CHECK(took < 15);
+        CHECK(log_has("stall_mpi.log", "not complete after 3 s on rank 0"));
+        if (victim > 0)
+            kill(victim, SIGKILL); /* should be gone already; never leave it stopped */
+    }
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
     if (t_failures == 0 && system(cmd) != 0)

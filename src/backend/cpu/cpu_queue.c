@@ -66,10 +66,9 @@ static void *cpu_queue_handle(gllm_backend *be, gllm_queue q)
     return NULL;
 }
 
-static gllm_status cpu_device_info(gllm_backend *be, gllm_device_info *out)
+static void read_cpu_name(char *name, size_t n)
 {
-    memset(out, 0, sizeof *out);
-    snprintf(out->name, sizeof out->name, "cpu");
+    snprintf(name, n, "cpu");
     FILE *f = fopen("/proc/cpuinfo", "r");
     char line[512];
     while (f && fgets(line, sizeof line, f)) {
@@ -78,15 +77,24 @@ static gllm_status cpu_device_info(gllm_backend *be, gllm_device_info *out)
         const char *v = strchr(line, ':');
         if (v) {
             v += 1 + (v[1] == ' ');
-            snprintf(out->name, sizeof out->name, "%.*s", (int)strcspn(v, "\n"), v);
+            snprintf(name, n, "%.*s", (int)strcspn(v, "\n"), v);
         }
         break;
     }
     if (f)
         fclose(f);
+}
+
+static gllm_status cpu_device_info(gllm_backend *be, gllm_device_info *out)
+{
+    gllm_cpu_ctx *c = gllm_cpu_ctx_of(be);
+    if (!c->device_name[0]) /* the trainer asks every step */
+        read_cpu_name(c->device_name, sizeof c->device_name);
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", c->device_name);
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     out->mem_total = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
-    out->mem_peak = gllm_cpu_ctx_of(be)->mem_peak;
+    out->mem_peak = c->mem_peak;
     return GLLM_OK;
 }
 
