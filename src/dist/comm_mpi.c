@@ -93,7 +93,7 @@ static gllm_status push(gllm_comm *c, pending p)
 static gllm_status mpi_wait(gllm_comm *c)
 {
     mpi_ctx *x = c->ctx;
-    const double timeout = gllm_comm_timeout_s(), t0 = gllm_dist_now();
+    const double timeout = gllm_comm_timeout_of(c), t0 = gllm_dist_now();
     gllm_status s = GLLM_OK;
     for (int i = 0; i < x->n && s == GLLM_OK; i++) {
         for (long spins = 0;; spins++) {

@@ -46,6 +46,7 @@ typedef struct nccl_ctx {
     cudaStream_t comm_stream;
     gllm_event *ready, *done;
     gllm_shm_group *watch; /* the launcher's word on dead ranks, or NULL */
+    const gllm_comm *self; /* for its timeout */
     int started;           /* collectives started since the last wait */
     float *scratch;        /* one float on the device, for barrier */
 } nccl_ctx;
@@ -60,7 +61,7 @@ static gllm_status nccl_err(nccl_ctx *x, ncclResult_t r, const char *what)
 /* Poll until the communicator has no call in progress (non-blocking mode). */
 static gllm_status settle(nccl_ctx *x, ncclResult_t r, const char *what)
 {
-    const double timeout = gllm_comm_timeout_s(), t0 = gllm_dist_now();
+    const double timeout = gllm_comm_timeout_of(x->self), t0 = gllm_dist_now();
     while (r == ncclInProgress) {
         if (x->watch && gllm_shm_group_check(x->watch) != GLLM_OK)
             goto abort;
@@ -151,7 +152,7 @@ static gllm_status nccl_wait(gllm_comm *c)
     x->started = 0;
     GLLM_TRY(be->event_record(be, x->done, GLLM_QUEUE_COMM));
     GLLM_TRY(be->queue_wait(be, GLLM_QUEUE_COMPUTE, x->done));
-    const double timeout = gllm_comm_timeout_s(), t0 = gllm_dist_now();
+    const double timeout = gllm_comm_timeout_of(c), t0 = gllm_dist_now();
     for (long spins = 0;; spins++) {
         bool done = false;
         GLLM_TRY(be->event_query(be, x->done, &done));
@@ -269,6 +270,7 @@ gllm_status gllm_comm_nccl(gllm_backend *be, const unsigned char id[GLLM_NCCL_ID
     }
     x->comm_stream = (cudaStream_t)stream;
     x->watch = watch;
+    x->self = c;
     *c = (gllm_comm){.name = "nccl", .rank = rank, .world = world, .be = be, .ctx = x,
                      .all_reduce = nccl_all_reduce, .reduce_scatter = nccl_reduce_scatter,
                      .all_gather = nccl_all_gather, .broadcast = nccl_broadcast,

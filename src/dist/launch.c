@@ -263,8 +263,12 @@ gllm_status gllm_launch_start(gllm_launch *l, int *exit_code)
                              l->world);
     }
     if (l->kind != GLLM_LAUNCH_FORK) {
-        if (l->kind != GLLM_LAUNCH_NONE)
+        if (l->kind != GLLM_LAUNCH_NONE) {
+            /* our parent is the launcher's process on this node (mpirun or orted,
+             * slurmstepd, the torchrun agent): die with it, as forked workers do */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
             share_cores(l->local_world);
+        }
         return GLLM_OK;
     }
     /* CPU workers reduce through the group's slots; GPU workers use it only for

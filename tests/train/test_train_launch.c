@@ -529,6 +529,57 @@ int main(void)
         if (victim > 0)
             kill(victim, SIGKILL); /* should be gone already; never leave it stopped */
     }
+    TEST_CASE("kill -9 of mpirun leaves no rank running")
+    {
+        if (!mpi)
+            break;
+        char cmd[1500];
+        snprintf(cmd, sizeof cmd, "rm -rf %s/long", g_tmp);
+        CHECK(system(cmd) == 0);
+        prctl(PR_SET_CHILD_SUBREAPER, 1);
+        char *argv[16] = {GLLM_MPIEXEC, "-np", "2", "--oversubscribe", "--bind-to", "none",
+                          "--allow-run-as-root", "-x", "OMP_NUM_THREADS=1", "-x",
+                          "ASAN_OPTIONS=detect_leaks=0", g_gtrain, cfg_long, NULL};
+        const pid_t mpirun_pid = spawn(argv, "kill_mpirun.log");
+        CHECK(wait_steps("long", 3));
+        static pid_t all[65536];
+        pid_t ranks_pid[2] = {0, 0};
+        const int n = children_of(0, NULL, all, 65536);
+        for (int i = 0; i < n; i++) {
+            char path[64], exe[1400] = "";
+            snprintf(path, sizeof path, "/proc/%d/exe", (int)all[i]);
+            const ssize_t k = readlink(path, exe, sizeof exe - 1);
+            exe[k > 0 ? k : 0] = '\0';
+            const int r = env_of(all[i], "OMPI_COMM_WORLD_RANK");
+            if (strcmp(exe, g_gtrain) == 0 && (r == 0 || r == 1))
+                ranks_pid[r] = all[i];
+        }
+        CHECK(ranks_pid[0] > 0 && ranks_pid[1] > 0);
+        const double t0 = now_s();
+        kill(mpirun_pid, SIGKILL);
+        waitpid(mpirun_pid, NULL, 0);
+        int alive = 2;
+        while (alive > 0 && now_s() - t0 < 10) {
+            alive = 0;
+            for (int r = 0; r < 2; r++) {
+                int st;
+                if (ranks_pid[r] <= 0)
+                    continue;
+                waitpid(ranks_pid[r], &st, WNOHANG);
+                alive += kill(ranks_pid[r], 0) == 0;
+            }
+            usleep(20 * 1000);
+        }
+        printf("%d of 2 MPI ranks still running %.2f s after kill -9 of mpirun\n", alive,
+               now_s() - t0);
+        CHECK(alive == 0);
+        for (int r = 0; r < 2; r++)
+            if (alive && ranks_pid[r] > 0)
+                kill(ranks_pid[r], SIGKILL);
+        prctl(PR_SET_CHILD_SUBREAPER, 0);
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+    }
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
     if (t_failures == 0 && system(cmd) != 0)

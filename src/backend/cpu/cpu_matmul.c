@@ -59,11 +59,6 @@ static void mm_epilogue_row(float *c, const gllm_matmul_args *a, const float *re
             c[n] += res_row[n];
 }
 
-static bool mm_has_epilogue(const gllm_matmul_args *a)
-{
-    return a->bias || a->residual || a->epilogue != GLLM_EPI_NONE;
-}
-
 static gllm_status mm_loops(gllm_backend *be, float *C, const float *A, const float *B,
                             const gllm_matmul_args *a, const mm_dims *d, int batch)
 {
@@ -119,6 +114,11 @@ static gllm_status mm_loops(gllm_backend *be, float *C, const float *A, const fl
 }
 
 #ifdef GLLM_HAVE_BLAS
+static bool mm_has_epilogue(const gllm_matmul_args *a)
+{
+    return a->bias || a->residual || a->epilogue != GLLM_EPI_NONE;
+}
+
 /* Batch invariance with OpenBLAS (measured on 0.3.21 with its SkylakeX kernels on
  * this project's CPU machine): a row of sgemm's C is bit-identical for every
  * M once M * N * K exceeds the "small matrix" threshold (1e6 there) and M >= 3;
