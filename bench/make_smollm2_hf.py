@@ -18,7 +18,16 @@ if os.path.exists(os.path.join(DST, "model.safetensors")):
     sys.exit(0)
 tok = AutoTokenizer.from_pretrained(SRC, gguf_file=GGUF)
 model = AutoModelForCausalLM.from_pretrained(SRC, gguf_file=GGUF, dtype=torch.float32)
+# the loaded model is marked as gguf-quantised and refuses to save: copy its
+# (already dequantised) weights into a plain model built from the same config
+cfg = model.config
+if hasattr(cfg, "quantization_config"):
+    del cfg.quantization_config
+plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+plain.load_state_dict(model.state_dict())
+if hasattr(plain, "hf_quantizer"):
+    plain.hf_quantizer = None
 os.makedirs(DST, exist_ok=True)
-model.save_pretrained(DST, safe_serialization=True)
+plain.save_pretrained(DST, safe_serialization=True)
 tok.save_pretrained(DST)
 print(f"wrote {DST}")

@@ -169,13 +169,25 @@ gllm_status gllm_step_ws_create(gllm_model *m, int max_tokens, int max_logits,
 
 static void *wv(const gllm_model *m, size_t off) { return off == NONE ? NULL : wptr(m, off); }
 
+/* Batch invariance is on unless GLLM_BATCH_INVARIANT=0 (a measurement knob for
+ * bench/infer_vs_transformers.py: what the row-invariant matmul costs). */
+static bool row_invariant(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("GLLM_BATCH_INVARIANT");
+        on = !(v && strcmp(v, "0") == 0);
+    }
+    return on != 0;
+}
+
 /* out[N, n_out] = inp W^T + bias + residual, rows computed independently of N */
 static gllm_status lin(gllm_model *m, void *out, const void *inp, size_t w, size_t bias,
                        const void *residual, int N, int n_out, int n_in)
 {
     gllm_matmul_args a = {.M = N, .N = n_out, .K = n_in, .trans_b = true, .alpha = 1.0f,
                           .bias = wv(m, bias), .residual = residual, .batch = 1,
-                          .row_invariant = true};
+                          .row_invariant = row_invariant()};
     return m->be->matmul(m->be, out, inp, wptr(m, w), &a);
 }
 
