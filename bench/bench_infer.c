@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "gllm/backend.h"
@@ -24,6 +25,15 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* CPU seconds of this process (all threads) */
+static double cpu_now(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec +
+           (double)u.ru_stime.tv_sec + 1e-6 * (double)u.ru_stime.tv_usec;
 }
 
 typedef struct prompt {
@@ -107,7 +117,7 @@ int main(int argc, char **argv)
         return 1;
     }
     gllm_result *res = calloc((size_t)n, sizeof *res);
-    const double t0 = now();
+    const double t0 = now(), c0 = cpu_now();
     for (int i = 0; i < n; i++) {
         gllm_request q = {.tag = (uint64_t)i, .prompt = p[i].ids, .n_prompt = p[i].n,
                           .sampling = gllm_sampling_default(), .max_tokens = p[i].max_tokens,
@@ -139,7 +149,7 @@ int main(int argc, char **argv)
                 got++;
             }
     }
-    const double wall = now() - t0;
+    const double wall = now() - t0, cpu = cpu_now() - c0;
     gllm_engine_stats st;
     gllm_engine_get_stats(e, &st);
     FILE *f = fopen(argv[3], "w");
@@ -149,19 +159,19 @@ int main(int argc, char **argv)
     }
     const char *inv = getenv("GLLM_BATCH_INVARIANT");
     fprintf(f,
-            "{\"requests\": %d, \"wall_s\": %.3f, \"first_result_s\": %.3f, "
+            "{\"requests\": %d, \"wall_s\": %.3f, \"cpu_s\": %.3f, \"first_result_s\": %.3f, "
             "\"generated_tokens\": %lld, \"prompt_tokens\": %lld, \"cached_tokens\": %lld, "
             "\"output_tok_per_s\": %.2f, \"steps\": %lld, \"preemptions\": %lld, "
             "\"kv_blocks\": %d, \"peak_bytes\": %zu, \"prefix_sharing\": %s, "
             "\"batch_invariant\": %s, \"threads\": %d}\n",
-            n, wall, first_done, (long long)st.generated_tokens, (long long)st.prompt_tokens,
+            n, wall, cpu, first_done, (long long)st.generated_tokens, (long long)st.prompt_tokens,
             (long long)st.cached_tokens, (double)st.generated_tokens / wall, (long long)st.steps,
             (long long)st.preemptions, st.kv_blocks_total, st.peak_bytes,
             o.prefix_sharing ? "true" : "false", inv && !strcmp(inv, "0") ? "false" : "true",
             threads);
     fclose(f);
-    printf("%d requests: %.2f s, %lld generated tokens (%.1f tok/s), %lld of %lld prompt tokens "
-           "cached, %lld steps\n", n, wall, (long long)st.generated_tokens,
+    printf("%d requests: %.2f s (%.1f CPU s), %lld generated tokens (%.1f tok/s), %lld of %lld prompt tokens "
+           "cached, %lld steps\n", n, wall, cpu, (long long)st.generated_tokens,
            (double)st.generated_tokens / wall, (long long)st.cached_tokens,
            (long long)st.prompt_tokens, (long long)st.steps);
     if (ids_path) {

@@ -778,8 +778,9 @@ static gllm_status seq_append(gllm_engine *e, seq *s, int32_t id, float lp, cons
     return GLLM_OK;
 }
 
-static void preempt(gllm_engine *e, seq *s)
+static gllm_status preempt(gllm_engine *e, seq *s)
 {
+    GLLM_TRY(GROW(e->waiting, e->cap_waiting, e->n_waiting + 1));
     seq_release(e, s);
     remove_running(e, s);
     s->state = SEQ_WAITING;
@@ -788,6 +789,7 @@ static void preempt(gllm_engine *e, seq *s)
     e->waiting[0] = s;
     e->n_waiting++;
     e->st.preemptions++;
+    return GLLM_OK;
 }
 
 /* is s's block k (not cached) being computed right now by a running sequence? */
@@ -922,7 +924,7 @@ gllm_status gllm_engine_step(gllm_engine *e)
                 ok = false;
                 break;
             }
-            preempt(e, v);
+            GLLM_TRY(preempt(e, v));
         }
         if (!ok) {
             if (e->n_running == 1) { /* alone and still too big: cannot happen after validate */
@@ -933,7 +935,7 @@ gllm_status gllm_engine_step(gllm_engine *e)
                 return gllm_fail(GLLM_ERR_OOM, "engine: request %llu does not fit the KV cache",
                                  (unsigned long long)r->tag);
             }
-            preempt(e, s);
+            GLLM_TRY(preempt(e, s));
             break;
         }
         e->sched[n_sched] = s;
