@@ -48,9 +48,9 @@ WORDS = ["great", "terrible", "late", "perfect", "noisy", "clean", "boring", "am
          "broken", "fine", "phone", "chair", "lamp", "book", "slow", "fresh"]
 
 
-def build_prompts(tok):
+def build_prompts(tok, per_kind=128):
     prompts = []
-    for i in range(128):
+    for i in range(per_kind):
         text = TASKS[i % len(TASKS)].format(SUBJECTS[i // len(TASKS) % len(SUBJECTS)])
         chat = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
                                        add_generation_prompt=True)
@@ -58,7 +58,7 @@ def build_prompts(tok):
     prefix = "Classify the sentiment of each review as positive or negative.\n\n"
     for s, label in SHOTS:
         prefix += f"Review: {s}\nSentiment: {label}\n\n"
-    for i in range(128):
+    for i in range(per_kind):
         q = QUERIES[i % len(QUERIES)].format(WORDS[i % len(WORDS)], WORDS[(i * 7 + 3) % len(WORDS)])
         prompts.append((tok(prefix + f"Review: {q}\nSentiment:", add_special_tokens=False)
                         ["input_ids"], 3, "classification"))
@@ -103,6 +103,8 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct"))
     ap.add_argument("--hf-batch", type=int, default=32)
     ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--per-kind", type=int, default=128,
+                    help="prompts of each kind (128: the 256-prompt bench)")
     ap.add_argument("--concurrent", action="store_true",
                     help="run the gllm configurations and transformers at the same time (a "
                          "loaded shared machine: compare CPU seconds)")
@@ -114,7 +116,7 @@ def main():
         sys.exit(f"{exe} missing: build first")
     torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(args.model)
-    prompts = build_prompts(tok)
+    prompts = build_prompts(tok, args.per_kind)
     res_dir = os.path.join(ROOT, "bench", "results")
     os.makedirs(res_dir, exist_ok=True)
     pfile = os.path.join(res_dir, "infer_prompts.txt")
@@ -177,8 +179,8 @@ def main():
     g = runs["gllm"]
     lines = [f"# CPU batched inference: gllm engine vs transformers generate ({result['date']})",
              "",
-             f"{result['model']}, {len(prompts)} prompts (128 chat instructions x 32 new tokens, "
-             f"128 sentiment classifications behind one shared 8-shot prefix x 3 new tokens), "
+             f"{result['model']}, {len(prompts)} prompts ({args.per_kind} chat instructions x 32 new tokens, "
+             f"{args.per_kind} sentiment classifications behind one shared 8-shot prefix x 3 new tokens), "
              f"{n_prompt} prompt tokens, {n_gen} generated tokens, greedy, eos ignored; "
              f"{args.threads} threads for both; transformers {__import__('transformers').__version__} "
              f"/ torch {torch.__version__}, batches of {args.hf_batch} left-padded.",
