@@ -2,8 +2,8 @@
  * gives bit-identical logits (llama-family q/k permuted and unpermuted on the
  * way); on the real SmolLM2-135M-Instruct GGUF, logits against transformers'
  * (tests/fixtures/gguf/smollm2_reference.safetensors, made by
- * scripts/make_smollm2_reference.py) and 64 greedy tokens, then GGUF -> HF
- * folder -> gllm (gconvert's conversions: test_model_gguf_convert.c). */
+ * scripts/make_smollm2_reference.py) and 64 greedy tokens (the conversions
+ * through gconvert, checked by transformers: test_model_gguf_convert.c). */
 #include <unistd.h>
 
 #include "fixture.h"
@@ -172,17 +172,6 @@ static void test_smollm2(gllm_backend *be)
             free(prompt);
             free(want);
         }
-    }
-    char out[512];
-    TEST_CASE("GGUF -> HF folder -> gllm")
-    {
-        snprintf(out, sizeof out, "%s/hf", g_tmp);
-        CHECK_OK(gllm_model_save(m, out));
-        gllm_model *h = NULL;
-        CHECK_OK(gllm_model_load(out, be, &h));
-        if (h)
-            check_logits(h, ref, "HF folder from the GGUF");
-        gllm_model_free(h);
     }
     gllm_model_free(m);
     gllm_st_close(ref);
