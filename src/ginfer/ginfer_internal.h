@@ -24,6 +24,11 @@ typedef struct gi_progress_state {
     long done_before;
 } gi_progress_state;
 
+/* In a forked replica: close its copy of the output's descriptor, so that the
+ * file (and its lock) is held by the parent alone and a replica that outlives
+ * a killed parent for a moment cannot block the resumed run. */
+void gi_out_forget(gllm_ginfer_out *w);
+
 double gi_now(void);
 double gi_peak_rss_mib(void);
 /* sums over replicas (peaks: the largest) */

@@ -539,6 +539,7 @@ static gllm_status run_replicas(const gllm_ginfer_options *o, gllm_ginfer_out *o
             close(fds[0]);
             for (int q = 0; q < r; q++)
                 close(m.w[q].fd);
+            gi_out_forget(out);
             signal(SIGPIPE, SIG_DFL);
             pipe_sink ps = {.base = {pipe_result, pipe_step, pipe_backlog}, .fd = fds[1]};
             gllm_status ws = run_replica(o, r, n, skip, created, &ps.base);
