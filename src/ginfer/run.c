@@ -87,7 +87,8 @@ static long local_backlog(gi_sink *s)
  *   R <index> <error 0|1> <result line>   a result
  *   S <counters>                          progress (every half second, and last)
  *   D <device>                            the device, once
- *   E <message>                           why the worker failed */
+ *   E <message>                           why the worker failed
+ *   F <message>                           --fail-fast stopped it at a bad line */
 typedef struct pipe_sink {
     gi_sink base;
     int fd;
@@ -254,10 +255,14 @@ static gllm_status replica_open(replica *r)
                                 o->model);
     if (st != GLLM_OK)
         return st;
+    /* the tokenizer and chat template: an HF folder's tokenizer.json, or
+     * inside a .gguf file (a folder without one runs prompts given as ids) */
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/tokenizer.json", o->model);
+    const size_t ml = strlen(o->model);
+    const bool gguf = ml > 5 && strcmp(o->model + ml - 5, ".gguf") == 0;
     struct stat sb;
-    if (stat(path, &sb) == 0) {
+    if (gguf || stat(path, &sb) == 0) {
         GLLM_TRY(gllm_tok_load(o->model, &r->tok));
         /* --chat-template: a built-in name, or a file of template source */
         char *src = NULL;
@@ -341,7 +346,10 @@ static gllm_status replica_loop(replica *r, gi_sink *sink)
                 break;
             }
             index++;
-            if (index < r->skip || index % r->world != r->rank) {
+            /* with --fail-fast every replica checks every line, so that all
+             * of them stop at the same bad line */
+            const bool mine = index >= r->skip && index % r->world == r->rank;
+            if (!mine && !(o->fail_fast && index >= r->skip)) {
                 cJSON_Delete(obj);
                 continue;
             }
@@ -351,6 +359,11 @@ static gllm_status replica_loop(replica *r, gi_sink *sink)
             cJSON_Delete(obj);
             gllm_ginfer_encoded enc;
             gllm_ginfer_encode(&it, r->tok, r->chat, r->chat_why[0] ? r->chat_why : NULL, &enc);
+            if (!mine && it.status == GLLM_OK) {
+                gllm_ginfer_encoded_free(&enc);
+                gllm_ginfer_item_free(&it);
+                continue;
+            }
             if (it.status != GLLM_OK) {
                 gllm_ginfer_encoded_free(&enc);
                 if (o->fail_fast) {
@@ -421,6 +434,7 @@ typedef struct worker {
     bool eof;
     gi_stats stats;
     char error[1024];
+    bool fail_fast_stop;
 } worker;
 
 typedef struct merge {
@@ -463,8 +477,9 @@ static gllm_status handle_message(merge *m, worker *w, char *msg)
         snprintf(m->device, sizeof m->device, "%s", msg + 2);
         return GLLM_OK;
     }
-    if (msg[0] == 'E' && msg[1] == ' ') {
+    if ((msg[0] == 'E' || msg[0] == 'F') && msg[1] == ' ') {
         snprintf(w->error, sizeof w->error, "%s", msg + 2);
+        w->fail_fast_stop = msg[0] == 'F';
         return GLLM_OK;
     }
     return gllm_fail(GLLM_ERR_FORMAT, "replica %d sent an unknown message", (int)(w - m->w));
@@ -544,8 +559,11 @@ static gllm_status run_replicas(const gllm_ginfer_options *o, gllm_ginfer_out *o
             pipe_sink ps = {.base = {pipe_result, pipe_step, pipe_backlog}, .fd = fds[1]};
             gllm_status ws = run_replica(o, r, n, skip, created, &ps.base);
             if (ws != GLLM_OK) {
+                /* F: a --fail-fast stop (every replica stops at the same line,
+                 * after sending all its results before it); E: a failure */
                 char msg[1100];
-                snprintf(msg, sizeof msg, "E %s\n", gllm_last_error());
+                snprintf(msg, sizeof msg, "%c %s\n",
+                         o->fail_fast && ws == GLLM_ERR_FORMAT ? 'F' : 'E', gllm_last_error());
                 for (char *p = msg + 2; *p && p[1]; p++)
                     if (*p == '\n')
                         *p = ' ';
@@ -562,7 +580,7 @@ static gllm_status run_replicas(const gllm_ginfer_options *o, gllm_ginfer_out *o
     const long limit = 64L * 1024;
     struct pollfd *pfd = calloc((size_t)n, sizeof *pfd);
     int *who = calloc((size_t)n, sizeof *who);
-    bool failed = st != GLLM_OK;
+    bool failed = st != GLLM_OK, stopped = false;
     while (st == GLLM_OK && pfd && who) {
         int np = 0;
         const long next = gllm_ginfer_out_next(out);
@@ -596,7 +614,10 @@ static gllm_status run_replicas(const gllm_ginfer_options *o, gllm_ginfer_out *o
                             snprintf(w->error, sizeof w->error, "replica %d %s %d", who[i],
                                      WIFSIGNALED(ws) ? "killed by signal" : "exited with",
                                      WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));
-                        failed = true;
+                        if (w->fail_fast_stop)
+                            stopped = true; /* the others stop at the same line */
+                        else
+                            failed = true;
                     }
                 }
             }
@@ -628,12 +649,15 @@ static gllm_status run_replicas(const gllm_ginfer_options *o, gllm_ginfer_out *o
     gi_stats_total(tmp, started < 256 ? started : 256, totals);
     sum->errors = m.errors;
     snprintf(sum->device, sizeof sum->device, "%d x %.40s", n, m.device[0] ? m.device : o->backend);
-    if (st == GLLM_OK && failed) {
+    if (st == GLLM_OK && (failed || stopped)) {
         for (int r = 0; r < started; r++)
-            if (m.w[r].error[0]) {
-                st = gllm_fail(GLLM_ERR_BACKEND, "replica %d: %s", r, m.w[r].error);
+            if (m.w[r].error[0] && (failed ? !m.w[r].fail_fast_stop : true)) {
+                st = failed ? gllm_fail(GLLM_ERR_BACKEND, "replica %d: %s", r, m.w[r].error)
+                            : gllm_fail(GLLM_ERR_FORMAT, "%s", m.w[r].error);
                 break;
             }
+        if (st == GLLM_OK)
+            st = gllm_fail(GLLM_ERR_BACKEND, "a replica failed");
     }
     for (int r = 0; r < n; r++)
         free(m.w[r].buf);

@@ -545,6 +545,17 @@ static void fail_fast_case(const char *model)
     int n = read_results(out, r);
     CHECK_MSG(n == 3, "%d results before the bad line, want 3", n);
     free_results(r, n > 0 ? n : 0);
+    /* 3 replicas stop at the same line: the same 3 results */
+    unlink(out);
+    const char *args3[] = {"--model", model, "--replicas", "3", "--threads", "1", "--fail-fast",
+                           in, out, NULL};
+    CHECK(!exited_ok(run_ginfer(args3, NULL, err, 0)));
+    e = test_slurp(err, NULL);
+    CHECK_MSG(e && strstr(e, "ff_in.jsonl:5: max_tokens must be"), "stderr: %s", e ? e : "");
+    free(e);
+    n = read_results(out, r);
+    CHECK_MSG(n == 3, "3 replicas: %d results before the bad line, want 3", n);
+    free_results(r, n > 0 ? n : 0);
     /* without --fail-fast the same output continues: an error result, then the rest */
     const char *args2[] = {"--model", model, "--backend", "cpu", in, out, NULL};
     CHECK(exited_ok(run_ginfer(args2, NULL, err, 0)));
