@@ -33,13 +33,32 @@ static const char *finish_name(gllm_finish f)
     return f == GLLM_FINISH_STOP ? "stop" : "length";
 }
 
-/* The text of one token (decoded alone; "" without a tokenizer). malloc'd. */
+/* The text of one token as it reads inside a text ("" without a tokenizer),
+ * malloc'd. Decoded after an anchor token and cut after the anchor's text:
+ * decoded alone, a SentencePiece token loses its leading space ("▁the" ->
+ * "the"), which is part of the token. */
 static char *token_text(const gllm_tokenizer *tok, int32_t id)
 {
     char *s = NULL;
     size_t len = 0;
-    if (tok && gllm_tok_decode(tok, &id, 1, false, &s, &len) == GLLM_OK)
-        return s;
+    if (tok) {
+        const int32_t anchor = gllm_tok_token_id(tok, "a");
+        char *a = NULL;
+        size_t alen = 0;
+        int32_t pair[2] = {anchor, id};
+        if (anchor >= 0 && gllm_tok_decode(tok, pair, 1, false, &a, &alen) == GLLM_OK &&
+            gllm_tok_decode(tok, pair, 2, false, &s, &len) == GLLM_OK && len >= alen &&
+            memcmp(s, a, alen) == 0) {
+            memmove(s, s + alen, len - alen + 1);
+            free(a);
+            return s;
+        }
+        free(a);
+        free(s);
+        s = NULL;
+        if (gllm_tok_decode(tok, &id, 1, false, &s, &len) == GLLM_OK)
+            return s;
+    }
     s = malloc(1);
     if (s)
         s[0] = 0;
