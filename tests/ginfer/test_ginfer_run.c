@@ -568,6 +568,48 @@ static void fail_fast_case(const char *model)
     free_results(r, n > 0 ? n : 0);
 }
 
+/* Lines the reader refuses: each gets an error result naming its line; the
+ * good lines around them run. */
+static void malformed_case(const char *model)
+{
+    char in[512], out[512], err[512];
+    path_in(in, sizeof in, "bad_in.jsonl");
+    path_in(out, sizeof out, "bad_out.jsonl");
+    path_in(err, sizeof err, "bad_err.txt");
+    static const char bad[] = "{\"id\":1,\"prompt\":[1,2],\"max_tokens\":2}\n"
+                              "{\"id\":2,\"prompt\":[1]} trailing\n"
+                              "{\"id\":3,\"prompt\":\"\xff\xfe\"}\n"
+                              "{\"id\":4,\"prompt\":\"a\0b\"}\n"
+                              "{} {}\n"
+                              "[1,2,3]\n"
+                              "42\n"
+                              "{\"id\":8,\"prompt\":[3,4],\"max_tokens\":2}\n"
+                              "{\"id\":9,\"prompt\":[3,4],\"max_tokens\":2,\"max_tokens\":3}\n"
+                              "{\"id\":10,\"prompt\":[5],\"max_tokens\":2}"; /* no final newline */
+    FILE *f = fopen(in, "wb");
+    fwrite(bad, 1, sizeof bad - 1, f);
+    fclose(f);
+    const char *args[] = {"--model", model, "--backend", "cpu", "--threads", "1", "--overwrite",
+                          in, out, NULL};
+    CHECK_MSG(exited_ok(run_ginfer(args, NULL, err, 0)), "ginfer failed (see %s)", err);
+    static cJSON *r[MAX_LINES];
+    int n = read_results(out, r);
+    CHECK_MSG(n == 10, "%d results for 10 lines", n);
+    for (int i = 0; i < n; i++) {
+        const bool good = i == 0 || i == 7 || i == 9;
+        const char *msg = cJSON_GetStringValue(get(r[i], "error.message"));
+        char where[64];
+        snprintf(where, sizeof where, "bad_in.jsonl:%d:", i + 1);
+        if (good)
+            CHECK_MSG(cJSON_IsNull(get(r[i], "error")) &&
+                          cJSON_GetArraySize(get(r[i], "choices.0.token_ids")) == 2,
+                      "line %d should have run", i + 1);
+        else
+            CHECK_MSG(msg && strstr(msg, where), "line %d: error '%s'", i + 1, msg ? msg : "");
+    }
+    free_results(r, n > 0 ? n : 0);
+}
+
 int main(void)
 {
     test_seed();
@@ -583,6 +625,7 @@ int main(void)
     char llama2[512];
     snprintf(llama2, sizeof llama2, "%s/tests/fixtures/llama2", GLLM_SOURCE_DIR);
     TEST_CASE("--fail-fast") fail_fast_case(llama2);
+    TEST_CASE("malformed lines") malformed_case(llama2);
 
     char stories[512];
     snprintf(stories, sizeof stories, "%s/assets/models/stories260K-hf", GLLM_SHARED_DIR);
