@@ -178,6 +178,11 @@ int main(int argc, char **argv)
     }
     o.input = pos[0];
     o.output = pos[1];
+    if (o.gpus && strcmp(o.backend, "auto") != 0 && strncmp(o.backend, "cuda", 4) != 0) {
+        fprintf(stderr, "ginfer: --gpus runs on CUDA devices, not --backend %s (--replicas N "
+                        "runs CPU processes)\n", o.backend);
+        return 2;
+    }
     if (o.replicas > 1 && !o.gpus) {
         if (strcmp(o.backend, "auto") == 0)
             o.backend = "cpu";

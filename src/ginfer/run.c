@@ -165,7 +165,7 @@ static gllm_status open_backend(const gllm_ginfer_options *o, int rank, int worl
         snprintf(name, sizeof name, "cuda:%d", rank);
         gllm_status st = gllm_backend_open(name, be);
         if (st != GLLM_OK)
-            return gllm_fail_prefix(st, "--gpus %d: replica %d: ", world, rank);
+            return gllm_fail_prefix(st, "--gpus %d: ", world);
         return GLLM_OK;
     }
     int threads = o->threads;
