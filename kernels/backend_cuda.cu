@@ -29,8 +29,19 @@ gllm_status be_alloc(gllm_backend *be, size_t bytes, const char *what, void **ou
 {
     *out = NULL;
     cudaError_t e = cudaMalloc(out, bytes ? bytes : 1);
-    if (e == cudaSuccess)
+    if (e == cudaSuccess) {
+        // in use = total - free: the context, cuBLAS and other processes count too,
+        // as nvidia-smi shows them
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+            gllm_cuda_ctx *c = ctx_of(be);
+            if (total_b - free_b > c->mem_peak)
+                c->mem_peak = total_b - free_b;
+        } else {
+            cudaGetLastError();
+        }
         return GLLM_OK;
+    }
     cudaGetLastError();
     *out = NULL;
     size_t free_b = 0, total_b = 0;
@@ -272,8 +283,86 @@ void release(gllm_cuda_ctx *c)
         cudaFree(c->scratch);
     if (c->stream)
         cudaStreamDestroy(c->stream);
+    if (c->comm_stream)
+        cudaStreamDestroy(c->comm_stream);
     cudaGetLastError();
     free(c);
+}
+
+// Events are cudaEvent_t behind the opaque gllm_event pointer.
+cudaStream_t queue_stream(gllm_backend *be, gllm_queue q)
+{
+    return q == GLLM_QUEUE_COMM ? ctx_of(be)->comm_stream : ctx_of(be)->stream;
+}
+
+gllm_status check_queue(gllm_queue q)
+{
+    if (q != GLLM_QUEUE_COMPUTE && q != GLLM_QUEUE_COMM)
+        return gllm_fail(GLLM_ERR_INVALID, "cuda backend: no queue %d (compute 0, comm 1)", (int)q);
+    return GLLM_OK;
+}
+
+gllm_status be_event_create(gllm_backend *be, gllm_event **out)
+{
+    (void)be;
+    cudaEvent_t e;
+    *out = NULL;
+    CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    *out = (gllm_event *)e;
+    return GLLM_OK;
+}
+
+void be_event_destroy(gllm_backend *be, gllm_event *e)
+{
+    (void)be;
+    if (e && cudaEventDestroy((cudaEvent_t)e) != cudaSuccess)
+        cudaGetLastError();
+}
+
+gllm_status be_event_record(gllm_backend *be, gllm_event *e, gllm_queue q)
+{
+    GLLM_TRY(check_queue(q));
+    CUDA_TRY(cudaEventRecord((cudaEvent_t)e, queue_stream(be, q)));
+    return GLLM_OK;
+}
+
+gllm_status be_queue_wait(gllm_backend *be, gllm_queue q, gllm_event *e)
+{
+    GLLM_TRY(check_queue(q));
+    CUDA_TRY(cudaStreamWaitEvent(queue_stream(be, q), (cudaEvent_t)e, 0));
+    return GLLM_OK;
+}
+
+gllm_status be_event_query(gllm_backend *be, gllm_event *e, bool *done)
+{
+    (void)be;
+    cudaError_t r = cudaEventQuery((cudaEvent_t)e);
+    *done = r == cudaSuccess;
+    if (r == cudaSuccess || r == cudaErrorNotReady) {
+        if (r == cudaErrorNotReady)
+            cudaGetLastError();
+        return GLLM_OK;
+    }
+    CUDA_TRY(r);
+    return GLLM_OK;
+}
+
+void *be_queue_handle(gllm_backend *be, gllm_queue q)
+{
+    if (q != GLLM_QUEUE_COMPUTE && q != GLLM_QUEUE_COMM)
+        return NULL;
+    return (void *)queue_stream(be, q);
+}
+
+gllm_status be_device_info(gllm_backend *be, gllm_device_info *out)
+{
+    gllm_cuda_ctx *c = ctx_of(be);
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%.127s", c->name);
+    out->index = c->device;
+    out->mem_total = c->mem_total;
+    out->mem_peak = c->mem_peak;
+    return GLLM_OK;
 }
 
 void be_destroy(gllm_backend *be)
@@ -299,11 +388,16 @@ gllm_status init_ctx(gllm_cuda_ctx *c, int device)
                          "backend 'cuda': device %d (%s) is sm_%d%d; gllm's kernels need sm_80 "
                          "or newer (bf16 tensor cores)",
                          device, prop.name, c->sm_major, c->sm_minor);
-    // The fat binary carries sm_90a code; Hopper (9.0) runs the wgmma/TMA path.
-    c->hopper = c->sm_major == 9 && c->sm_minor == 0;
     const char *mm = getenv("GLLM_CUDA_MATMUL");
     c->use_cublaslt = mm && strcmp(mm, "cublaslt") == 0;
     CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    // collectives get the higher priority: a bucket's all-reduce should not queue
+    // behind the rest of backward
+    int lo_prio = 0, hi_prio = 0;
+    CUDA_TRY(cudaDeviceGetStreamPriorityRange(&lo_prio, &hi_prio));
+    CUDA_TRY(cudaStreamCreateWithPriority(&c->comm_stream, cudaStreamNonBlocking, hi_prio));
+    snprintf(c->name, sizeof c->name, "%.127s", prop.name);
+    c->mem_total = prop.totalGlobalMem;
     cudaError_t e = cudaMalloc(&c->workspace, workspace_bytes);
     if (e != cudaSuccess) {
         cudaGetLastError();
@@ -317,6 +411,10 @@ gllm_status init_ctx(gllm_cuda_ctx *c, int device)
                          total_b / 1048576.0, device);
     }
     c->workspace_bytes = workspace_bytes;
+    // Hopper (9.0) runs the wgmma/TMA path when the binary has its sm_90a code;
+    // what was compiled is asked of the device, not assumed from its capability.
+    GLLM_TRY(gllm_mm_wgmma_built(c, (int *)c->workspace, &c->wgmma_built));
+    c->hopper = c->sm_major == 9 && c->sm_minor == 0 && c->wgmma_built;
     return GLLM_OK;
 }
 
@@ -383,6 +481,13 @@ gllm_status gllm_backend_cuda_create(int device, gllm_backend **out)
     be->sample = be_sample;
     be->sumsq = be_sumsq;
     be->adamw = be_adamw;
+    be->event_create = be_event_create;
+    be->event_destroy = be_event_destroy;
+    be->event_record = be_event_record;
+    be->queue_wait = be_queue_wait;
+    be->event_query = be_event_query;
+    be->queue_handle = be_queue_handle;
+    be->device_info = be_device_info;
     be->destroy = be_destroy;
     *out = be;
     return GLLM_OK;

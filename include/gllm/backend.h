@@ -108,6 +108,26 @@ typedef struct gllm_adamw_args {
     float grad_scale;       /* multiplies every gradient first: global-norm clip factor */
 } gllm_adamw_args;
 
+/* Queues of a backend: every op above runs on the compute queue; a communicator
+ * launches its collectives on the comm queue so they overlap later compute. */
+typedef enum gllm_queue {
+    GLLM_QUEUE_COMPUTE = 0,
+    GLLM_QUEUE_COMM = 1,
+} gllm_queue;
+
+/* A marker in a queue: complete once the work queued before it has finished. */
+typedef struct gllm_event gllm_event;
+
+/* What a backend runs on, for MFU and memory reports. */
+typedef struct gllm_device_info {
+    char name[128];         /* e.g. "NVIDIA H100 80GB HBM3"; the CPU model on the CPU */
+    int index;              /* device ordinal (0 on the CPU) */
+    size_t mem_total;       /* device memory (CPU: physical memory) */
+    size_t mem_peak;        /* peak bytes in use: CUDA, device memory in use after each
+                             * allocation (context and other processes included); CPU, the
+                             * peak of this backend's live allocations */
+} gllm_device_info;
+
 typedef struct gllm_sample_args {
     float temperature;      /* 0 = greedy */
     int top_k;              /* 0 = off */
@@ -221,6 +241,22 @@ struct gllm_backend {
     gllm_status (*adamw)(gllm_backend *be, void *params, float *master, const float *grads,
                          float *m, float *v, const gllm_param_segment *segs, int n_segs,
                          const gllm_adamw_args *a);
+
+    /* --- queues and events, so that collectives overlap compute ---
+     * On a backend whose ops have finished when they return (the CPU) an event is
+     * complete as soon as it is recorded and waiting on one is a no-op. */
+    gllm_status (*event_create)(gllm_backend *be, gllm_event **out);
+    void (*event_destroy)(gllm_backend *be, gllm_event *e);
+    /* e marks the work queued so far on q */
+    gllm_status (*event_record)(gllm_backend *be, gllm_event *e, gllm_queue q);
+    /* work queued on q after this call starts after e is complete; the host does not block */
+    gllm_status (*queue_wait)(gllm_backend *be, gllm_queue q, gllm_event *e);
+    /* host poll: *done = whether e is complete (lets a waiting collective time out) */
+    gllm_status (*event_query)(gllm_backend *be, gllm_event *e, bool *done);
+    /* the native handle of q for libraries that enqueue work themselves (a cudaStream_t
+     * for NCCL); NULL where ops run on the calling thread */
+    void *(*queue_handle)(gllm_backend *be, gllm_queue q);
+    gllm_status (*device_info)(gllm_backend *be, gllm_device_info *out);
 
     void (*destroy)(gllm_backend *be);
 };

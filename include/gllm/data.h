@@ -103,6 +103,8 @@ typedef struct gllm_data_stats {
     size_t n_dropped_long; /* documents over max_len left out (OVERLONG_DROP) */
     size_t n_tokens;       /* tokens kept */
     size_t n_loss_tokens;  /* tokens that are targets of the loss */
+    size_t n_no_target;    /* documents kept that have no target token (after truncation) */
+    uint64_t file_hash;    /* FNV-1a 64 of the data file's bytes */
     bool cache_hit;        /* loaded from the cache without tokenizing */
     char first_bad[512];   /* "file:line: reason" of the first bad record, or "" */
 } gllm_data_stats;

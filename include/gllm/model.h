@@ -106,6 +106,43 @@ gllm_status gllm_model_zero_grad(gllm_model *m);
 /* Sum the gradient buffers over the ranks of c (data parallelism). */
 gllm_status gllm_model_all_reduce_grads(gllm_model *m, gllm_comm *c);
 
+/* Gradient synchronisation for data parallelism, in buckets reduced while
+ * backward still runs. The flat gradient buffer is cut into buckets of about
+ * bucket_bytes (0: one bucket) at layer boundaries; a bucket is started on the
+ * communicator as soon as backward has produced every gradient in it (the
+ * layers run last to first), on the backend's comm queue where it has one.
+ * Without zero1 each bucket is all-reduced. With zero1 (ZeRO-1) each bucket is
+ * reduce-scattered: rank r owns the r-th 1/world slice of every bucket, keeps
+ * AdamW state (and fp32 master weights) for its slices only, takes the global
+ * gradient norm from the slices, updates them and all-gathers the parameters
+ * bucket by bucket (gllm_model_adamw_step). Make it right after loading the
+ * model, before any optimizer state exists. A job of one rank has no buckets. */
+typedef struct gllm_grad_sync gllm_grad_sync;
+gllm_status gllm_grad_sync_new(gllm_model *m, gllm_comm *c, size_t bucket_bytes, bool zero1,
+                               gllm_grad_sync **out);
+void gllm_grad_sync_free(gllm_grad_sync *s);
+/* Call before the last micro-batch's forward_backward of a step: its backward
+ * starts the buckets as they become ready. */
+gllm_status gllm_grad_sync_arm(gllm_grad_sync *s);
+/* After backward: start what has not started and wait for all of it. */
+gllm_status gllm_grad_sync_finish(gllm_grad_sync *s);
+typedef struct gllm_grad_sync_stats {
+    int n_buckets;
+    size_t largest_bucket;   /* elements */
+    double wait_s;           /* host time spent in finish (and the ZeRO-1 gathers): exposed comm */
+    size_t state_bytes;      /* this rank's AdamW state (moments + master weights), bytes */
+} gllm_grad_sync_stats;
+void gllm_grad_sync_stats_of(const gllm_grad_sync *s, gllm_grad_sync_stats *out);
+
+/* Bytes of AdamW state this rank holds or will hold (moments, and fp32 master
+ * weights when parameters are stored in lower precision). */
+size_t gllm_model_optimizer_bytes(const gllm_model *m);
+/* Model FLOPs of one token of training (forward + backward) at sequence length
+ * T: 6 x the matmul parameters (embedding lookups excluded, the LM head
+ * included) + 6 x layers x T x (heads x head_dim) for causal attention
+ * (QK^T and PV, half of the T x T scores computed, x3 for backward). */
+double gllm_model_train_flops_per_token(const gllm_model *m, int T);
+
 typedef struct gllm_adamw_config {
     float lr, beta1, beta2, eps, weight_decay;
     float max_grad_norm; /* <= 0: no clipping */

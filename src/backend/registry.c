@@ -23,6 +23,16 @@ gllm_status gllm_backend_open(const char *name, gllm_backend **out)
         gllm_clear_error();
         return gllm_backend_cpu_create(0, out);
     }
+    if (strncmp(name, "auto:", 5) == 0) { /* a worker of a multi-GPU launch: its GPU, if any */
+        char *end;
+        long dev = strtol(name + 5, &end, 10);
+        if (*end || end == name + 5 || dev < 0)
+            return gllm_fail(GLLM_ERR_INVALID, "backend '%s': expected auto:N with N >= 0", name);
+        if (gllm_backend_cuda_create((int)dev, out) == GLLM_OK)
+            return GLLM_OK;
+        gllm_clear_error();
+        return gllm_backend_cpu_create(0, out);
+    }
     if (strcmp(name, "cpu") == 0)
         return gllm_backend_cpu_create(0, out);
     if (strcmp(name, "cuda") == 0)

@@ -64,3 +64,36 @@ gllm_status gllm_read_file(const char *path, char **out, size_t *len)
         *len = (size_t)n;
     return GLLM_OK;
 }
+
+uint64_t gllm_fnv1a64(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+gllm_status gllm_hash_file(const char *path, uint64_t *hash)
+{
+    *hash = GLLM_FNV_INIT;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return gllm_fail(errno == ENOENT ? GLLM_ERR_NOT_FOUND : GLLM_ERR_IO, "%s: cannot open: %s", path,
+                         strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return gllm_fail(GLLM_ERR_INVALID, "%s: is %s, not a regular file", path, gllm_file_kind(sb.st_mode));
+    }
+    unsigned char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        *hash = gllm_fnv1a64(*hash, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad)
+        return gllm_fail(GLLM_ERR_IO, "%s: read failed", path);
+    return GLLM_OK;
+}

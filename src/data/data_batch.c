@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "data/data_internal.h"
+#include "gllm/rng.h"
 
 struct gllm_data_loader {
     const gllm_dataset *ds;
@@ -12,14 +13,6 @@ struct gllm_data_loader {
     size_t *row_begin; /* [n_rows + 1] into docs */
     size_t *docs;      /* document indices, row after row */
 };
-
-static uint64_t next_rand(uint64_t *s)
-{
-    uint64_t x = (*s += 0x9e3779b97f4a7c15ull);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 void gllm_data_loader_free(gllm_data_loader *l)
 {
@@ -90,7 +83,7 @@ gllm_status gllm_data_loader_new(const gllm_dataset *ds, int split, int B, int T
         /* Fisher-Yates driven by (seed of the split, epoch): the same on every rank */
         uint64_t s = ds->seed * 0x9e3779b97f4a7c15ull ^ (epoch + 1) * 0xd1b54a32d192ed03ull;
         for (size_t i = n; i > 1; i--) {
-            size_t j = (size_t)(next_rand(&s) % i);
+            size_t j = (size_t)(gllm_splitmix64(&s) % i);
             size_t t = order[i - 1];
             order[i - 1] = order[j];
             order[j] = t;

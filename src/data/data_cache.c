@@ -16,19 +16,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "data/data_internal.h"
 
 #define CACHE_VERSION 1u
 
-uint64_t gllm_data_hash(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
+uint64_t gllm_data_hash(uint64_t h, const void *data, size_t n) { return gllm_fnv1a64(h, data, n); }
 
 static gllm_status hash_file(uint64_t *h, const char *path, bool optional)
 {
@@ -46,7 +39,7 @@ static gllm_status hash_file(uint64_t *h, const char *path, bool optional)
     return GLLM_OK;
 }
 
-gllm_status gllm_data_cache_key(const char *data_path, const gllm_data_encoder *enc,
+gllm_status gllm_data_cache_key(const char *data_path, uint64_t data_hash, const gllm_data_encoder *enc,
                                 const gllm_data_options *opt, uint64_t *key)
 {
     if (!opt->tokenizer_path)
@@ -54,7 +47,7 @@ gllm_status gllm_data_cache_key(const char *data_path, const gllm_data_encoder *
     uint64_t h = GLLM_DATA_HASH_INIT;
     const char tag[] = "gllm-data-cache-v1";
     h = gllm_data_hash(h, tag, sizeof tag);
-    GLLM_TRY(hash_file(&h, data_path, false));
+    h = gllm_data_hash(h, &data_hash, sizeof data_hash);
     struct stat st;
     char path[4096];
     if (stat(opt->tokenizer_path, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -156,22 +149,20 @@ gllm_status gllm_data_cache_read(const char *dir, uint64_t key, gllm_dataset *ds
     return GLLM_OK;
 }
 
-static bool put(FILE *f, uint64_t *sum, const void *p, size_t n)
+static void put(gllm_atomic *a, uint64_t *sum, const void *p, size_t n)
 {
     *sum = gllm_data_hash(*sum, p, n);
-    return fwrite(p, 1, n, f) == n;
+    gllm_atomic_write(a, p, n);
 }
 
 gllm_status gllm_data_cache_write(const char *dir, uint64_t key, const gllm_dataset *ds)
 {
-    char path[4096], tmp[4200];
+    char path[4096];
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return gllm_fail(GLLM_ERR_IO, "%s: cannot create the dataset cache folder: %s", dir, strerror(errno));
     gllm_data_cache_path(dir, key, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot write the dataset cache: %s", tmp, strerror(errno));
+    gllm_atomic *a;
+    GLLM_TRY(gllm_atomic_begin(path, &a));
     header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, "GLLMTOK1", 8);
@@ -185,14 +176,11 @@ gllm_status gllm_data_cache_write(const char *dir, uint64_t key, const gllm_data
     h.n_dropped_long = ds->stats.n_dropped_long;
     memcpy(h.first_bad, ds->stats.first_bad, sizeof h.first_bad);
     uint64_t sum = GLLM_DATA_HASH_INIT;
-    bool ok = put(f, &sum, &h, sizeof h) && put(f, &sum, ds->line, ds->n_docs * 4) &&
-              put(f, &sum, ds->off, (ds->n_docs + 1) * 8) && put(f, &sum, ds->tokens, ds->n_tokens * 4) &&
-              put(f, &sum, ds->labels, ds->n_tokens);
-    ok = ok && fwrite(&sum, 8, 1, f) == 1;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return gllm_fail(GLLM_ERR_IO, "%s: writing the dataset cache failed: %s", path, strerror(errno));
-    }
-    return GLLM_OK;
+    put(a, &sum, &h, sizeof h);
+    put(a, &sum, ds->line, ds->n_docs * 4);
+    put(a, &sum, ds->off, (ds->n_docs + 1) * 8);
+    put(a, &sum, ds->tokens, ds->n_tokens * 4);
+    put(a, &sum, ds->labels, ds->n_tokens);
+    gllm_atomic_write(a, &sum, 8);
+    return gllm_atomic_commit(a);
 }

@@ -13,6 +13,7 @@
 #include "data/data_internal.h"
 #include "gllm/json.h"
 #include "gllm/jsonl.h"
+#include "gllm/rng.h"
 
 #define REASON_MAX 400
 #define CHUNK 4096
@@ -295,20 +296,13 @@ static bool process(const record *r, const gllm_data_encoder *enc, const gllm_da
     return ok;
 }
 
-/* splitmix64: the validation split draws one number per record line. */
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 static void assign_split(gllm_dataset *ds, const gllm_data_options *opt)
 {
     ds->stats.n_train = ds->stats.n_val = 0;
     for (size_t i = 0; i < ds->n_docs; i++) {
-        double u = (double)(mix64(opt->seed * 0x100000001b3ull ^ ds->line[i]) >> 11) / 9007199254740992.0;
+        /* one draw per record line: the split of a line does not depend on the others */
+        uint64_t state = opt->seed * 0x100000001b3ull ^ ds->line[i];
+        double u = gllm_rng_uniform(&state);
         ds->split[i] = u < opt->val_fraction;
         if (ds->split[i])
             ds->stats.n_val++;
@@ -565,9 +559,9 @@ gllm_status gllm_data_load(const char *path, const gllm_data_encoder *enc, const
     ds->pad_id = enc->pad_id;
     ds->seed = opt->seed;
     uint64_t key = 0;
-    gllm_status st = GLLM_OK;
-    if (opt->cache_dir) {
-        st = gllm_data_cache_key(path, enc, opt, &key);
+    gllm_status st = gllm_hash_file(path, &ds->stats.file_hash);
+    if (st == GLLM_OK && opt->cache_dir) {
+        st = gllm_data_cache_key(path, ds->stats.file_hash, enc, opt, &key);
         if (st == GLLM_OK && gllm_data_cache_read(opt->cache_dir, key, ds) == GLLM_OK)
             ds->stats.cache_hit = true;
     }
@@ -583,8 +577,14 @@ gllm_status gllm_data_load(const char *path, const gllm_data_encoder *enc, const
     ds->stats.n_docs = ds->n_docs;
     ds->stats.n_tokens = ds->n_tokens;
     ds->stats.n_loss_tokens = 0;
-    for (size_t t = 0; t < ds->n_tokens; t++)
-        ds->stats.n_loss_tokens += ds->labels[t];
+    ds->stats.n_no_target = 0;
+    for (size_t i = 0; i < ds->n_docs; i++) {
+        size_t targets = 0;
+        for (size_t t = ds->off[i]; t < ds->off[i + 1]; t++)
+            targets += ds->labels[t];
+        ds->stats.n_loss_tokens += targets;
+        ds->stats.n_no_target += targets == 0;
+    }
     assign_split(ds, opt);
     *out = ds;
     return GLLM_OK;

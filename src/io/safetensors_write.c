@@ -1,12 +1,9 @@
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "core/file.h"
 #include "gllm/safetensors.h"
 #include "io/safetensors_internal.h"
 
@@ -171,82 +168,20 @@ static void build_header(text_buf *b, const gllm_st_entry *e, int n, const size_
         put(b, " ", 1);
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Make the rename itself durable; file systems that cannot fsync a folder
- * (EINVAL) have nothing more to flush. */
-static gllm_status sync_dir(const char *path)
-{
-    size_t n = strlen(path);
-    char *dir = gllm_malloc(n + 2, "a folder path");
-    if (!dir)
-        return GLLM_ERR_OOM;
-    memcpy(dir, path, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else
-        slash[slash == dir ? 1 : 0] = '\0';
-    gllm_status s = GLLM_OK;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
-        s = gllm_fail(GLLM_ERR_IO, "%s: cannot sync folder %s: %s", path, dir, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    free(dir);
-    return s;
-}
-
+/* Through the core's durable atomic write: a reader never sees a half file. */
 static gllm_status write_file(const char *path, const text_buf *header, const gllm_st_entry *e,
                               int n, const size_t *sizes)
 {
-    size_t plen = strlen(path);
-    char *tmp = gllm_malloc(plen + 16, "a temporary file name");
-    if (!tmp)
-        return GLLM_ERR_OOM;
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        gllm_status s = gllm_fail(GLLM_ERR_IO, "%s: cannot create a temporary file: %s", path,
-                                  strerror(errno));
-        free(tmp);
-        return s;
-    }
+    gllm_atomic *a;
+    GLLM_TRY(gllm_atomic_begin(path, &a));
     uint8_t len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (uint8_t)((uint64_t)header->len >> (8 * i));
-    const char *step = "write";
-    int bad = fchmod(fd, 0644) != 0 || write_all(fd, len8, 8) != 0 ||
-              write_all(fd, header->p, header->len) != 0;
-    for (int i = 0; i < n && !bad; i++)
-        bad = write_all(fd, e[i].data, sizes[i]) != 0;
-    if (!bad && fsync(fd) != 0)
-        bad = 1, step = "fsync";
-    int err = errno;
-    if (close(fd) != 0 && !bad)
-        bad = 1, step = "close", err = errno;
-    if (!bad && rename(tmp, path) != 0)
-        bad = 1, step = "rename", err = errno;
-    gllm_status s = GLLM_OK;
-    if (bad) {
-        unlink(tmp);
-        s = gllm_fail(GLLM_ERR_IO, "%s: %s of %s failed: %s", path, step, tmp, strerror(err));
-    }
-    free(tmp);
-    return s == GLLM_OK ? sync_dir(path) : s;
+    gllm_atomic_write(a, len8, 8);
+    gllm_atomic_write(a, header->p, header->len);
+    for (int i = 0; i < n; i++)
+        gllm_atomic_write(a, e[i].data, sizes[i]);
+    return gllm_atomic_commit(a);
 }
 
 gllm_status gllm_st_write(const char *path, const gllm_st_entry *entries, int n,

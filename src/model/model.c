@@ -17,6 +17,7 @@ static float *gopt(const gllm_model *m, size_t off) { return off == NONE ? NULL 
 gllm_status gllm_model_alloc_params(gllm_model *m)
 {
     gllm_backend *be = m->be;
+    m->padded = m->numel;
     GLLM_TRY(be->alloc(be, m->numel * m->esz, "parameters", &m->w));
     GLLM_TRY(be->alloc(be, m->numel * sizeof(float), "parameter gradients", (void **)&m->g));
     GLLM_TRY(be->memset0(be, m->g, m->numel * sizeof(float)));
@@ -57,6 +58,7 @@ void gllm_model_free(gllm_model *m)
         if (bufs[i])
             be->free(be, bufs[i]);
     free(m->segs);
+    free(m->own);
     free(m->layer);
     free(m->params);
     free(m->config_json);
@@ -350,7 +352,7 @@ gllm_status gllm_model_forward(gllm_model *m, const gllm_batch *b, float *loss, 
 
 gllm_status gllm_model_zero_grad(gllm_model *m)
 {
-    return m->be->memset0(m->be, m->g, m->numel * sizeof(float));
+    return m->be->memset0(m->be, m->g, m->padded * sizeof(float));
 }
 
 gllm_status gllm_model_all_reduce_grads(gllm_model *m, gllm_comm *c)
@@ -386,6 +388,10 @@ gllm_status gllm_model_forward_backward(gllm_model *m, const gllm_batch *b, floa
     GLLM_TRY(be->memset0(be, m->dres, nc));
     GLLM_TRY(norm_bwd(m, m->dres, m->dln, m->x_final, m->lnf_w, m->lnf_b, m->lnf_mean, m->lnf_rstd,
                       N));
+    /* data parallelism: a gradient bucket may start reducing as soon as its
+     * gradients are final (gllm_model_grad_stage numbers these points) */
+    if (m->grad_ready)
+        GLLM_TRY(m->grad_ready(m->grad_ready_user, 0));
     const gllm_attn_shape as = attn_shape(m, B, T);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         layer_acts *a = &m->acts[l];
@@ -403,108 +409,21 @@ gllm_status gllm_model_forward_backward(gllm_model *m, const gllm_batch *b, floa
         GLLM_TRY(linear_bwd(m, m->dln, m->dwide, a->ln1, p->qkv_w, p->qkv_b, N, m->QKV, C));
         GLLM_TRY(norm_bwd(m, m->dres, m->dln, a->x, p->ln1_w, p->ln1_b, a->ln1_mean, a->ln1_rstd,
                           N));
+        if (m->grad_ready)
+            GLLM_TRY(m->grad_ready(m->grad_ready_user, c->n_layers - l));
     }
     float *dwpe = m->wpe == NONE ? NULL : m->g + m->wpe;
-    return be->embed_bwd(be, m->g + m->wte, dwpe, m->dres, m->ids, m->pos, N, C, c->vocab_size);
+    GLLM_TRY(be->embed_bwd(be, m->g + m->wte, dwpe, m->dres, m->ids, m->pos, N, C, c->vocab_size));
+    return m->grad_ready ? m->grad_ready(m->grad_ready_user, c->n_layers + 1) : GLLM_OK;
 }
 
-gllm_status gllm_model_shard_optimizer(gllm_model *m, gllm_comm *c)
+int gllm_model_grad_stage(const gllm_model *m, size_t offset)
 {
-    gllm_backend *be = m->be;
-    if (m->adam_m)
-        return gllm_fail(GLLM_ERR_INVALID, "shard_optimizer: AdamW state already exists");
-    /* slices start on 64-element boundaries so device kernels keep aligned wide loads */
-    const size_t world = (size_t)c->world, len = ((m->numel + world - 1) / world + 63) & ~(size_t)63;
-    void *w;
-    GLLM_TRY(be->alloc(be, world * len * m->esz, "parameters (padded for ZeRO-1)", &w));
-    gllm_status s = be->memset0(be, w, world * len * m->esz);
-    if (s == GLLM_OK)
-        s = be->copy(be, w, m->w, m->numel * m->esz);
-    if (s != GLLM_OK) {
-        be->free(be, w);
-        return s;
-    }
-    be->free(be, m->w);
-    m->w = w;
-    m->zero = c;
-    m->shard_len = len;
-    m->shard_lo = (size_t)c->rank * len;
-    m->shard_n = m->shard_lo >= m->numel ? 0
-                 : (m->numel - m->shard_lo < len ? m->numel - m->shard_lo : len);
-    return GLLM_OK;
-}
-
-/* AdamW segments of the elements this rank updates, offsets relative to its
- * first element; returns their count. */
-static int adamw_segments(gllm_model *m, float weight_decay, size_t lo, size_t n)
-{
-    int k = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        const gllm_param_info *p = &m->params[i];
-        const size_t a = p->offset > lo ? p->offset : lo;
-        const size_t b = p->offset + p->numel < lo + n ? p->offset + p->numel : lo + n;
-        if (a >= b)
-            continue;
-        m->segs[k].offset = a - lo;
-        m->segs[k].n = b - a;
-        m->segs[k].weight_decay = p->ndim >= 2 ? weight_decay : 0.0f;
-        k++;
-    }
-    return k;
-}
-
-gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int step,
-                                  float *grad_norm)
-{
-    gllm_backend *be = m->be;
-    if (step < 1)
-        return gllm_fail(GLLM_ERR_INVALID, "adamw: step must be >= 1 (got %d)", step);
-    const size_t lo = m->zero ? m->shard_lo : 0, n = m->zero ? m->shard_n : m->numel;
-    if (!m->adam_m) {
-        const size_t bytes = (n ? n : 1) * sizeof(float);
-        GLLM_TRY(be->alloc(be, bytes, "AdamW first moment", (void **)&m->adam_m));
-        GLLM_TRY(be->alloc(be, bytes, "AdamW second moment", (void **)&m->adam_v));
-        GLLM_TRY(be->memset0(be, m->adam_m, bytes));
-        GLLM_TRY(be->memset0(be, m->adam_v, bytes));
-        if (be->act_dtype != GLLM_F32) {
-            float *host = gllm_malloc(bytes, "master weight staging");
-            if (!host)
-                return GLLM_ERR_OOM;
-            gllm_status s = be->alloc(be, bytes, "fp32 master weights", (void **)&m->master);
-            if (s == GLLM_OK)
-                s = be->download_f32(be, host, wptr(m, lo), n);
-            if (s == GLLM_OK)
-                s = be->upload(be, m->master, host, bytes);
-            free(host);
-            GLLM_TRY(s);
-        }
-        m->segs = gllm_calloc((size_t)m->n_params, sizeof *m->segs, "AdamW segments");
-        if (!m->segs)
-            return GLLM_ERR_OOM;
-    }
-    const int n_segs = adamw_segments(m, h->weight_decay, lo, n);
-    /* the gradients are whole on every rank, so every rank computes the same norm */
-    float sumsq = 0;
-    GLLM_TRY(be->sumsq(be, m->sumsq, m->g, m->numel));
-    GLLM_TRY(be->download(be, &sumsq, m->sumsq, sizeof sumsq));
-    const float norm = sqrtf(sumsq);
-    if (!isfinite(norm))
-        return gllm_fail(GLLM_ERR_INVALID, "adamw step %d: gradient norm is %f", step, norm);
-    /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is < 1 */
-    float clip = 1.0f;
-    if (h->max_grad_norm > 0) {
-        float coef = h->max_grad_norm / (norm + 1e-6f);
-        if (coef < 1.0f)
-            clip = coef;
-    }
-    if (grad_norm)
-        *grad_norm = norm;
-    gllm_adamw_args a = {.lr = h->lr, .beta1 = h->beta1, .beta2 = h->beta2, .eps = h->eps,
-                         .step = step, .grad_scale = clip};
-    if (n_segs > 0)
-        GLLM_TRY(be->adamw(be, wptr(m, lo), m->master, m->g + lo, m->adam_m, m->adam_v, m->segs,
-                           n_segs, &a));
-    if (!m->zero)
-        return GLLM_OK;
-    return m->zero->all_gather(m->zero, m->w, wptr(m, lo), m->shard_len, be->act_dtype);
+    const int L = m->cfg.n_layers;
+    if (offset >= m->lnf_w)
+        return 0; /* final norm, LM head (and padding) */
+    for (int l = L - 1; l >= 0; l--)
+        if (offset >= m->layer[l].ln1_w)
+            return L - l;
+    return L + 1; /* embeddings: final after embed_bwd (and a tied LM head's use) */
 }

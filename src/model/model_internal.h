@@ -14,6 +14,17 @@ typedef struct layer_params {
     size_t ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc_w, fc_b, proj_w, proj_b;
 } layer_params;
 
+/* A range of the flat buffers whose AdamW state this rank holds. */
+typedef struct gllm_own_range {
+    size_t lo, n;           /* elements [lo, lo + n) (n is 0 for a slice wholly in padding) */
+    size_t state;           /* offset of their state in adam_m, adam_v, master */
+    size_t bucket_lo, slice; /* ZeRO-1: the bucket starts at bucket_lo, each rank owns slice */
+} gllm_own_range;
+
+/* Stages of backward after which gradients are final, in order: 0 the head
+ * and final norm, 1 + (L-1-l) layer l, L+1 the embeddings. */
+int gllm_model_grad_stage(const gllm_model *m, size_t offset);
+
 /* Saved activations of one layer, in the backend's act dtype (stats in f32). */
 typedef struct layer_acts {
     void *x;        /* [N, C] layer input (residual stream) */
@@ -41,10 +52,18 @@ struct gllm_model {
     void *w;                /* flat params, act dtype */
     float *g;               /* flat grads, f32 */
     float *master, *adam_m, *adam_v; /* optimizer state, allocated on first step */
-    /* ZeRO-1: this rank keeps optimizer state for elements [shard_lo, shard_lo +
-     * shard_n) only; w is padded to world * shard_len elements for the gather */
+    /* The elements this rank's AdamW updates: none listed = all of [0, numel).
+     * ZeRO-1 (zero != NULL): one slice of each gradient bucket; w and g are
+     * padded to padded elements so every bucket splits evenly over the ranks. */
     gllm_comm *zero;
-    size_t shard_lo, shard_n, shard_len;
+    gllm_own_range *own;
+    int n_own;
+    size_t state_n;         /* elements of adam_m, adam_v, master */
+    size_t padded;          /* elements of w and g (numel unless ZeRO-1 padded them) */
+    double comm_wait_s;     /* host time in the ZeRO-1 norm reduction and gathers */
+    /* called by forward_backward as gradients become final (grad_sync.c) */
+    gllm_status (*grad_ready)(void *user, int stage);
+    void *grad_ready_user;
     float *sumsq;           /* device scalar */
     gllm_param_segment *segs;
 

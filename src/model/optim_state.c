@@ -9,7 +9,25 @@
 #include "gllm/safetensors.h"
 #include "model_internal.h"
 
-static size_t state_len(const gllm_model *m) { return m->zero ? m->shard_n : m->numel; }
+static size_t state_len(const gllm_model *m) { return m->n_own > 0 ? m->state_n : m->numel; }
+
+/* "replicated", or under ZeRO-1 "zero1 rank R of W: lo+slice,..." (every bucket) */
+static char *layout_of(const gllm_model *m)
+{
+    size_t cap = 64 + (size_t)m->n_own * 48;
+    char *buf = gllm_malloc(cap, "optimizer layout");
+    if (!buf)
+        return NULL;
+    if (!m->zero) {
+        snprintf(buf, cap, "replicated");
+        return buf;
+    }
+    size_t k = (size_t)snprintf(buf, cap, "zero1 rank %d of %d:", m->zero->rank, m->zero->world);
+    for (int i = 0; i < m->n_own && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%zu+%zu", i ? "," : "", m->own[i].bucket_lo,
+                              m->own[i].slice);
+    return buf;
+}
 
 gllm_status gllm_model_save_optimizer(gllm_model *m, const char *path)
 {
@@ -32,14 +50,17 @@ gllm_status gllm_model_save_optimizer(gllm_model *m, const char *path)
         e[i] = (gllm_st_entry){.name = names[i], .dtype = GLLM_F32, .ndim = 1, .data = host[i]};
         e[i].shape[0] = (int64_t)n;
     }
-    char lo[32], total[32];
-    snprintf(lo, sizeof lo, "%zu", m->zero ? m->shard_lo : 0);
+    char total[32];
     snprintf(total, sizeof total, "%zu", m->numel);
-    const char *const meta[] = {"shard_lo", lo, "numel", total, NULL};
+    char *layout = layout_of(m);
+    if (!layout)
+        s = GLLM_ERR_OOM;
+    const char *const meta[] = {"layout", layout ? layout : "", "numel", total, NULL};
     if (s == GLLM_OK)
         s = gllm_st_write(path, e, k, meta);
     for (int i = 0; i < k; i++)
         free(host[i]);
+    free(layout);
     return s;
 }
 
@@ -49,13 +70,15 @@ gllm_status gllm_model_load_optimizer(gllm_model *m, const char *path)
     gllm_safetensors *st;
     GLLM_TRY(gllm_st_open(path, &st));
     const size_t n = state_len(m);
-    const char *lo = gllm_st_metadata(st, "shard_lo"), *total = gllm_st_metadata(st, "numel");
-    gllm_status s = GLLM_OK;
-    if (!lo || !total || strtoull(lo, NULL, 10) != (m->zero ? m->shard_lo : 0) ||
-        strtoull(total, NULL, 10) != m->numel)
+    const char *layout = gllm_st_metadata(st, "layout"), *total = gllm_st_metadata(st, "numel");
+    char *mine = layout_of(m);
+    gllm_status s = mine ? GLLM_OK : GLLM_ERR_OOM;
+    if (s == GLLM_OK && (!layout || !total || strcmp(layout, mine) != 0 ||
+                         strtoull(total, NULL, 10) != m->numel))
         s = gllm_fail(GLLM_ERR_FORMAT, "%s: optimizer state of another model or rank layout "
-                      "(shard_lo %s, numel %s; this run: %zu, %zu)", path, lo ? lo : "?",
-                      total ? total : "?", m->zero ? m->shard_lo : (size_t)0, m->numel);
+                      "(%.80s, numel %s; this run: %.80s, %zu)", path, layout ? layout : "?",
+                      total ? total : "?", mine, m->numel);
+    free(mine);
     const bool want_master = be->act_dtype != GLLM_F32;
     const char *names[3] = {"adam_m", "adam_v", "master"};
     float **dev[3] = {&m->adam_m, &m->adam_v, &m->master};

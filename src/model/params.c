@@ -263,13 +263,17 @@ gllm_status gllm_model_write_param(gllm_model *m, const gllm_param_info *p, cons
     GLLM_TRY(m->be->upload_f32(m->be, wptr(m, p->offset), host, p->numel));
     if (!m->master)
         return GLLM_OK;
-    /* keep the fp32 master copy (all of it, or this rank's ZeRO-1 slice) in step */
-    const size_t lo = m->zero ? m->shard_lo : 0, n = m->zero ? m->shard_n : m->numel;
-    const size_t a = p->offset > lo ? p->offset : lo;
-    const size_t b = p->offset + p->numel < lo + n ? p->offset + p->numel : lo + n;
-    if (a < b)
-        GLLM_TRY(m->be->upload(m->be, m->master + (a - lo), host + (a - p->offset),
-                               (b - a) * sizeof(float)));
+    /* keep the fp32 master copy (all of it, or this rank's ZeRO-1 slices) in step */
+    const gllm_own_range all = {.lo = 0, .n = m->numel, .state = 0};
+    const gllm_own_range *r = m->n_own > 0 ? m->own : &all;
+    for (int i = 0; i < (m->n_own > 0 ? m->n_own : 1); i++) {
+        const size_t lo = r[i].lo, n = r[i].n;
+        const size_t a = p->offset > lo ? p->offset : lo;
+        const size_t b = p->offset + p->numel < lo + n ? p->offset + p->numel : lo + n;
+        if (a < b)
+            GLLM_TRY(m->be->upload(m->be, m->master + r[i].state + (a - lo),
+                                   host + (a - p->offset), (b - a) * sizeof(float)));
+    }
     return GLLM_OK;
 }
 
@@ -311,16 +315,7 @@ gllm_status gllm_model_save(gllm_model *m, const char *dir)
     }
     if (s == GLLM_OK) {
         snprintf(path, sizeof path, "%s/config.json", dir);
-        FILE *f = fopen(path, "wb");
-        if (!f)
-            s = gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        else {
-            size_t n = strlen(m->config_json);
-            if (fwrite(m->config_json, 1, n, f) != n)
-                s = gllm_fail(GLLM_ERR_IO, "%s: short write", path);
-            if (fclose(f) != 0 && s == GLLM_OK)
-                s = gllm_fail(GLLM_ERR_IO, "%s: close failed", path);
-        }
+        s = gllm_write_file_atomic(path, m->config_json, strlen(m->config_json));
     }
     free(tmp);
     free(data);

@@ -1,10 +1,15 @@
 /* Training checkpoints: out_dir/checkpoint-<step>/ holds an HF folder
  * (model.safetensors in fp32, config.json, the tokenizer files), each rank's
  * AdamW state (optimizer-rank<r>.safetensors) and trainer_state.json (step,
- * data position, counters). out_dir/latest names the newest complete one.
- * A checkpoint is written under a temporary name and renamed when complete,
- * so an interrupted save never leaves a half checkpoint behind "latest". */
+ * data position, counters, and the identity of the run: shapes, data hash,
+ * model). out_dir/latest names the newest complete one. Every file is
+ * written durably (core's atomic write); a checkpoint is assembled under
+ * checkpoint-<step>.tmp and renamed when complete, and an old one is first
+ * renamed to checkpoint-<step>.deleted and only then emptied, so a kill at
+ * any point leaves no half checkpoint under a checkpoint-<step> name. */
 #include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <math.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/file.h"
+#include "gllm/json.h"
 #include "train/train_internal.h"
 
 static gllm_status copy_file(const char *from_dir, const char *to_dir, const char *name)
@@ -24,23 +30,23 @@ static gllm_status copy_file(const char *from_dir, const char *to_dir, const cha
     FILE *in = fopen(src, "rb");
     if (!in)
         return GLLM_OK; /* optional file */
-    FILE *out = fopen(dst, "wb");
-    if (!out) {
+    gllm_atomic *a;
+    gllm_status s = gllm_atomic_begin(dst, &a);
+    if (s != GLLM_OK) {
         fclose(in);
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", dst, strerror(errno));
+        return s;
     }
     char buf[65536];
     size_t n;
-    gllm_status s = GLLM_OK;
     while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n) {
-            s = gllm_fail(GLLM_ERR_IO, "%s: short write", dst);
-            break;
-        }
+        gllm_atomic_write(a, buf, n);
+    int bad = ferror(in);
     fclose(in);
-    if (fclose(out) != 0 && s == GLLM_OK)
-        s = gllm_fail(GLLM_ERR_IO, "%s: close failed", dst);
-    return s;
+    if (bad) {
+        gllm_atomic_abort(a);
+        return gllm_fail(GLLM_ERR_IO, "%s: read failed", src);
+    }
+    return gllm_atomic_commit(a);
 }
 
 gllm_status gllm_train_save_hf(gllm_model *m, const char *tokenizer_dir, const char *dir)
@@ -64,6 +70,7 @@ static gllm_status remove_tree(const char *dir)
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
             snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             unlink(path); /* checkpoint folders hold only files */
+            gllm_fault_point("prune");
         }
     closedir(d);
     if (rmdir(dir) != 0)
@@ -71,28 +78,95 @@ static gllm_status remove_tree(const char *dir)
     return GLLM_OK;
 }
 
-/* Replace out_dir/latest atomically with `name`. */
-static gllm_status write_latest(const char *out_dir, const char *name)
+/* Remove a checkpoint folder so that a kill cannot leave it half deleted:
+ * first renamed out of the checkpoint-<step> names (durably), then emptied. */
+static gllm_status prune(const char *out_dir, const char *dir)
 {
-    char tmp[4600], path[4600];
-    snprintf(tmp, sizeof tmp, "%s/latest.tmp", out_dir);
-    snprintf(path, sizeof path, "%s/latest", out_dir);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    fprintf(f, "%s\n", name);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        fclose(f);
-        return gllm_fail(GLLM_ERR_IO, "%s: write failed", tmp);
-    }
-    fclose(f);
-    if (rename(tmp, path) != 0)
-        return gllm_fail(GLLM_ERR_IO, "%s: rename failed: %s", path, strerror(errno));
-    return GLLM_OK;
+    char gone[4700];
+    snprintf(gone, sizeof gone, "%s.deleted", dir);
+    GLLM_TRY(remove_tree(gone)); /* an earlier interrupted prune of the same step */
+    if (rename(dir, gone) != 0)
+        return errno == ENOENT ? GLLM_OK : gllm_fail(GLLM_ERR_IO, "%s: cannot rename: %s", dir, strerror(errno));
+    GLLM_TRY(gllm_sync_dir(out_dir));
+    return remove_tree(gone);
 }
 
-gllm_status gllm_train_save_checkpoint(gllm_model *m, gllm_comm *comm,
-                                       const gllm_train_config *c, const gllm_train_state *ts)
+gllm_status gllm_train_sweep(const char *out_dir)
+{
+    DIR *d = opendir(out_dir);
+    if (!d)
+        return errno == ENOENT ? GLLM_OK : gllm_fail(GLLM_ERR_IO, "%s: %s", out_dir, strerror(errno));
+    gllm_status s = GLLM_OK;
+    struct dirent *e;
+    char path[4600];
+    while (s == GLLM_OK && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        bool left = !strncmp(e->d_name, "checkpoint-", 11) &&
+                    ((n > 8 && !strcmp(e->d_name + n - 8, ".deleted")) || (n > 4 && !strcmp(e->d_name + n - 4, ".tmp")));
+        if (left) {
+            snprintf(path, sizeof path, "%s/%s", out_dir, e->d_name);
+            s = remove_tree(path);
+        }
+    }
+    closedir(d);
+    return s;
+}
+
+static gllm_status write_latest(const char *out_dir, const char *name)
+{
+    char path[4600], text[128];
+    snprintf(path, sizeof path, "%s/latest", out_dir);
+    int n = snprintf(text, sizeof text, "%s\n", name);
+    return gllm_write_file_atomic(path, text, (size_t)n);
+}
+
+void gllm_train_identity_of(const gllm_train_config *c, int world, uint64_t data_hash,
+                            gllm_train_identity *id)
+{
+    memset(id, 0, sizeof *id);
+    id->world = world;
+    id->batch_size = c->batch_size;
+    id->seq_len = c->seq_len;
+    id->grad_accum = c->grad_accum;
+    id->packing = c->packing;
+    id->val_fraction = c->val_fraction;
+    id->seed = c->seed;
+    id->data_hash = data_hash;
+    snprintf(id->data, sizeof id->data, "%s", c->data);
+    snprintf(id->model, sizeof id->model, "%s", c->model);
+}
+
+static bool add_u64_string(cJSON *o, const char *key, uint64_t v, bool hex)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, hex ? "%016" PRIx64 : "%" PRIu64, v);
+    return cJSON_AddStringToObject(o, key, buf) != NULL;
+}
+
+static gllm_status write_state(const char *path, const gllm_train_identity *id, const gllm_train_state *ts)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o && cJSON_AddNumberToObject(o, "step", ts->step) && cJSON_AddNumberToObject(o, "epoch", ts->epoch) &&
+              cJSON_AddNumberToObject(o, "cursor", (double)ts->cursor) &&
+              cJSON_AddNumberToObject(o, "tokens", (double)ts->tokens) &&
+              cJSON_AddNumberToObject(o, "skipped_steps", (double)ts->skipped_steps) &&
+              gllm_json_add_number(o, "first_loss", ts->first_loss) &&
+              cJSON_AddNumberToObject(o, "elapsed_s", ts->elapsed_s) &&
+              cJSON_AddNumberToObject(o, "world", id->world) &&
+              cJSON_AddNumberToObject(o, "batch_size", id->batch_size) &&
+              cJSON_AddNumberToObject(o, "seq_len", id->seq_len) &&
+              cJSON_AddNumberToObject(o, "grad_accum", id->grad_accum) &&
+              cJSON_AddBoolToObject(o, "packing", id->packing) &&
+              cJSON_AddNumberToObject(o, "val_fraction", id->val_fraction) &&
+              add_u64_string(o, "seed", id->seed, false) && cJSON_AddStringToObject(o, "data", id->data) &&
+              add_u64_string(o, "data_hash", id->data_hash, true) && cJSON_AddStringToObject(o, "model", id->model);
+    gllm_status s = ok ? gllm_json_write_file(path, o) : gllm_fail(GLLM_ERR_OOM, "%s: out of memory", path);
+    cJSON_Delete(o);
+    return s;
+}
+
+gllm_status gllm_train_save_checkpoint(gllm_model *m, gllm_comm *comm, const gllm_train_config *c,
+                                       const gllm_train_identity *id, const gllm_train_state *ts)
 {
     char name[64], dir[4600], tmp[4700], path[4800];
     snprintf(name, sizeof name, "checkpoint-%d", ts->step);
@@ -120,24 +194,16 @@ gllm_status gllm_train_save_checkpoint(gllm_model *m, gllm_comm *comm,
     s = gllm_train_save_hf(m, c->model, tmp);
     if (s == GLLM_OK) {
         snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
-        FILE *f = fopen(path, "w");
-        if (!f)
-            s = gllm_fail(GLLM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        else {
-            fprintf(f,
-                    "{\"step\":%d,\"epoch\":%d,\"cursor\":%zu,\"tokens\":%lld,\"first_loss\":%.9g,"
-                    "\"world\":%d,\"seed\":%llu,\"elapsed_s\":%.3f}\n",
-                    ts->step, ts->epoch, ts->cursor, ts->tokens, ts->first_loss, comm->world,
-                    (unsigned long long)c->seed, ts->elapsed_s);
-            if (fclose(f) != 0)
-                s = gllm_fail(GLLM_ERR_IO, "%s: write failed", path);
-        }
+        s = write_state(path, id, ts);
     }
-    if (s == GLLM_OK) {
-        remove_tree(dir); /* an older save of the same step */
-        if (rename(tmp, dir) != 0)
-            s = gllm_fail(GLLM_ERR_IO, "%s: rename failed: %s", dir, strerror(errno));
-    }
+    if (s == GLLM_OK)
+        s = gllm_sync_dir(tmp);
+    if (s == GLLM_OK)
+        s = prune(c->out_dir, dir); /* an older save of the same step */
+    if (s == GLLM_OK && rename(tmp, dir) != 0)
+        s = gllm_fail(GLLM_ERR_IO, "%s: rename failed: %s", dir, strerror(errno));
+    if (s == GLLM_OK)
+        s = gllm_sync_dir(c->out_dir);
     if (s == GLLM_OK)
         s = write_latest(c->out_dir, name);
     /* keep the newest keep_checkpoints */
@@ -145,7 +211,7 @@ gllm_status gllm_train_save_checkpoint(gllm_model *m, gllm_comm *comm,
         const int old = ts->step - c->keep_checkpoints * c->save_every;
         if (old > 0) {
             snprintf(path, sizeof path, "%s/checkpoint-%d", c->out_dir, old);
-            remove_tree(path);
+            s = prune(c->out_dir, path);
         }
     }
     b = comm->barrier(comm);
@@ -157,11 +223,16 @@ gllm_status gllm_train_find_checkpoint(const gllm_train_config *c, char *dir, si
     char path[4600];
     snprintf(path, sizeof path, "%s/latest", c->out_dir);
     char *text = NULL;
-    if (gllm_read_file(path, &text, NULL) != GLLM_OK) {
+    gllm_status rs = gllm_read_file(path, &text, NULL);
+    if (rs == GLLM_ERR_NOT_FOUND && c->resume)
+        return gllm_fail(GLLM_ERR_NOT_FOUND, "%s: nothing to resume: no checkpoint (%s does not exist); "
+                         "run without --resume to start afresh", c->out_dir, path);
+    if (rs == GLLM_ERR_NOT_FOUND) {
         gllm_clear_error();
         dir[0] = '\0';
-        return GLLM_OK; /* nothing to resume: a fresh run */
+        return GLLM_OK; /* a fresh run */
     }
+    GLLM_TRY(rs);
     text[strcspn(text, "\r\n")] = '\0';
     if (!text[0] || strchr(text, '/')) {
         free(text);
@@ -172,38 +243,124 @@ gllm_status gllm_train_find_checkpoint(const gllm_train_config *c, char *dir, si
     return GLLM_OK;
 }
 
-gllm_status gllm_train_load_state(const char *dir, const gllm_train_config *c, int world,
-                                  gllm_train_state *ts)
+/* Members of trainer_state.json: each must be an integer in [lo, hi]. */
+static gllm_status get_int(const char *path, const cJSON *j, const char *key, double lo, double hi, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi)
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: \"%s\" must be an integer in [%.0f, %.0f]", path, key, lo, hi);
+    *out = v->valuedouble;
+    return GLLM_OK;
+}
+
+static gllm_status get_str(const char *path, const cJSON *j, const char *key, char *out, size_t n)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= n)
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: \"%s\" must be a string", path, key);
+    memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
+    return GLLM_OK;
+}
+
+static gllm_status get_u64(const char *path, const cJSON *j, const char *key, bool hex, uint64_t *out)
+{
+    char buf[32], *end;
+    GLLM_TRY(get_str(path, j, key, buf, sizeof buf));
+    errno = 0;
+    *out = strtoull(buf, &end, hex ? 16 : 10);
+    if (!buf[0] || *end || errno || buf[0] == '-')
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: \"%s\" must be a %s number in a string", path, key,
+                         hex ? "hexadecimal" : "decimal");
+    return GLLM_OK;
+}
+
+static gllm_status parse_state(const char *path, const cJSON *j, gllm_train_state *ts, gllm_train_identity *id)
+{
+    if (!cJSON_IsObject(j))
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: not a JSON object", path);
+    const double big = 9007199254740992.0; /* 2^53: integers a double holds exactly */
+    double v;
+    GLLM_TRY(get_int(path, j, "step", 1, 1e9, &v));
+    ts->step = (int)v;
+    GLLM_TRY(get_int(path, j, "epoch", 0, 1e9, &v));
+    ts->epoch = (int)v;
+    GLLM_TRY(get_int(path, j, "cursor", 0, big, &v));
+    ts->cursor = (size_t)v;
+    GLLM_TRY(get_int(path, j, "tokens", 0, big, &v));
+    ts->tokens = (long long)v;
+    GLLM_TRY(get_int(path, j, "skipped_steps", 0, big, &v));
+    ts->skipped_steps = (long long)v;
+    const cJSON *fl = cJSON_GetObjectItemCaseSensitive(j, "first_loss");
+    if (!cJSON_IsNumber(fl) && !cJSON_IsNull(fl))
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: \"first_loss\" must be a number or null", path);
+    ts->first_loss = cJSON_IsNumber(fl) ? (float)fl->valuedouble : NAN;
+    const cJSON *el = cJSON_GetObjectItemCaseSensitive(j, "elapsed_s");
+    if (!cJSON_IsNumber(el) || !(el->valuedouble >= 0) || !isfinite(el->valuedouble))
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: \"elapsed_s\" must be a number >= 0", path);
+    ts->elapsed_s = el->valuedouble;
+    GLLM_TRY(get_int(path, j, "world", 1, 1 << 20, &v));
+    id->world = (int)v;
+    GLLM_TRY(get_int(path, j, "batch_size", 1, 1e9, &v));
+    id->batch_size = (int)v;
+    GLLM_TRY(get_int(path, j, "seq_len", 2, 1e9, &v));
+    id->seq_len = (int)v;
+    GLLM_TRY(get_int(path, j, "grad_accum", 1, 1e9, &v));
+    id->grad_accum = (int)v;
+    const cJSON *pk = cJSON_GetObjectItemCaseSensitive(j, "packing");
+    if (!cJSON_IsBool(pk))
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: \"packing\" must be true or false", path);
+    id->packing = cJSON_IsTrue(pk);
+    const cJSON *vf = cJSON_GetObjectItemCaseSensitive(j, "val_fraction");
+    if (!cJSON_IsNumber(vf) || !(vf->valuedouble >= 0 && vf->valuedouble < 1))
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: \"val_fraction\" must be a number in [0, 1)", path);
+    id->val_fraction = (float)vf->valuedouble;
+    GLLM_TRY(get_u64(path, j, "seed", false, &id->seed));
+    GLLM_TRY(get_u64(path, j, "data_hash", true, &id->data_hash));
+    GLLM_TRY(get_str(path, j, "data", id->data, sizeof id->data));
+    GLLM_TRY(get_str(path, j, "model", id->model, sizeof id->model));
+    return GLLM_OK;
+}
+
+gllm_status gllm_train_load_state(const char *dir, gllm_train_state *ts, gllm_train_identity *saved)
 {
     char path[4700];
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
-    char *text;
-    GLLM_TRY(gllm_read_file(path, &text, NULL));
-    cJSON *j = cJSON_Parse(text);
-    free(text);
-    const char *keys[] = {"step", "epoch", "cursor", "tokens", "first_loss", "world", "seed",
-                          "elapsed_s"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, keys[i]))) {
-            cJSON_Delete(j);
-            return gllm_fail(GLLM_ERR_FORMAT, "%s: missing or non-numeric \"%s\"", path, keys[i]);
-        }
-#define NUM(k) cJSON_GetObjectItemCaseSensitive(j, k)->valuedouble
-    ts->step = (int)NUM("step");
-    ts->epoch = (int)NUM("epoch");
-    ts->cursor = (size_t)NUM("cursor");
-    ts->tokens = (long long)NUM("tokens");
-    ts->first_loss = (float)NUM("first_loss");
-    ts->elapsed_s = NUM("elapsed_s");
-    const int saved_world = (int)NUM("world");
-    const unsigned long long seed = (unsigned long long)NUM("seed");
-#undef NUM
+    cJSON *j;
+    GLLM_TRY(gllm_json_read_file(path, &j));
+    memset(ts, 0, sizeof *ts);
+    memset(saved, 0, sizeof *saved);
+    gllm_status s = parse_state(path, j, ts, saved);
     cJSON_Delete(j);
-    if (saved_world != world)
-        return gllm_fail(GLLM_ERR_INVALID, "%s: saved by %d ranks, resumed with %d (the data "
-                         "order and optimizer slices depend on it)", path, saved_world, world);
-    if (seed != (unsigned long long)c->seed)
-        return gllm_fail(GLLM_ERR_INVALID, "%s: saved with seed %llu, the config says %llu", path,
-                         seed, (unsigned long long)c->seed);
+    return s;
+}
+
+gllm_status gllm_train_check_identity(const char *dir, const gllm_train_identity *saved,
+                                      const gllm_train_identity *now)
+{
+    static const char why[] = "a resumed run continues bit for bit only with what the checkpoint was saved with; "
+                              "start a fresh run (another out_dir, or --overwrite) to change it";
+#define SAME_INT(k, what)                                                                                   \
+    if (saved->k != now->k)                                                                                 \
+        return gllm_fail(GLLM_ERR_INVALID, "%s/trainer_state.json: \"" #k "\" was %lld when saved, now %lld " \
+                         "(%s); %s", dir, (long long)saved->k, (long long)now->k, what, why);
+    SAME_INT(world, "ranks: the data order and optimizer slices depend on it")
+    SAME_INT(batch_size, "rows per micro-batch")
+    SAME_INT(seq_len, "tokens per row")
+    SAME_INT(grad_accum, "micro-batches per step")
+    SAME_INT(packing, "packing")
+#undef SAME_INT
+    if (saved->seed != now->seed)
+        return gllm_fail(GLLM_ERR_INVALID, "%s/trainer_state.json: \"seed\" was %" PRIu64 " when saved, now %" PRIu64
+                         "; %s", dir, saved->seed, now->seed, why);
+    if (saved->val_fraction != now->val_fraction)
+        return gllm_fail(GLLM_ERR_INVALID, "%s/trainer_state.json: \"val_fraction\" was %g when saved, now %g; %s",
+                         dir, saved->val_fraction, now->val_fraction, why);
+    if (saved->data_hash != now->data_hash)
+        return gllm_fail(GLLM_ERR_INVALID, "%s/trainer_state.json: \"data\": the data file %s has changed since the "
+                         "checkpoint (hash %016" PRIx64 ", now %016" PRIx64 "); %s", dir, now->data, saved->data_hash,
+                         now->data_hash, why);
+    if (strcmp(saved->model, now->model))
+        return gllm_fail(GLLM_ERR_INVALID, "%s/trainer_state.json: \"model\" was %s when saved, now %s; %s", dir,
+                         saved->model, now->model, why);
     return GLLM_OK;
 }

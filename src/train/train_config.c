@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/file.h"
+#include "gllm/json.h"
 #include "gllm/train.h"
 
 typedef enum { K_PATH, K_STR, K_INT, K_FLOAT, K_BOOL, K_U64 } key_kind;
@@ -48,9 +48,11 @@ static const key_spec k_keys[] = {
     {"packing", K_BOOL, F(packing), 0, false},
     {"skip_bad", K_BOOL, F(skip_bad), 0, false},
     {"zero1", K_BOOL, F(zero1), 0, false},
+    {"bucket_mb", K_FLOAT, F(bucket_mb), 0, false},
     {"save_every", K_INT, F(save_every), 0, false},
     {"keep_checkpoints", K_INT, F(keep_checkpoints), 0, false},
     {"resume", K_BOOL, F(resume), 0, false},
+    {"overwrite", K_BOOL, F(overwrite), 0, false},
 };
 #undef F
 #undef S
@@ -77,6 +79,7 @@ static void defaults(gllm_train_config *c)
     c->seed = 1234;
     c->packing = true;
     c->keep_checkpoints = 2;
+    c->bucket_mb = 25.0f;
 }
 
 static gllm_status set_key(const char *file, const char *dir, const key_spec *k, const cJSON *v,
@@ -88,6 +91,11 @@ static gllm_status set_key(const char *file, const char *dir, const key_spec *k,
     case K_STR:
         if (!cJSON_IsString(v))
             return gllm_fail(GLLM_ERR_FORMAT, "%s: key \"%s\" must be a string", file, k->name);
+        if (k->kind == K_PATH && !v->valuestring[0])
+            return gllm_fail(GLLM_ERR_FORMAT, "%s: key \"%s\" is empty: expected %s", file, k->name,
+                             !strcmp(k->name, "model") ? "the path of a Hugging Face model folder"
+                             : !strcmp(k->name, "data") ? "the path of a JSONL (or JSON array) file"
+                                                        : "the path of the run folder");
         if (k->kind == K_PATH && v->valuestring[0] != '/')
             snprintf(base, k->size, "%s/%s", dir, v->valuestring);
         else
@@ -133,6 +141,9 @@ static gllm_status validate(const char *file, const gllm_train_config *c)
         return gllm_fail(GLLM_ERR_INVALID, "%s: beta1, beta2 must be in [0, 1) and eps > 0", file);
     if (c->val_fraction < 0 || c->val_fraction >= 1)
         return gllm_fail(GLLM_ERR_INVALID, "%s: val_fraction must be in [0, 1)", file);
+    if (c->max_grad_norm < 0)
+        return gllm_fail(GLLM_ERR_INVALID, "%s: max_grad_norm must be >= 0 (0: no clipping), got %g", file,
+                         c->max_grad_norm);
     if (c->log_every < 1)
         return gllm_fail(GLLM_ERR_INVALID, "%s: log_every must be >= 1", file);
     return GLLM_OK;
@@ -141,11 +152,8 @@ static gllm_status validate(const char *file, const gllm_train_config *c)
 gllm_status gllm_train_config_load(const char *path, gllm_train_config *c)
 {
     defaults(c);
-    char *text = NULL;
-    size_t len = 0;
-    GLLM_TRY(gllm_read_file(path, &text, &len));
-    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
-    free(text);
+    cJSON *root;
+    GLLM_TRY(gllm_json_read_file(path, &root));
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return gllm_fail(GLLM_ERR_FORMAT, "%s: not a JSON object", path);

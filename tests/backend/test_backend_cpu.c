@@ -2,6 +2,7 @@
  * (the PyTorch/HF definitions), BLAS against plain loops, decode against the
  * full attention, and the optimizer, loss, sampling and error paths. */
 #include "gllm/backend.h"
+#include "backend/cpu/cpu_internal.h"
 #include "gllm/backend_cpu.h"
 #include "test_util.h"
 
@@ -318,8 +319,10 @@ static void test_xent(gllm_backend *be)
     float *x = rnd((size_t)N * V, 8), *ref = malloc((size_t)N * V * 4), loss[6], lref[6];
     float mask[6] = {1, 0, 1, 1, 0, 1};
     int32_t tgt[6] = {0, -5, 1000, 17, 99999, 500}; /* masked rows carry invalid targets */
-    t_case = "xent_fwd_bwd vs double";
+    t_case = "xent_fwd_bwd vs double (with -inf logits)";
     x[3 * V + 4] = 80.0f; /* one large logit: the max-subtraction keeps exp finite */
+    for (int v = 0; v < V; v += 8) /* masked vocabulary (-inf), the first column too */
+        x[5 * V + v] = x[3 * V + v] = -INFINITY;
     for (int n = 0; n < N; n++) {
         const float *r = x + (size_t)n * V;
         double s = 0;
@@ -452,9 +455,33 @@ static void test_errors(gllm_backend *be)
         CHECK_ERR(gllm_backend_cpu_set_blas(be, true), GLLM_ERR_UNSUPPORTED, "OpenBLAS");
 }
 
+/* The vectorisable exp: relative error against libm over the clamped range,
+ * the clamps at both ends, and NaN through it without undefined behaviour
+ * (UBSan: a NaN cast to int then shifted; issue 10 item 11). */
+static void test_exp(void)
+{
+    TEST_CASE("exp approximation: accuracy, clamps, NaN") {
+        double worst = 0;
+        for (int i = 0; i <= 2000; i++) {
+            const float x = -87.0f + 175.0f * (float)i / 2000.0f;
+            const double ref = exp((double)x);
+            worst = fmax(worst, fabs(gllm_cpu_exp(x) - ref) / ref);
+        }
+        /* ~2e-7 from the polynomial, plus |x| * 2^-24 from rounding x * log2(e) in float */
+        CHECK_MSG(worst < 1e-5, "worst relative error %.3g", worst);
+        CHECK(isfinite(gllm_cpu_exp(INFINITY)) && gllm_cpu_exp(INFINITY) > 1e38f);
+        CHECK(gllm_cpu_exp(-INFINITY) >= 0 && gllm_cpu_exp(-INFINITY) < 1e-37f);
+        volatile float nan = NAN; /* volatile: computed at run time, as a diverged loss is */
+        CHECK(isnan(gllm_cpu_exp(nan)));
+        CHECK(isnan(gllm_cpu_tanh(nan)));
+        CHECK(isnan(gllm_cpu_exp(-nan)));
+    }
+}
+
 int main(void)
 {
     test_seed();
+    test_exp();
     gllm_backend *be = NULL, *be1 = NULL;
     CHECK_OK(gllm_backend_cpu_create(2, &be));
     CHECK_OK(gllm_backend_cpu_create(1, &be1));

@@ -1,4 +1,5 @@
 /* The CPU reference backend: the op table, host memory and per-thread scratch. */
+#include <malloc.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +17,21 @@ static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 static gllm_status cpu_alloc(gllm_backend *be, size_t bytes, const char *what, void **out)
 {
-    (void)be;
     *out = aligned_alloc(CPU_ALIGN, round_up(bytes ? bytes : 1, CPU_ALIGN));
     if (!*out)
         return gllm_fail(GLLM_ERR_OOM, "cpu backend: out of memory allocating %zu bytes for %s",
                          bytes, what ? what : "a buffer");
+    gllm_cpu_ctx *c = gllm_cpu_ctx_of(be);
+    c->mem_live += malloc_usable_size(*out);
+    if (c->mem_live > c->mem_peak)
+        c->mem_peak = c->mem_live;
     return GLLM_OK;
 }
 
 static void cpu_free(gllm_backend *be, void *p)
 {
-    (void)be;
+    if (p)
+        gllm_cpu_ctx_of(be)->mem_live -= malloc_usable_size(p);
     free(p);
 }
 
@@ -165,6 +170,7 @@ gllm_status gllm_backend_cpu_create(int n_threads, gllm_backend **out)
     be->sample = gllm_cpu_sample;
     be->sumsq = gllm_cpu_sumsq;
     be->adamw = gllm_cpu_adamw;
+    gllm_cpu_queue_ops(be);
     be->destroy = cpu_destroy;
     *out = be;
     return GLLM_OK;

@@ -16,6 +16,9 @@ typedef struct gllm_cpu_ctx {
      * [i * stride, (i + 1) * stride). Ops run one at a time per backend. */
     unsigned char *scratch;
     size_t scratch_bytes, scratch_stride;
+    /* bytes of this backend's live allocations and their peak (device_info) */
+    size_t mem_live, mem_peak;
+    char device_name[128];      /* the CPU model, read once from /proc/cpuinfo */
 } gllm_cpu_ctx;
 
 /* tanh-approximated GELU ("gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
@@ -28,8 +31,10 @@ typedef struct gllm_cpu_ctx {
  * libm's expf and tanhf are scalar calls. Used by GELU, SiLU and softmaxes. */
 static inline float gllm_cpu_exp(float x)
 {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    const float t = x * 1.4426950408889634f;
+    /* the ordered compare sends NaN to the clamp, so the exponent bits below
+     * are always in range (a NaN cast to int is undefined); NaN returns NaN */
+    const float xc = x > -87.0f ? (x < 88.0f ? x : 88.0f) : -87.0f;
+    const float t = xc * 1.4426950408889634f;
     /* round to nearest by adding and removing 1.5 * 2^23: no libm call */
     const float n = (t + 12582912.0f) - 12582912.0f, f = t - n;
     float p = 1.5252733804059841e-5f;
@@ -43,8 +48,8 @@ static inline float gllm_cpu_exp(float x)
     union {
         int32_t i;
         float f;
-    } scale = {.i = ((int32_t)n + 127) << 23};
-    return p * scale.f;
+    } scale = {.i = ((int32_t)n + 127) * (1 << 23)};
+    return x == x ? p * scale.f : x;
 }
 
 /* tanh from exp: absolute error ~2e-7, which is what GELU's 1 + tanh sees */
@@ -65,6 +70,9 @@ static inline gllm_cpu_ctx *gllm_cpu_ctx_of(gllm_backend *be) { return (gllm_cpu
 /* Make sure every thread has `bytes_per_thread` of scratch (64-byte aligned);
  * returns NULL after gllm_fail on out-of-memory. */
 unsigned char *gllm_cpu_scratch(gllm_backend *be, size_t bytes_per_thread, const char *op);
+
+/* queues, events and device facts (cpu_queue.c) */
+void gllm_cpu_queue_ops(gllm_backend *be);
 
 gllm_status gllm_cpu_matmul(gllm_backend *be, void *C, const void *A, const void *B,
                             const gllm_matmul_args *a);
