@@ -46,7 +46,7 @@ for f in tests/backend/test_backend_ops.c tests/backend/test_backend_queue.c tes
   [ -f "$f" ] && tests+=("$(basename "$f" .c)")
 done
 benches=()
-for b in bench_matmul bench_attention bench_kernels; do
+for b in bench_matmul bench_attention bench_kernels bench_train_cpu; do
   [ -f "bench/$b.c" ] && benches+=("$b")
 done
 progs=()
@@ -125,7 +125,8 @@ JSON
 fi
 
 # The benches' PyTorch side and the check itself.
-for f in bench/attn_sdpa_baseline.py bench/run_attention_bench.sh; do
+for f in bench/attn_sdpa_baseline.py bench/run_attention_bench.sh bench/gpu_train_vs_torch.sh \
+         bench/make_bench_model.py bench/torch_cpu_fwdbwd.py; do
   [ -f "$f" ] && cp "$f" "$tmp/bench/"
 done
 cp scripts/gpu_check.sh "$tmp/gpu_check.sh"

@@ -13,10 +13,11 @@
 # operands); attention; whole models against the CPU; one gtrain run and one
 # ginfer batch end to end; compute-sanitizer memcheck / racecheck / synccheck on
 # short cases; the benches (GEMM vs cuBLASLt, attention vs PyTorch SDPA, AdamW
-# and memory-bound kernels vs copy bandwidth). A step's verdict is appended to
+# and memory-bound kernels vs copy bandwidth, a training step vs PyTorch). A step's verdict is appended to
 # summary.md the moment it ends, so a call cut short still returns what ran.
 # Files in OUT_DIR (at most 8): summary.md, check.log (every step's output),
-# sanitizer.log, bench_matmul.md, bench_attention.md, bench_kernels.md.
+# sanitizer.log, bench_matmul.md, bench_attention.md, bench_kernels.md,
+# bench_train.md.
 # Back on the development machine, scripts/gpu_results.py turns them into
 # bench/results/gpu_<date>.md.
 #
@@ -247,7 +248,12 @@ else
   step bench-attention 60 "$(run bin/bench_attention)"
 fi
 step bench-adamw-kernels 120 "$(run bin/bench_kernels --out '$OUT_DIR/bench_kernels') && rm -f '$OUT_DIR/bench_kernels.json'"
-row bench-train-infer "not run" 0 "no GPU throughput script vs PyTorch yet (bench/cpu_vs_torch.sh is CPU-only)"
+if [ "$has_gpu" = 1 ]; then
+  step bench-train 240 "bash bench/gpu_train_vs_torch.sh bin '$OUT_DIR/bench_train.md'"
+else
+  step bench-train 30 "$(run bin/bench_train_cpu) 2>&1 | grep -q usage && echo 'SKIP: bench_train_cpu loads; no GPU'"
+fi
+row bench-infer "not run" 0 "no ginfer-vs-PyTorch throughput script yet"
 
 # ---------------------------------------------------------------- end
 rm -f "$OUT_DIR"/*.tmp

@@ -100,7 +100,7 @@ def main():
         sys.exit(f"gpu_results: {sp} not found")
     summary = open(sp).read()
     benches = {}
-    for name in ("bench_matmul", "bench_attention", "bench_kernels"):
+    for name in ("bench_matmul", "bench_attention", "bench_kernels", "bench_train"):
         p = os.path.join(a.folder, name + ".md")
         if os.path.exists(p):
             benches[name] = open(p).read()

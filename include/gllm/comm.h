@@ -62,6 +62,8 @@ struct gllm_comm {
                                     gllm_reduce_op op);
     gllm_status (*reduce_scatter_start)(gllm_comm *c, void *out, const void *in, size_t n,
                                         gllm_dtype t, gllm_reduce_op op);
+    gllm_status (*all_gather_start)(gllm_comm *c, void *out, const void *in, size_t n,
+                                    gllm_dtype t);
     /* every started collective has completed as far as the compute queue is
      * concerned; an error (or timeout) of any of them is returned here */
     gllm_status (*wait)(gllm_comm *c);
@@ -81,6 +83,13 @@ static inline gllm_status gllm_comm_reduce_scatter_start(gllm_comm *c, void *out
 {
     return c->reduce_scatter_start ? c->reduce_scatter_start(c, out, in, n, t, op)
                                    : c->reduce_scatter(c, out, in, n, t, op);
+}
+
+static inline gllm_status gllm_comm_all_gather_start(gllm_comm *c, void *out, const void *in,
+                                                     size_t n, gllm_dtype t)
+{
+    return c->all_gather_start ? c->all_gather_start(c, out, in, n, t)
+                               : c->all_gather(c, out, in, n, t);
 }
 
 static inline gllm_status gllm_comm_wait(gllm_comm *c)

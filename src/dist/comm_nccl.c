@@ -195,15 +195,23 @@ static gllm_status nccl_reduce_scatter(gllm_comm *c, void *out, const void *in, 
     return nccl_wait(c);
 }
 
-static gllm_status nccl_all_gather(gllm_comm *c, void *out, const void *in, size_t n,
-                                   gllm_dtype t)
+static gllm_status nccl_all_gather_start(gllm_comm *c, void *out, const void *in, size_t n,
+                                         gllm_dtype t)
 {
     nccl_ctx *x = c->ctx;
     GLLM_TRY(check_type("all_gather", t));
     GLLM_TRY(order_after_compute(c));
+    /* in place when in == out + rank * n, as NCCL allows */
     GLLM_TRY(settle(x, ncclAllGather(in, out, n, nccl_type(t), x->comm, x->comm_stream),
                     "all_gather"));
     x->started++;
+    return GLLM_OK;
+}
+
+static gllm_status nccl_all_gather(gllm_comm *c, void *out, const void *in, size_t n,
+                                   gllm_dtype t)
+{
+    GLLM_TRY(nccl_all_gather_start(c, out, in, n, t));
     return nccl_wait(c);
 }
 
@@ -275,7 +283,8 @@ gllm_status gllm_comm_nccl(gllm_backend *be, const unsigned char id[GLLM_NCCL_ID
                      .all_reduce = nccl_all_reduce, .reduce_scatter = nccl_reduce_scatter,
                      .all_gather = nccl_all_gather, .broadcast = nccl_broadcast,
                      .barrier = nccl_barrier, .all_reduce_start = nccl_all_reduce_start,
-                     .reduce_scatter_start = nccl_reduce_scatter_start, .wait = nccl_wait,
+                     .reduce_scatter_start = nccl_reduce_scatter_start,
+                     .all_gather_start = nccl_all_gather_start, .wait = nccl_wait,
                      .destroy = nccl_destroy};
     gllm_status s = be->event_create(be, &x->ready);
     if (s == GLLM_OK)

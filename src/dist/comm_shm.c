@@ -115,7 +115,8 @@ static gllm_status wait_all(gllm_shm_group *g, double timeout)
     GLLM_TRY(gllm_shm_group_check(g));
     const unsigned gen = atomic_load(&h->generation);
     if (atomic_fetch_add(&h->arrived, 1) + 1 == (unsigned)g->world) {
-        atomic_store(&h->arrived, 0); /* before the generation moves: the next barrier counts anew */
+        /* reset before the generation moves: the next barrier counts anew */
+        atomic_store(&h->arrived, 0);
         atomic_fetch_add(&h->generation, 1);
         futex_wake_all(&h->generation);
         return GLLM_OK;

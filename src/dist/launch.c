@@ -122,7 +122,7 @@ gllm_status gllm_launch_init(gllm_launch *l, int workers, bool gpus)
     gllm_launcher env = GLLM_LAUNCH_NONE;
     if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("OMPI_COMM_WORLD_RANK"))
         env = GLLM_LAUNCH_MPI;
-    else if (getenv("SLURM_STEP_ID") && getenv("SLURM_PROCID")) /* a step (srun), not the batch script */
+    else if (getenv("SLURM_STEP_ID") && getenv("SLURM_PROCID")) /* srun, not the batch script */
         env = GLLM_LAUNCH_SLURM;
     else if (getenv("RANK") || getenv("WORLD_SIZE"))
         env = GLLM_LAUNCH_TORCHRUN;

@@ -99,6 +99,7 @@ static gllm_status alloc_state(gllm_model *m, const gllm_own_range *r, int nr)
 gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int step,
                                   float *grad_norm)
 {
+    GLLM_TRY(gllm_model_grads(m));
     gllm_backend *be = m->be;
     if (step < 1)
         return gllm_fail(GLLM_ERR_INVALID, "adamw: step must be >= 1 (got %d)", step);
@@ -148,11 +149,17 @@ gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int
     }
     if (!m->zero)
         return GLLM_OK;
+    /* every rank's slices back into every rank's parameters: all started, then one
+     * wait; timed from the end of the update (the compute queue synced, untimed) */
+    gllm_status s = be->sync(be);
     const double t0 = now_s();
-    for (int i = 0; i < nr; i++) /* every rank's slices back into every rank's parameters */
-        GLLM_TRY(m->zero->all_gather(m->zero, wptr(m, r[i].bucket_lo),
-                                     wptr(m, r[i].bucket_lo + (size_t)m->zero->rank * r[i].slice),
-                                     r[i].slice, be->act_dtype));
+    for (int i = 0; i < nr && s == GLLM_OK; i++)
+        s = gllm_comm_all_gather_start(
+            m->zero, wptr(m, r[i].bucket_lo),
+            wptr(m, r[i].bucket_lo + (size_t)m->zero->rank * r[i].slice), r[i].slice,
+            be->act_dtype);
+    if (s == GLLM_OK)
+        s = gllm_comm_wait(m->zero);
     m->comm_wait_s += now_s() - t0;
-    return GLLM_OK;
+    return s;
 }
