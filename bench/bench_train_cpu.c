@@ -1,6 +1,9 @@
 /* Forward+backward throughput of a model on the CPU backend: the gllm side of
  * bench/cpu_vs_torch.sh. Prints one JSON line.
- * usage: bench_train_cpu MODEL_DIR B T THREADS STEPS WARMUP */
+ * usage: bench_train_cpu MODEL_DIR B T THREADS STEPS WARMUP
+ * GLLM_BENCH_BACKEND=cuda (any gllm_backend_open name) runs it on that backend
+ * instead (THREADS is then ignored): the gllm side of the GPU training bench in
+ * scripts/gpu_check.sh. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,8 +39,10 @@ int main(int argc, char **argv)
     }
     gllm_backend *be;
     gllm_model *m;
-    if (gllm_backend_cpu_create(threads, &be) != GLLM_OK ||
-        gllm_model_load(argv[1], be, &m) != GLLM_OK) {
+    const char *bname = getenv("GLLM_BENCH_BACKEND");
+    gllm_status st = bname && *bname ? gllm_backend_open(bname, &be)
+                                     : gllm_backend_cpu_create(threads, &be);
+    if (st != GLLM_OK || gllm_model_load(argv[1], be, &m) != GLLM_OK) {
         fprintf(stderr, "bench_train_cpu: %s\n", gllm_last_error());
         return 1;
     }
@@ -69,9 +74,9 @@ int main(int argc, char **argv)
     }
     qsort(ms, steps, sizeof *ms, cmp_double);
     const double med = ms[steps / 2];
-    printf("{\"impl\":\"gllm-cpu\",\"model\":\"%s\",\"params\":%zu,\"B\":%d,\"T\":%d,"
+    printf("{\"impl\":\"gllm-%s\",\"model\":\"%s\",\"params\":%zu,\"B\":%d,\"T\":%d,"
            "\"threads\":%d,\"tokens_per_s\":%.1f,\"ms_per_step\":%.3f,\"loss\":%.4f}\n",
-           argv[1], gllm_model_numel(m), B, T, threads, N / (med / 1e3), med, loss);
+           be->name, argv[1], gllm_model_numel(m), B, T, threads, N / (med / 1e3), med, loss);
     free(ms);
     free(b.ids);
     free(b.targets);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Write a randomly initialised HF model folder for throughput benches.
-usage: make_bench_model.py OUT_DIR {llama-6m,gpt2-14m}"""
+usage: make_bench_model.py OUT_DIR {llama-6m,gpt2-14m,gpt2-124m,smollm-360m}
+(the last two at the real models' shapes, for GPU runs)"""
 import sys
 
 import torch
@@ -14,6 +15,13 @@ SHAPES = {
         tie_word_embeddings=True)),
     "gpt2-14m": lambda: GPT2LMHeadModel(GPT2Config(
         vocab_size=8192, n_embd=384, n_layer=6, n_head=6, n_positions=1024)),
+    "gpt2-124m": lambda: GPT2LMHeadModel(GPT2Config(
+        vocab_size=50257, n_embd=768, n_layer=12, n_head=12, n_positions=1024)),
+    # SmolLM2-360M's shape
+    "smollm-360m": lambda: LlamaForCausalLM(LlamaConfig(
+        vocab_size=49152, hidden_size=960, intermediate_size=2560, num_hidden_layers=32,
+        num_attention_heads=15, num_key_value_heads=5, max_position_embeddings=2048,
+        rope_theta=100000.0, tie_word_embeddings=True)),
 }
 
 

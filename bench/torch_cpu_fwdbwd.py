@@ -35,6 +35,9 @@ def parse_args():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: fp32 weights under bf16 autocast (mixed precision, as gllm's "
+                         "CUDA backend computes in bf16 with fp32 master weights)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     for name in ("batch", "seq", "threads", "steps"):
@@ -47,11 +50,12 @@ def parse_args():
 
 def step(model, ids, targets):
     model.zero_grad(set_to_none=True)
-    logits = model(input_ids=ids, use_cache=False).logits
-    loss = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=ids.is_cuda):
+        logits = model(input_ids=ids, use_cache=False).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
     loss.backward()
-    return loss.item()
+    return loss.item()  # waits for the device
 
 
 def main():
@@ -70,8 +74,9 @@ def main():
         print(f"--seq {args.seq} exceeds the model's {max_pos} positions",
               file=sys.stderr)
         return 2
-    ids = torch.randint(0, vocab, (args.batch, args.seq))
-    targets = torch.randint(0, vocab, (args.batch, args.seq))
+    model.to(args.device)
+    ids = torch.randint(0, vocab, (args.batch, args.seq), device=args.device)
+    targets = torch.randint(0, vocab, (args.batch, args.seq), device=args.device)
 
     for _ in range(args.warmup):
         step(model, ids, targets)
@@ -85,7 +90,7 @@ def main():
         "impl": "pytorch",
         "model": os.path.basename(os.path.normpath(args.model)),
         "B": args.batch, "T": args.seq, "threads": args.threads,
-        "attn": args.attn,
+        "attn": args.attn, "device": args.device,
         "tokens_per_s": round(args.batch * args.seq / (ms / 1e3), 1),
         "ms_per_step": round(ms, 3),
         "torch": torch.__version__,

@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(THREADS)
     }
 }
 
-template <int D, int BM, int BN>
+template <int D, int BM, int BN, int QS>
 __global__ void __launch_bounds__(THREADS)
     attn_dkv_kernel(bf16 *__restrict__ dqkv, const bf16 *__restrict__ dout,
                     const bf16 *__restrict__ qkv, const float *__restrict__ lse,
@@ -190,7 +190,8 @@ __global__ void __launch_bounds__(THREADS)
                     const int32_t *__restrict__ pos, int T, int Hq, int Hkv, int window,
                     float scale_log2, float scale)
 {
-    constexpr int LD = D + 8, KT = D / 16, MT = BM / 8, DT = D / 8;
+    constexpr int LD = D + 8, KT = D / 16, MT = QS / 8, DT = D / 8;
+    static_assert(BM % QS == 0 && QS % 16 == 0, "whole 16-row slices");
     static_assert(BN == 16 * (THREADS / 32), "one warp per 16 keys");
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *sK = (bf16 *)smem;
@@ -260,59 +261,65 @@ __global__ void __launch_bounds__(THREADS)
         const int q0 = row0 + (qt0 + cur % n_range) * BM;
         const bf16 *q_s = sQ + st * BM * LD, *do_s = sdO + st * BM * LD;
 
-        float sT[MT][4], dpT[MT][4];
+        // The item's BM query rows in slices of QS rows: a slice's two score tiles
+        // (QS / 2 fp32 per thread each) are all that lives beside dK and dV. The
+        // slices accumulate in the order whole tiles did: the result is the same.
+#pragma unroll 1
+        for (int qs = 0; qs < BM; qs += QS) {
+            float sT[MT][4], dpT[MT][4];
 #pragma unroll
-        for (int j = 0; j < MT; j++)
+            for (int j = 0; j < MT; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                sT[j][e] = dpT[j][e] = 0.f;
+                for (int e = 0; e < 4; e++)
+                    sT[j][e] = dpT[j][e] = 0.f;
 #pragma unroll
-        for (int kk = 0; kk < KT; kk++) {
-            uint32_t ak[4], av[4];
-            load_a(ak, sK, LD, warp * 16, kk * 16, lane);
-            load_a(av, sV, LD, warp * 16, kk * 16, lane);
+            for (int kk = 0; kk < KT; kk++) {
+                uint32_t ak[4], av[4];
+                load_a(ak, sK, LD, warp * 16, kk * 16, lane);
+                load_a(av, sV, LD, warp * 16, kk * 16, lane);
 #pragma unroll
-            for (int j = 0; j < MT; j += 2) {
-                uint32_t bb[4];
-                load_b_nk(bb, q_s, LD, j * 8, kk * 16, lane);
-                mma16816(sT[j], ak, bb[0], bb[1]);
-                mma16816(sT[j + 1], ak, bb[2], bb[3]);
-                load_b_nk(bb, do_s, LD, j * 8, kk * 16, lane);
-                mma16816(dpT[j], av, bb[0], bb[1]);
-                mma16816(dpT[j + 1], av, bb[2], bb[3]);
+                for (int j = 0; j < MT; j += 2) {
+                    uint32_t bb[4];
+                    load_b_nk(bb, q_s, LD, qs + j * 8, kk * 16, lane);
+                    mma16816(sT[j], ak, bb[0], bb[1]);
+                    mma16816(sT[j + 1], ak, bb[2], bb[3]);
+                    load_b_nk(bb, do_s, LD, qs + j * 8, kk * 16, lane);
+                    mma16816(dpT[j], av, bb[0], bb[1]);
+                    mma16816(dpT[j + 1], av, bb[2], bb[3]);
+                }
             }
-        }
 #pragma unroll
-        for (int j = 0; j < MT; j++) {
+            for (int j = 0; j < MT; j++) {
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int c = j * 8 + 2 * (lane & 3) + (e & 1);
-                const int key = key_r + 8 * (e >> 1);
-                const bool vis = key >= s_lo[st][c] && key <= q0 + c;
-                const float p = vis ? exp2f(sT[j][e] * scale_log2 - s_lse[st][c]) : 0.f;
-                sT[j][e] = p;
-                dpT[j][e] = p * (dpT[j][e] - s_di[st][c]);
+                for (int e = 0; e < 4; e++) {
+                    const int c = qs + j * 8 + 2 * (lane & 3) + (e & 1);
+                    const int key = key_r + 8 * (e >> 1);
+                    const bool vis = key >= s_lo[st][c] && key <= q0 + c;
+                    const float p = vis ? exp2f(sT[j][e] * scale_log2 - s_lse[st][c]) : 0.f;
+                    sT[j][e] = p;
+                    dpT[j][e] = p * (dpT[j][e] - s_di[st][c]);
+                }
             }
-        }
 #pragma unroll
-        for (int kk = 0; kk < BM / 16; kk++) {
-            uint32_t ap[4] = {pack_bf16(sT[2 * kk][0], sT[2 * kk][1]),
-                              pack_bf16(sT[2 * kk][2], sT[2 * kk][3]),
-                              pack_bf16(sT[2 * kk + 1][0], sT[2 * kk + 1][1]),
-                              pack_bf16(sT[2 * kk + 1][2], sT[2 * kk + 1][3])};
-            uint32_t as[4] = {pack_bf16(dpT[2 * kk][0], dpT[2 * kk][1]),
-                              pack_bf16(dpT[2 * kk][2], dpT[2 * kk][3]),
-                              pack_bf16(dpT[2 * kk + 1][0], dpT[2 * kk + 1][1]),
-                              pack_bf16(dpT[2 * kk + 1][2], dpT[2 * kk + 1][3])};
+            for (int kk = 0; kk < QS / 16; kk++) {
+                uint32_t ap[4] = {pack_bf16(sT[2 * kk][0], sT[2 * kk][1]),
+                                  pack_bf16(sT[2 * kk][2], sT[2 * kk][3]),
+                                  pack_bf16(sT[2 * kk + 1][0], sT[2 * kk + 1][1]),
+                                  pack_bf16(sT[2 * kk + 1][2], sT[2 * kk + 1][3])};
+                uint32_t as[4] = {pack_bf16(dpT[2 * kk][0], dpT[2 * kk][1]),
+                                  pack_bf16(dpT[2 * kk][2], dpT[2 * kk][3]),
+                                  pack_bf16(dpT[2 * kk + 1][0], dpT[2 * kk + 1][1]),
+                                  pack_bf16(dpT[2 * kk + 1][2], dpT[2 * kk + 1][3])};
 #pragma unroll
-            for (int dt = 0; dt < DT; dt += 2) {
-                uint32_t bb[4];
-                load_b_kn(bb, do_s, LD, kk * 16, dt * 8, lane);
-                mma16816(dv[dt], ap, bb[0], bb[1]);
-                mma16816(dv[dt + 1], ap, bb[2], bb[3]);
-                load_b_kn(bb, q_s, LD, kk * 16, dt * 8, lane);
-                mma16816(dk[dt], as, bb[0], bb[1]);
-                mma16816(dk[dt + 1], as, bb[2], bb[3]);
+                for (int dt = 0; dt < DT; dt += 2) {
+                    uint32_t bb[4];
+                    load_b_kn(bb, do_s, LD, qs + kk * 16, dt * 8, lane);
+                    mma16816(dv[dt], ap, bb[0], bb[1]);
+                    mma16816(dv[dt + 1], ap, bb[2], bb[3]);
+                    load_b_kn(bb, q_s, LD, qs + kk * 16, dt * 8, lane);
+                    mma16816(dk[dt], as, bb[0], bb[1]);
+                    mma16816(dk[dt + 1], as, bb[2], bb[3]);
+                }
             }
         }
         __syncthreads(); // stage st is refilled by the next iteration
@@ -336,7 +343,7 @@ __global__ void __launch_bounds__(THREADS)
     }
 }
 
-template <int D, int BM_KV>
+template <int D, int BM_KV, int QS = BM_KV>
 static gllm_status launch_bwd(gllm_cuda_ctx *c, bf16 *dqkv, const bf16 *dout, const bf16 *qkv,
                               const bf16 *out, const float *lse, const int32_t *pos,
                               const gllm_attn_shape *s)
@@ -359,7 +366,7 @@ static gllm_status launch_bwd(gllm_cuda_ctx *c, bf16 *dqkv, const bf16 *dout, co
 
     const float sl2 = s->scale * LOG2E;
     const size_t smem_kv = (size_t)(2 * BK + 4 * BM_KV) * (D + 8) * sizeof(bf16);
-    auto kv = attn_dkv_kernel<D, BM_KV, BK>;
+    auto kv = attn_dkv_kernel<D, BM_KV, BK, QS>;
     CUDA_TRY(cudaFuncSetAttribute(kv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
     kv<<<dim3(gllm_cdiv(s->T, BK), s->Hkv, s->B), THREADS, smem_kv, c->stream>>>(
         dqkv, dout, qkv, lse, di, qlo, pos, s->T, s->Hq, s->Hkv, s->window, sl2, s->scale);
@@ -383,13 +390,15 @@ gllm_status gllm_cuda_attention_bwd(gllm_cuda_ctx *c, bf16 *dqkv, const bf16 *do
         return gllm_fail(GLLM_ERR_INVALID, "attention_bwd: NULL buffer");
     const bool aligned = ((uintptr_t)qkv % 16) == 0 && ((uintptr_t)dout % 16) == 0 &&
                          ((uintptr_t)dqkv % 4) == 0;
-    // 128-wide heads take 32-query tiles in the dK/dV pass to keep dK, dV and the
-    // two score tiles in registers
+    // 128-wide heads take 32-query tiles in the dK/dV pass, computed in 16-row
+    // slices: dK and dV (128 fp32 per thread) and one slice's two score tiles stay
+    // in registers with room to spare (238 registers, no spills; spill-free under a
+    // cap of 208, where whole 32-row tiles needed all 255)
     if (aligned && s->D == 64)
         return launch_bwd<64, 64>(c, dqkv, dout, qkv, out, lse, pos, s);
     if (aligned && s->D == 80)
         return launch_bwd<80, 64>(c, dqkv, dout, qkv, out, lse, pos, s);
     if (aligned && s->D == 128)
-        return launch_bwd<128, 32>(c, dqkv, dout, qkv, out, lse, pos, s);
+        return launch_bwd<128, 32, 16>(c, dqkv, dout, qkv, out, lse, pos, s);
     return gllm_cuda_attention_bwd_generic(c, dqkv, dout, qkv, out, lse, pos, s);
 }

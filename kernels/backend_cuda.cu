@@ -388,8 +388,6 @@ gllm_status init_ctx(gllm_cuda_ctx *c, int device)
                          "backend 'cuda': device %d (%s) is sm_%d%d; gllm's kernels need sm_80 "
                          "or newer (bf16 tensor cores)",
                          device, prop.name, c->sm_major, c->sm_minor);
-    // The fat binary carries sm_90a code; Hopper (9.0) runs the wgmma/TMA path.
-    c->hopper = c->sm_major == 9 && c->sm_minor == 0;
     const char *mm = getenv("GLLM_CUDA_MATMUL");
     c->use_cublaslt = mm && strcmp(mm, "cublaslt") == 0;
     CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
@@ -413,6 +411,10 @@ gllm_status init_ctx(gllm_cuda_ctx *c, int device)
                          total_b / 1048576.0, device);
     }
     c->workspace_bytes = workspace_bytes;
+    // Hopper (9.0) runs the wgmma/TMA path when the binary has its sm_90a code;
+    // what was compiled is asked of the device, not assumed from its capability.
+    GLLM_TRY(gllm_mm_wgmma_built(c, (int *)c->workspace, &c->wgmma_built));
+    c->hopper = c->sm_major == 9 && c->sm_minor == 0 && c->wgmma_built;
     return GLLM_OK;
 }
 

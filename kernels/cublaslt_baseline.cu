@@ -51,8 +51,22 @@ struct plan_key {
     int M, N, K, lda, ldb, ldc, batch;
     int64_t sa, sb, sc;
     int trans_a, trans_b, c_f32, bias, gelu, beta_nonzero;
+    // Byte alignment (a power of two, at most 256) of every matrix the call
+    // touches: cuBLASLt's heuristic assumes 256 unless told, and an algorithm
+    // chosen for aligned operands may fail or misread on offset ones.
+    int align_a, align_b, align_c;
     size_t workspace;
 };
+
+// The largest power of two (at most 256) dividing the address of every batch
+// entry: the base pointer and, for batches, the byte stride between entries.
+int alignment_of(const void *p, int batch, int64_t stride_elems, int elem_bytes)
+{
+    uint64_t v = (uint64_t)(uintptr_t)p | 256u;
+    if (batch > 1)
+        v |= (uint64_t)stride_elems * (uint64_t)elem_bytes;
+    return (int)(v & (~v + 1)); // lowest set bit
+}
 
 struct plan {
     plan_key key;
@@ -134,6 +148,14 @@ gllm_status make_plan(cublasLtHandle_t h, const plan_key &k, plan *out)
     size_t ws = k.workspace;
     cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    // cuBLASLt's A is our B and its B our A (see the file comment); C is also D.
+    const uint32_t al[4] = {(uint32_t)k.align_b, (uint32_t)k.align_a, (uint32_t)k.align_c,
+                            (uint32_t)k.align_c};
+    const cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4 && st == CUBLAS_STATUS_SUCCESS; i++)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &al[i], sizeof al[i]);
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
     if (st == CUBLAS_STATUS_SUCCESS)
@@ -202,6 +224,9 @@ gllm_status gllm_cuda_matmul_cublaslt(gllm_cuda_ctx *c, void *C, const void *A, 
     k.bias = p.bias != NULL;
     k.gelu = p.gelu;
     k.beta_nonzero = p.beta != 0.0f;
+    k.align_a = alignment_of(A, p.batch, p.sa, 2);
+    k.align_b = alignment_of(B, p.batch, p.sb, 2);
+    k.align_c = alignment_of(C, p.batch, p.sc, p.c_f32 ? 4 : 2);
     k.workspace = c->workspace ? c->workspace_bytes : 0;
 
     plan e;

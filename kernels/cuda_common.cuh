@@ -21,7 +21,8 @@ struct gllm_cuda_ctx {
     cudaStream_t comm_stream;   // collectives (NCCL) run here, overlapping compute
     char name[128];             // cudaDeviceProp::name
     size_t mem_total, mem_peak; // device memory, and the most seen in use after an allocation
-    bool hopper;                // sm_90: the wgmma/TMA paths are used
+    bool wgmma_built;           // the binary has sm_90a code for this device (probed)
+    bool hopper;                // sm_90 with wgmma_built: the wgmma/TMA paths are used
     bool use_cublaslt;          // matmul through cuBLASLt instead of gllm's kernels
     void *cublaslt;             // cublasLtHandle_t when created
     void *workspace;            // scratch for cuBLASLt and split reductions

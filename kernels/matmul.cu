@@ -13,6 +13,8 @@ extern "C" const char *gllm_matmul_path_name(gllm_matmul_path path)
     case GLLM_MM_MMA: return "mma";
     case GLLM_MM_WGMMA: return "wgmma";
     case GLLM_MM_CUBLASLT: return "cublaslt";
+    case GLLM_MM_WGMMA_128: return "wgmma128";
+    case GLLM_MM_WGMMA_256: return "wgmma256";
     }
     return "?";
 }
@@ -148,6 +150,8 @@ gllm_status gllm_cuda_matmul_path(gllm_cuda_ctx *c, gllm_matmul_path path, void 
     case GLLM_MM_SIMPLE: return gllm_mm_launch_simple(c, p);
     case GLLM_MM_MMA: return gllm_mm_launch_mma(c, p);
     case GLLM_MM_WGMMA: return gllm_mm_launch_wgmma(c, p);
+    case GLLM_MM_WGMMA_128: return gllm_mm_launch_wgmma(c, p, 128);
+    case GLLM_MM_WGMMA_256: return gllm_mm_launch_wgmma(c, p, 256);
     case GLLM_MM_AUTO:
         break;
     default:

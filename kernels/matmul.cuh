@@ -124,4 +124,11 @@ gllm_status gllm_mm_resolve(void *C, const void *A, const void *B, const gllm_ma
 // when it cannot serve p.
 gllm_status gllm_mm_launch_simple(gllm_cuda_ctx *c, const gllm_mm_params &p);
 gllm_status gllm_mm_launch_mma(gllm_cuda_ctx *c, const gllm_mm_params &p);
-gllm_status gllm_mm_launch_wgmma(gllm_cuda_ctx *c, const gllm_mm_params &p);
+// tile_n: 0 lets the wave heuristic choose the 128- or 256-wide tile; 128 or 256 forces it.
+gllm_status gllm_mm_launch_wgmma(gllm_cuda_ctx *c, const gllm_mm_params &p, int tile_n = 0);
+
+// Whether this binary holds the wgmma kernel's body for the device (sm_90a
+// code on a compute capability 9.0 GPU): a build without sm_90a runs an empty
+// body there. Runs a one-thread probe kernel writing to `scratch` (4 bytes of
+// device memory) and waits for it.
+gllm_status gllm_mm_wgmma_built(gllm_cuda_ctx *c, int *scratch, bool *out);

@@ -147,8 +147,9 @@ extern "C" gllm_status gllm_cuda_describe(gllm_backend *be, char *buf, size_t n)
     int drv = 0, rt = 0;
     CUDA_TRY(cudaDriverGetVersion(&drv));
     CUDA_TRY(cudaRuntimeGetVersion(&rt));
-    snprintf(buf, n, "%s, sm_%d%d, %d SMs, %d MB L2, driver API %d.%d, runtime %d.%d", prop.name,
-             prop.major, prop.minor, prop.multiProcessorCount, prop.l2CacheSize >> 20, drv / 1000,
-             (drv % 1000) / 10, rt / 1000, (rt % 1000) / 10);
+    snprintf(buf, n, "%s, sm_%d%d, %d SMs, %d MB L2, driver API %d.%d, runtime %d.%d, wgmma %s",
+             prop.name, prop.major, prop.minor, prop.multiProcessorCount, prop.l2CacheSize >> 20,
+             drv / 1000, (drv % 1000) / 10, rt / 1000, (rt % 1000) / 10,
+             c->hopper ? "on" : c->sm_major == 9 ? "off (no sm_90a code in this build)" : "off");
     return GLLM_OK;
 }

@@ -268,6 +268,21 @@ __global__ void __launch_bounds__(THREADS, 1)
             gllm_mm_store2(p, b, m + 8, n, acc[4 * j + 2], acc[4 * j + 3]);
         }
     }
+#elif defined(__CUDA_ARCH__)
+    // Compiled without sm_90a (the body above is empty here): dispatch never
+    // launches this (gllm_mm_wgmma_built), and a launch anyway must not return
+    // an unwritten C as success.
+    __trap();
+#endif
+}
+
+// Writes 1 where the code running on this device has the wgmma body (sm_90a).
+__global__ void wgmma_probe_kernel(int *out)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    *out = 1;
+#else
+    *out = 0;
 #endif
 }
 
@@ -358,11 +373,31 @@ int64_t waves(int64_t tiles, int sms) { return (tiles + sms - 1) / sms; }
 
 } // namespace
 
-gllm_status gllm_mm_launch_wgmma(gllm_cuda_ctx *c, const gllm_mm_params &p)
+gllm_status gllm_mm_wgmma_built(gllm_cuda_ctx *c, int *scratch, bool *out)
+{
+    *out = false;
+    if (c->sm_major != 9 || c->sm_minor != 0)
+        return GLLM_OK;
+    wgmma_probe_kernel<<<1, 1, 0, c->stream>>>(scratch);
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaErrorNoKernelImageForDevice || e == cudaErrorInvalidDeviceFunction)
+        return GLLM_OK; // no code for this device at all: the other kernels will say so
+    if (e != cudaSuccess)
+        return gllm_cuda_fail(e, "launch of wgmma_probe_kernel", __FILE__, __LINE__);
+    int v = 0;
+    CUDA_TRY(cudaMemcpyAsync(&v, scratch, sizeof v, cudaMemcpyDeviceToHost, c->stream));
+    CUDA_TRY(cudaStreamSynchronize(c->stream));
+    *out = v == 1;
+    return GLLM_OK;
+}
+
+gllm_status gllm_mm_launch_wgmma(gllm_cuda_ctx *c, const gllm_mm_params &p, int tile_n)
 {
     if (!c->hopper)
-        return gllm_fail(GLLM_ERR_UNSUPPORTED, "matmul wgmma: needs sm_90, device is sm_%d%d",
-                         c->sm_major, c->sm_minor);
+        return gllm_fail(GLLM_ERR_UNSUPPORTED,
+                         "matmul wgmma: needs sm_90 and sm_90a code in the build (device sm_%d%d, "
+                         "sm_90a code %s)",
+                         c->sm_major, c->sm_minor, c->wgmma_built ? "built" : "not built");
     bool batch_ok = p.batch == 1 || (p.sa % 8 == 0 && p.sb % 8 == 0 && p.sa > 0 && p.sb > 0);
     if (p.K == 0 || (uintptr_t)p.A % 16 || (uintptr_t)p.B % 16 || p.lda % 8 || p.ldb % 8 ||
         !batch_ok)
@@ -380,6 +415,10 @@ gllm_status gllm_mm_launch_wgmma(gllm_cuda_ctx *c, const gllm_mm_params &p)
     int sms = c->n_sms > 0 ? c->n_sms : 1;
     if (t256 > 0x7fffffff || t128 > 0x7fffffff)
         return gllm_fail(GLLM_ERR_UNSUPPORTED, "matmul wgmma: too many tiles");
+    if (tile_n == 128)
+        return launch_bn<128>(c, p);
+    if (tile_n == 256)
+        return launch_bn<256>(c, p);
     if (11 * waves(t128, sms) < 20 * waves(t256, sms))
         return launch_bn<128>(c, p);
     return launch_bn<256>(c, p);

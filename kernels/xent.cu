@@ -8,12 +8,14 @@ namespace {
 
 const int xent_threads = 512;
 
+// Adds exp(x) to the running (max m, sum s scaled by exp(-m)). A -inf logit adds
+// nothing: while m is still -inf, exp(x - m) would be exp(-inf + inf) = NaN.
 __device__ inline void online_add(float &m, float &s, float x)
 {
     if (x > m) {
-        s = s * __expf(m - x) + 1.0f;
+        s = s * __expf(m - x) + 1.0f; // m = -inf: s is 0 and 0 * exp(-inf) is 0
         m = x;
-    } else {
+    } else if (x != -INFINITY) {
         s += __expf(x - m);
     }
 }

@@ -145,6 +145,15 @@ static inline void test_skip(const char *why)
     exit(77);
 }
 
+/* The folder of the test fixtures (tests/fixtures of the checkout): $GLLM_FIXTURES
+ * when set (a bundle carried to another machine, scripts/gpu_bundle.sh), else the
+ * source tree this test was built from. */
+static inline const char *test_fixtures_dir(void)
+{
+    const char *env = getenv("GLLM_FIXTURES");
+    return env && *env ? env : GLLM_SOURCE_DIR "/tests/fixtures";
+}
+
 /* Path of a file under ../shared, or skip the test when the folder is absent. */
 static inline const char *test_shared_path(const char *rel, char *buf, size_t n)
 {

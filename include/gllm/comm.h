@@ -12,7 +12,8 @@
  *
  * No collective hangs: each gives up with an error naming the cause after
  * gllm_comm_timeout_s() seconds (GLLM_COMM_TIMEOUT, default 600), or at once
- * when the launcher reports that a rank died. */
+ * when the launcher reports that a rank died. A communicator whose collective
+ * failed is unusable: the job is over. */
 #ifndef GLLM_COMM_H
 #define GLLM_COMM_H
 
@@ -39,6 +40,10 @@ struct gllm_comm {
     int rank, world;
     gllm_backend *be;
     void *ctx;
+    /* seconds a collective may wait before it fails; 0: gllm_comm_timeout_s(). A
+     * caller that knows a wait is long (rank 0 tokenizing the data while the others
+     * wait) raises it for that call; a rank reported dead still ends the wait. */
+    double timeout_s;
     /* in place over n elements of buf (F32 or BF16) */
     gllm_status (*all_reduce)(gllm_comm *c, void *buf, size_t n, gllm_dtype t, gllm_reduce_op op);
     /* in: world * n elements; out: this rank's n-element slice of the reduction (ZeRO-1).
@@ -57,6 +62,8 @@ struct gllm_comm {
                                     gllm_reduce_op op);
     gllm_status (*reduce_scatter_start)(gllm_comm *c, void *out, const void *in, size_t n,
                                         gllm_dtype t, gllm_reduce_op op);
+    gllm_status (*all_gather_start)(gllm_comm *c, void *out, const void *in, size_t n,
+                                    gllm_dtype t);
     /* every started collective has completed as far as the compute queue is
      * concerned; an error (or timeout) of any of them is returned here */
     gllm_status (*wait)(gllm_comm *c);
@@ -78,6 +85,13 @@ static inline gllm_status gllm_comm_reduce_scatter_start(gllm_comm *c, void *out
                                    : c->reduce_scatter(c, out, in, n, t, op);
 }
 
+static inline gllm_status gllm_comm_all_gather_start(gllm_comm *c, void *out, const void *in,
+                                                     size_t n, gllm_dtype t)
+{
+    return c->all_gather_start ? c->all_gather_start(c, out, in, n, t)
+                               : c->all_gather(c, out, in, n, t);
+}
+
 static inline gllm_status gllm_comm_wait(gllm_comm *c)
 {
     return c->wait ? c->wait(c) : GLLM_OK;
@@ -85,6 +99,11 @@ static inline gllm_status gllm_comm_wait(gllm_comm *c)
 
 /* Seconds a collective waits before it fails: GLLM_COMM_TIMEOUT, else 600. */
 double gllm_comm_timeout_s(void);
+
+static inline double gllm_comm_timeout_of(const gllm_comm *c)
+{
+    return c->timeout_s > 0 ? c->timeout_s : gllm_comm_timeout_s();
+}
 
 /* A job of one rank on backend `be`: reductions are identities, gathers and
  * scatters copies. Caller releases it with c->destroy(c). */

@@ -21,6 +21,8 @@ typedef enum gllm_matmul_path {
     GLLM_MM_MMA,      /* sm_80+: mma.sync + cp.async */
     GLLM_MM_WGMMA,    /* sm_90a: wgmma + TMA */
     GLLM_MM_CUBLASLT, /* the library baseline */
+    GLLM_MM_WGMMA_128, /* wgmma with the 128-wide tile, whatever the tile heuristic says */
+    GLLM_MM_WGMMA_256, /* wgmma with the 256-wide tile (tests reach both tiles at any shape) */
 } gllm_matmul_path;
 
 const char *gllm_matmul_path_name(gllm_matmul_path path);
@@ -38,7 +40,8 @@ gllm_status gllm_cuda_bench_matmul(gllm_backend *be, gllm_matmul_path path,
                                    const gllm_matmul_args *a, int warmup, int iters,
                                    double *median_ms);
 
-/* "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, driver 13.0, runtime 13.0" into buf. */
+/* "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 50 MB L2, driver API 13.0, runtime 13.0, wgmma on"
+ * into buf ("wgmma on": the wgmma path serves be->matmul: sm_90 with sm_90a code built). */
 gllm_status gllm_cuda_describe(gllm_backend *be, char *buf, size_t n);
 
 #ifdef __cplusplus

@@ -70,7 +70,8 @@ typedef enum gllm_launcher {
     GLLM_LAUNCH_NONE = 0, /* one process */
     GLLM_LAUNCH_FORK,     /* --ranks N / --gpus N: this process forks and supervises the workers */
     GLLM_LAUNCH_MPI,      /* mpirun: OMPI_COMM_WORLD_RANK/SIZE/LOCAL_RANK/LOCAL_SIZE */
-    GLLM_LAUNCH_SLURM,    /* srun: SLURM_PROCID, SLURM_STEP_NUM_TASKS (or SLURM_NTASKS), SLURM_LOCALID */
+    GLLM_LAUNCH_SLURM,    /* srun: SLURM_PROCID, SLURM_STEP_NUM_TASKS (or SLURM_NTASKS),
+                           * SLURM_LOCALID */
     GLLM_LAUNCH_TORCHRUN, /* torchrun style: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE */
 } gllm_launcher;
 

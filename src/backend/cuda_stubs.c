@@ -11,7 +11,8 @@ static gllm_status no_cuda(const char *what)
 
 const char *gllm_matmul_path_name(gllm_matmul_path path)
 {
-    static const char *const names[] = {"auto", "simple", "mma", "wgmma", "cublaslt"};
+    static const char *const names[] = {"auto",     "simple",    "mma",      "wgmma",
+                                        "cublaslt", "wgmma128", "wgmma256"};
     return (unsigned)path < sizeof names / sizeof names[0] ? names[path] : "?";
 }
 

@@ -93,7 +93,7 @@ static gllm_status push(gllm_comm *c, pending p)
 static gllm_status mpi_wait(gllm_comm *c)
 {
     mpi_ctx *x = c->ctx;
-    const double timeout = gllm_comm_timeout_s(), t0 = gllm_dist_now();
+    const double timeout = gllm_comm_timeout_of(c), t0 = gllm_dist_now();
     gllm_status s = GLLM_OK;
     for (int i = 0; i < x->n && s == GLLM_OK; i++) {
         for (long spins = 0;; spins++) {
@@ -177,8 +177,8 @@ static gllm_status mpi_reduce_scatter(gllm_comm *c, void *out, const void *in, s
     return mpi_wait(c);
 }
 
-static gllm_status mpi_all_gather(gllm_comm *c, void *out, const void *in, size_t n,
-                                  gllm_dtype t)
+static gllm_status mpi_all_gather_start(gllm_comm *c, void *out, const void *in, size_t n,
+                                        gllm_dtype t)
 {
     GLLM_TRY(check_args("all_gather", t, n));
     const bool in_place = (const float *)in == (float *)out + (size_t)c->rank * n;
@@ -186,7 +186,13 @@ static gllm_status mpi_all_gather(gllm_comm *c, void *out, const void *in, size_
     if (MPI_Iallgather(in_place ? MPI_IN_PLACE : in, (int)n, MPI_FLOAT, out, (int)n, MPI_FLOAT,
                        MPI_COMM_WORLD, &p.req) != MPI_SUCCESS)
         return gllm_fail(GLLM_ERR_BACKEND, "MPI_Iallgather of %zu floats failed", n);
-    GLLM_TRY(push(c, p));
+    return push(c, p);
+}
+
+static gllm_status mpi_all_gather(gllm_comm *c, void *out, const void *in, size_t n,
+                                  gllm_dtype t)
+{
+    GLLM_TRY(mpi_all_gather_start(c, out, in, n, t));
     return mpi_wait(c);
 }
 
@@ -229,7 +235,8 @@ static void mpi_destroy(gllm_comm *c)
 
 gllm_status gllm_mpi_bcast_bytes(void *buf, size_t bytes, int root)
 {
-    if (bytes > INT_MAX || MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS)
+    if (bytes > INT_MAX ||
+        MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS)
         return gllm_fail(GLLM_ERR_BACKEND, "MPI_Bcast of %zu bytes from rank %d failed", bytes,
                          root);
     return GLLM_OK;
@@ -259,7 +266,8 @@ gllm_status gllm_comm_mpi(gllm_backend *be, gllm_comm **out)
                      .all_reduce = mpi_all_reduce, .reduce_scatter = mpi_reduce_scatter,
                      .all_gather = mpi_all_gather, .broadcast = mpi_broadcast,
                      .barrier = mpi_barrier, .all_reduce_start = mpi_all_reduce_start,
-                     .reduce_scatter_start = mpi_reduce_scatter_start, .wait = mpi_wait,
+                     .reduce_scatter_start = mpi_reduce_scatter_start,
+                     .all_gather_start = mpi_all_gather_start, .wait = mpi_wait,
                      .destroy = mpi_destroy};
     *out = c;
     return GLLM_OK;

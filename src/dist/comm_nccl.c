@@ -46,6 +46,7 @@ typedef struct nccl_ctx {
     cudaStream_t comm_stream;
     gllm_event *ready, *done;
     gllm_shm_group *watch; /* the launcher's word on dead ranks, or NULL */
+    const gllm_comm *self; /* for its timeout */
     int started;           /* collectives started since the last wait */
     float *scratch;        /* one float on the device, for barrier */
 } nccl_ctx;
@@ -60,7 +61,7 @@ static gllm_status nccl_err(nccl_ctx *x, ncclResult_t r, const char *what)
 /* Poll until the communicator has no call in progress (non-blocking mode). */
 static gllm_status settle(nccl_ctx *x, ncclResult_t r, const char *what)
 {
-    const double timeout = gllm_comm_timeout_s(), t0 = gllm_dist_now();
+    const double timeout = gllm_comm_timeout_of(x->self), t0 = gllm_dist_now();
     while (r == ncclInProgress) {
         if (x->watch && gllm_shm_group_check(x->watch) != GLLM_OK)
             goto abort;
@@ -151,7 +152,7 @@ static gllm_status nccl_wait(gllm_comm *c)
     x->started = 0;
     GLLM_TRY(be->event_record(be, x->done, GLLM_QUEUE_COMM));
     GLLM_TRY(be->queue_wait(be, GLLM_QUEUE_COMPUTE, x->done));
-    const double timeout = gllm_comm_timeout_s(), t0 = gllm_dist_now();
+    const double timeout = gllm_comm_timeout_of(c), t0 = gllm_dist_now();
     for (long spins = 0;; spins++) {
         bool done = false;
         GLLM_TRY(be->event_query(be, x->done, &done));
@@ -194,15 +195,23 @@ static gllm_status nccl_reduce_scatter(gllm_comm *c, void *out, const void *in, 
     return nccl_wait(c);
 }
 
-static gllm_status nccl_all_gather(gllm_comm *c, void *out, const void *in, size_t n,
-                                   gllm_dtype t)
+static gllm_status nccl_all_gather_start(gllm_comm *c, void *out, const void *in, size_t n,
+                                         gllm_dtype t)
 {
     nccl_ctx *x = c->ctx;
     GLLM_TRY(check_type("all_gather", t));
     GLLM_TRY(order_after_compute(c));
+    /* in place when in == out + rank * n, as NCCL allows */
     GLLM_TRY(settle(x, ncclAllGather(in, out, n, nccl_type(t), x->comm, x->comm_stream),
                     "all_gather"));
     x->started++;
+    return GLLM_OK;
+}
+
+static gllm_status nccl_all_gather(gllm_comm *c, void *out, const void *in, size_t n,
+                                   gllm_dtype t)
+{
+    GLLM_TRY(nccl_all_gather_start(c, out, in, n, t));
     return nccl_wait(c);
 }
 
@@ -269,11 +278,13 @@ gllm_status gllm_comm_nccl(gllm_backend *be, const unsigned char id[GLLM_NCCL_ID
     }
     x->comm_stream = (cudaStream_t)stream;
     x->watch = watch;
+    x->self = c;
     *c = (gllm_comm){.name = "nccl", .rank = rank, .world = world, .be = be, .ctx = x,
                      .all_reduce = nccl_all_reduce, .reduce_scatter = nccl_reduce_scatter,
                      .all_gather = nccl_all_gather, .broadcast = nccl_broadcast,
                      .barrier = nccl_barrier, .all_reduce_start = nccl_all_reduce_start,
-                     .reduce_scatter_start = nccl_reduce_scatter_start, .wait = nccl_wait,
+                     .reduce_scatter_start = nccl_reduce_scatter_start,
+                     .all_gather_start = nccl_all_gather_start, .wait = nccl_wait,
                      .destroy = nccl_destroy};
     gllm_status s = be->event_create(be, &x->ready);
     if (s == GLLM_OK)

@@ -109,13 +109,14 @@ void gllm_shm_group_free(gllm_shm_group *g)
 /* All ranks arrive before any leaves. A waiter spins briefly (collectives
  * go chunk by chunk, each a pair of barriers), then sleeps on the generation
  * in 100 ms slices: a rank marked dead, or the timeout, ends the wait. */
-static gllm_status wait_all(gllm_shm_group *g)
+static gllm_status wait_all(gllm_shm_group *g, double timeout)
 {
     shm_head *h = g->head;
     GLLM_TRY(gllm_shm_group_check(g));
     const unsigned gen = atomic_load(&h->generation);
     if (atomic_fetch_add(&h->arrived, 1) + 1 == (unsigned)g->world) {
-        atomic_store(&h->arrived, 0); /* before the generation moves: the next barrier counts anew */
+        /* reset before the generation moves: the next barrier counts anew */
+        atomic_store(&h->arrived, 0);
         atomic_fetch_add(&h->generation, 1);
         futex_wake_all(&h->generation);
         return GLLM_OK;
@@ -123,7 +124,7 @@ static gllm_status wait_all(gllm_shm_group *g)
     for (int spin = 0; spin < 4000; spin++)
         if (atomic_load(&h->generation) != gen)
             return GLLM_OK;
-    const double timeout = gllm_comm_timeout_s(), t0 = gllm_dist_now();
+    const double t0 = gllm_dist_now();
     while (atomic_load(&h->generation) == gen) {
         GLLM_TRY(gllm_shm_group_check(g));
         if (gllm_dist_now() - t0 > timeout)
@@ -169,9 +170,10 @@ static gllm_status shm_all_reduce(gllm_comm *c, void *buf, size_t n, gllm_dtype 
     for (size_t off = 0; off < n; off += chunk) {
         const size_t k = n - off < chunk ? n - off : chunk;
         memcpy(g->slots + (size_t)c->rank * g->slot_bytes, x + off, k * sizeof(float));
-        GLLM_TRY(wait_all(g));
+        GLLM_TRY(wait_all(g, gllm_comm_timeout_of(c)));
         reduce_slots(g, x + off, k, op);
-        GLLM_TRY(wait_all(g)); /* nobody refills a slot before everyone has read it */
+        /* nobody refills a slot before everyone has read it */
+        GLLM_TRY(wait_all(g, gllm_comm_timeout_of(c)));
     }
     return GLLM_OK;
 }
@@ -190,10 +192,10 @@ static gllm_status shm_reduce_scatter(gllm_comm *c, void *out, const void *in, s
             const size_t k = n - off < chunk ? n - off : chunk;
             memcpy(g->slots + (size_t)c->rank * g->slot_bytes, x + (size_t)owner * n + off,
                    k * sizeof(float));
-            GLLM_TRY(wait_all(g));
+            GLLM_TRY(wait_all(g, gllm_comm_timeout_of(c)));
             if (owner == c->rank)
                 reduce_slots(g, y + off, k, op);
-            GLLM_TRY(wait_all(g));
+            GLLM_TRY(wait_all(g, gllm_comm_timeout_of(c)));
         }
     return GLLM_OK;
 }
@@ -209,12 +211,12 @@ static gllm_status shm_all_gather(gllm_comm *c, void *out, const void *in, size_
     for (size_t off = 0; off < n; off += chunk) {
         const size_t k = n - off < chunk ? n - off : chunk;
         memcpy(g->slots + (size_t)c->rank * g->slot_bytes, x + off, k * sizeof(float));
-        GLLM_TRY(wait_all(g));
+        GLLM_TRY(wait_all(g, gllm_comm_timeout_of(c)));
         for (int r = 0; r < c->world; r++)
             if (y + (size_t)r * n + off != x + off) /* in place: our own slice is there */
                 memcpy(y + (size_t)r * n + off, g->slots + (size_t)r * g->slot_bytes,
                        k * sizeof(float));
-        GLLM_TRY(wait_all(g));
+        GLLM_TRY(wait_all(g, gllm_comm_timeout_of(c)));
     }
     return GLLM_OK;
 }
@@ -230,15 +232,18 @@ static gllm_status shm_broadcast(gllm_comm *c, void *buf, size_t bytes, int root
         const size_t k = bytes - off < g->slot_bytes ? bytes - off : g->slot_bytes;
         if (c->rank == root)
             memcpy(g->slots, p + off, k);
-        GLLM_TRY(wait_all(g));
+        GLLM_TRY(wait_all(g, gllm_comm_timeout_of(c)));
         if (c->rank != root)
             memcpy(p + off, g->slots, k);
-        GLLM_TRY(wait_all(g));
+        GLLM_TRY(wait_all(g, gllm_comm_timeout_of(c)));
     }
     return GLLM_OK;
 }
 
-static gllm_status shm_barrier(gllm_comm *c) { return wait_all(((shm_ctx *)c->ctx)->g); }
+static gllm_status shm_barrier(gllm_comm *c)
+{
+    return wait_all(((shm_ctx *)c->ctx)->g, gllm_comm_timeout_of(c));
+}
 
 static void shm_destroy(gllm_comm *c)
 {

@@ -122,7 +122,7 @@ gllm_status gllm_launch_init(gllm_launch *l, int workers, bool gpus)
     gllm_launcher env = GLLM_LAUNCH_NONE;
     if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("OMPI_COMM_WORLD_RANK"))
         env = GLLM_LAUNCH_MPI;
-    else if (getenv("SLURM_STEP_ID") && getenv("SLURM_PROCID")) /* a step (srun), not the batch script */
+    else if (getenv("SLURM_STEP_ID") && getenv("SLURM_PROCID")) /* srun, not the batch script */
         env = GLLM_LAUNCH_SLURM;
     else if (getenv("RANK") || getenv("WORLD_SIZE"))
         env = GLLM_LAUNCH_TORCHRUN;
@@ -263,8 +263,12 @@ gllm_status gllm_launch_start(gllm_launch *l, int *exit_code)
                              l->world);
     }
     if (l->kind != GLLM_LAUNCH_FORK) {
-        if (l->kind != GLLM_LAUNCH_NONE)
+        if (l->kind != GLLM_LAUNCH_NONE) {
+            /* our parent is the launcher's process on this node (mpirun or orted,
+             * slurmstepd, the torchrun agent): die with it, as forked workers do */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
             share_cores(l->local_world);
+        }
         return GLLM_OK;
     }
     /* CPU workers reduce through the group's slots; GPU workers use it only for

@@ -148,11 +148,16 @@ gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int
     }
     if (!m->zero)
         return GLLM_OK;
+    /* every rank's slices back into every rank's parameters: all started, then one wait */
     const double t0 = now_s();
-    for (int i = 0; i < nr; i++) /* every rank's slices back into every rank's parameters */
-        GLLM_TRY(m->zero->all_gather(m->zero, wptr(m, r[i].bucket_lo),
-                                     wptr(m, r[i].bucket_lo + (size_t)m->zero->rank * r[i].slice),
-                                     r[i].slice, be->act_dtype));
+    gllm_status s = GLLM_OK;
+    for (int i = 0; i < nr && s == GLLM_OK; i++)
+        s = gllm_comm_all_gather_start(
+            m->zero, wptr(m, r[i].bucket_lo),
+            wptr(m, r[i].bucket_lo + (size_t)m->zero->rank * r[i].slice), r[i].slice,
+            be->act_dtype);
+    if (s == GLLM_OK)
+        s = gllm_comm_wait(m->zero);
     m->comm_wait_s += now_s() - t0;
-    return GLLM_OK;
+    return s;
 }

@@ -546,13 +546,17 @@ static gllm_status setup(run *r, const gllm_comm_factory *make_comm, gllm_train_
     o.cache_dir = c->out_dir;
     o.tokenizer_path = c->model;
     gllm_data_encoder enc = gllm_data_encoder_tok(r->tok);
-    /* rank 0 tokenizes and writes the token cache; the other ranks then read it */
+    /* rank 0 tokenizes and writes the token cache; the other ranks then read it
+     * (they wait as long as tokenizing takes: a week, rather than the collective
+     * timeout; a rank that dies still ends the wait at once) */
     gllm_status ls = GLLM_OK;
+    r->comm->timeout_s = 7 * 24 * 3600.0;
     if (r->comm->rank != 0)
         GLLM_TRY(r->comm->barrier(r->comm));
     ls = gllm_data_load(c->data, &enc, &o, &r->ds);
     if (r->comm->rank == 0 && r->comm->world > 1)
         GLLM_TRY(r->comm->barrier(r->comm));
+    r->comm->timeout_s = 0;
     GLLM_TRY(ls);
     gllm_train_identity_of(c, r->comm->world, gllm_data_stats_of(r->ds)->file_hash, &r->id);
     if (r->resume_dir[0])

@@ -319,8 +319,10 @@ static void test_xent(gllm_backend *be)
     float *x = rnd((size_t)N * V, 8), *ref = malloc((size_t)N * V * 4), loss[6], lref[6];
     float mask[6] = {1, 0, 1, 1, 0, 1};
     int32_t tgt[6] = {0, -5, 1000, 17, 99999, 500}; /* masked rows carry invalid targets */
-    t_case = "xent_fwd_bwd vs double";
+    t_case = "xent_fwd_bwd vs double (with -inf logits)";
     x[3 * V + 4] = 80.0f; /* one large logit: the max-subtraction keeps exp finite */
+    for (int v = 0; v < V; v += 8) /* masked vocabulary (-inf), the first column too */
+        x[5 * V + v] = x[3 * V + v] = -INFINITY;
     for (int n = 0; n < N; n++) {
         const float *r = x + (size_t)n * V;
         double s = 0;

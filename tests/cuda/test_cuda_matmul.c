@@ -1,8 +1,17 @@
 /* CUDA matmul against an fp64 host reference, the CPU backend and cuBLASLt, for
- * every path (auto, simple, mma, wgmma, cuBLASLt), every transpose, odd shapes,
- * padded leading dimensions, batches, bias/GELU/residual and fp32 accumulation.
- * Outputs are poisoned first: NaN where the kernel must write, a sentinel in
- * the padding it must not touch. Skips without a GPU. */
+ * every path (auto, simple, mma, wgmma with either tile width, cuBLASLt), every
+ * transpose, odd shapes, padded leading dimensions, batches, bias/GELU/residual,
+ * fp32 accumulation, and operands that start off the 256-byte alignment
+ * cuBLASLt assumes (after the same shape ran aligned, so a plan cached for it
+ * would be reused). Outputs are poisoned first: NaN where the kernel must write,
+ * a sentinel in the padding it must not touch. Skips without a GPU.
+ *
+ *   test_cuda_matmul            the suite above (small shapes, ctest)
+ *   test_cuda_matmul --describe the device line alone ("wgmma on" when that path serves)
+ *   test_cuda_matmul --large    training shapes up to M = N = K = 8192, all four
+ *                               layouts, every path, aligned and offset operands:
+ *                               each path against cuBLASLt on the whole output and
+ *                               against an fp64 reference on sampled elements */
 #include <stdbool.h>
 
 #include "gllm/backend.h"
@@ -16,6 +25,7 @@ typedef struct mm_case {
     int batch;
     float alpha, beta;
     bool c_f32, bias, gelu, residual;
+    int off;        /* A, B, C and residual start this many elements into their buffers */
 } mm_case;
 
 #define SENTINEL 1024.0f /* exact in bf16 */
@@ -118,10 +128,12 @@ static gllm_status run_case(gllm_backend *be, int path, const mm_case *c, const 
 {
     size_t na = h->sa * c->batch, nb = h->sb * c->batch, nc = h->sc * c->batch;
     bool dev = be->act_dtype != GLLM_F32;
-    void *A, *B, *C, *bias = NULL, *res = NULL;
-    CHECK_OK(be->alloc(be, na * (dev ? 2 : 4), "A", &A));
-    CHECK_OK(be->alloc(be, nb * (dev ? 2 : 4), "B", &B));
-    CHECK_OK(be->alloc(be, nc * (c->c_f32 || !dev ? 4 : 2), "C", &C));
+    size_t ae = dev ? 2 : 4, ce = c->c_f32 || !dev ? 4 : 2, off = (size_t)c->off;
+    void *A0, *B0, *C0, *R0 = NULL, *A, *B, *C, *bias = NULL, *res = NULL;
+    CHECK_OK(be->alloc(be, (na + off) * ae, "A", &A0));
+    CHECK_OK(be->alloc(be, (nb + off) * ae, "B", &B0));
+    CHECK_OK(be->alloc(be, (nc + off) * ce, "C", &C0));
+    A = (char *)A0 + off * ae, B = (char *)B0 + off * ae, C = (char *)C0 + off * ce;
     CHECK_OK(be->upload_f32(be, A, h->A, na));
     CHECK_OK(be->upload_f32(be, B, h->B, nb));
     if (c->c_f32)
@@ -133,7 +145,8 @@ static gllm_status run_case(gllm_backend *be, int path, const mm_case *c, const 
         CHECK_OK(be->upload_f32(be, bias, h->bias, c->N));
     }
     if (c->residual) {
-        CHECK_OK(be->alloc(be, nc * (dev ? 2 : 4), "residual", &res));
+        CHECK_OK(be->alloc(be, (nc + off) * ae, "residual", &R0));
+        res = (char *)R0 + off * ae;
         CHECK_OK(be->upload_f32(be, res, h->res, nc));
     }
     gllm_matmul_args a = case_args(c, h);
@@ -147,11 +160,11 @@ static gllm_status run_case(gllm_backend *be, int path, const mm_case *c, const 
         else
             CHECK_OK(be->download_f32(be, out, C, nc));
     }
-    be->free(be, A), be->free(be, B), be->free(be, C);
+    be->free(be, A0), be->free(be, B0), be->free(be, C0);
     if (bias)
         be->free(be, bias);
-    if (res)
-        be->free(be, res);
+    if (R0)
+        be->free(be, R0);
     return s;
 }
 
@@ -186,10 +199,10 @@ static void check_case(gllm_backend *gpu, gllm_backend *cpu, bool hopper, const 
     double tol = c->c_f32 ? 1e-4 : 1e-2;
     int unwritten, pad_hits;
     static char label[256]; /* t_case keeps pointing at it */
-    snprintf(label, sizeof label, "M=%d N=%d K=%d ta=%d tb=%d pad=%d batch=%d%s%s%s%s beta=%g",
-             c->M, c->N, c->K, c->ta, c->tb, c->pad, c->batch, c->c_f32 ? " f32" : "",
-             c->bias ? " bias" : "", c->gelu ? " gelu" : "", c->residual ? " residual" : "",
-             (double)c->beta);
+    snprintf(label, sizeof label,
+             "M=%d N=%d K=%d ta=%d tb=%d pad=%d batch=%d%s%s%s%s beta=%g offset=%d", c->M, c->N,
+             c->K, c->ta, c->tb, c->pad, c->batch, c->c_f32 ? " f32" : "", c->bias ? " bias" : "",
+             c->gelu ? " gelu" : "", c->residual ? " residual" : "", (double)c->beta, c->off);
     t_case = label;
 
     CHECK_OK(run_case(cpu, -1, c, &h, full));
@@ -200,12 +213,18 @@ static void check_case(gllm_backend *gpu, gllm_backend *cpu, bool hopper, const 
     unpad(c, &h, full, lt_out, &unwritten, &pad_hits);
     CHECK_REL(lt_out, ref, nd, tol);
 
-    bool aligned = h.lda % 8 == 0 && h.ldb % 8 == 0 && h.sa % 8 == 0 && h.sb % 8 == 0;
-    for (int path = -1; path < GLLM_MM_CUBLASLT; path++) {
+    bool aligned = h.lda % 8 == 0 && h.ldb % 8 == 0 && h.sa % 8 == 0 && h.sb % 8 == 0 &&
+                   c->off % 8 == 0;
+    static const int paths[] = {-1,           GLLM_MM_AUTO,      GLLM_MM_SIMPLE,
+                                GLLM_MM_MMA,  GLLM_MM_WGMMA,     GLLM_MM_WGMMA_128,
+                                GLLM_MM_WGMMA_256};
+    for (size_t pi = 0; pi < sizeof paths / sizeof paths[0]; pi++) {
+        int path = paths[pi];
         gllm_status s = run_case(gpu, path, c, &h, full);
         const char *pname = path < 0 ? "be->matmul" : gllm_matmul_path_name((gllm_matmul_path)path);
+        bool wg = path == GLLM_MM_WGMMA || path == GLLM_MM_WGMMA_128 || path == GLLM_MM_WGMMA_256;
         bool must = path <= GLLM_MM_SIMPLE || (path == GLLM_MM_MMA && aligned) ||
-                    (path == GLLM_MM_WGMMA && hopper && aligned && c->K > 0);
+                    (wg && hopper && aligned && c->K > 0);
         if (s == GLLM_ERR_UNSUPPORTED && !must)
             continue;
         CHECK_MSG(s == GLLM_OK, "%s: %s", pname, gllm_last_error());
@@ -232,12 +251,138 @@ static void check_case(gllm_backend *gpu, gllm_backend *cpu, bool hopper, const 
 
 static mm_case mk(int M, int N, int K, bool ta, bool tb, int pad)
 {
-    mm_case c = {M, N, K, ta, tb, pad, 1, 1.0f, 0.0f, false, false, false, false};
+    mm_case c = {M, N, K, ta, tb, pad, 1, 1.0f, 0.0f, false, false, false, false, 0};
     return c;
 }
 
-int main(void)
+/* ---------------------------------------------------------------- training shapes
+ * Too large for an fp64 reference of every element: each path is compared with
+ * cuBLASLt on the whole output and with fp64 on sampled elements (every
+ * corner, random positions), and cuBLASLt with fp64 likewise. */
+#define N_SAMPLES 768
+
+static void large_case(gllm_backend *gpu, bool hopper, int M, int N, int K, bool ta, bool tb,
+                       bool c_f32, int off)
 {
+    static char label[160];
+    snprintf(label, sizeof label, "large M=%d N=%d K=%d ta=%d tb=%d%s offset=%d", M, N, K, ta, tb,
+             c_f32 ? " f32 beta=1" : "", off);
+    t_case = label;
+    const int lda = ta ? M : K, ldb = tb ? K : N;
+    const size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+    const size_t ce = c_f32 ? 4 : 2;
+    float *A = malloc(na * 4), *B = malloc(nb * 4), *C0 = malloc(nc * 4);
+    float *lt = malloc(nc * 4), *out = malloc(nc * 4);
+    unsigned char *nan_bytes = malloc(nc * ce);
+    test_fill(A, na, 1.0f);
+    test_fill(B, nb, 1.0f);
+    to_bf16(gpu, A, na);
+    to_bf16(gpu, B, nb);
+    if (c_f32)
+        test_fill(C0, nc, 1.0f); /* accumulated into (beta = 1): the weight-gradient GEMM */
+    memset(nan_bytes, 0xff, nc * ce);
+    void *dA0, *dB0, *dC0;
+    CHECK_OK(gpu->alloc(gpu, (na + off) * 2, "A", &dA0));
+    CHECK_OK(gpu->alloc(gpu, (nb + off) * 2, "B", &dB0));
+    CHECK_OK(gpu->alloc(gpu, (nc + off) * ce, "C", &dC0));
+    void *dA = (char *)dA0 + (size_t)off * 2, *dB = (char *)dB0 + (size_t)off * 2;
+    void *dC = (char *)dC0 + (size_t)off * ce;
+    CHECK_OK(gpu->upload_f32(gpu, dA, A, na));
+    CHECK_OK(gpu->upload_f32(gpu, dB, B, nb));
+
+    /* sample positions and their fp64 reference */
+    int sm[N_SAMPLES], sn[N_SAMPLES];
+    double sref[N_SAMPLES];
+    for (int i = 0; i < N_SAMPLES; i++) {
+        sm[i] = i < 4 ? (i & 1 ? M - 1 : 0) : (int)(test_rand_u64() % (uint64_t)M);
+        sn[i] = i < 4 ? (i & 2 ? N - 1 : 0) : (int)(test_rand_u64() % (uint64_t)N);
+        double acc = 0;
+        for (int k = 0; k < K; k++) {
+            double av = ta ? A[(size_t)k * lda + sm[i]] : A[(size_t)sm[i] * lda + k];
+            double bv = tb ? B[(size_t)sn[i] * ldb + k] : B[(size_t)k * ldb + sn[i]];
+            acc += av * bv;
+        }
+        sref[i] = acc + (c_f32 ? (double)C0[(size_t)sm[i] * N + sn[i]] : 0.0);
+    }
+
+    gllm_matmul_args a;
+    memset(&a, 0, sizeof a);
+    a.M = M, a.N = N, a.K = K, a.trans_a = ta, a.trans_b = tb, a.alpha = 1.0f;
+    a.beta = c_f32 ? 1.0f : 0.0f, a.c_f32 = c_f32;
+    const double tol = c_f32 ? 1e-4 : 1e-2;
+    const bool aligned = off % 8 == 0;
+    static const int paths[] = {GLLM_MM_CUBLASLT, GLLM_MM_AUTO,      GLLM_MM_SIMPLE,
+                                GLLM_MM_MMA,      GLLM_MM_WGMMA_128, GLLM_MM_WGMMA_256};
+    for (size_t pi = 0; pi < sizeof paths / sizeof paths[0]; pi++) {
+        const gllm_matmul_path path = (gllm_matmul_path)paths[pi];
+        const char *pname = gllm_matmul_path_name(path);
+        if (c_f32)
+            CHECK_OK(gpu->upload(gpu, dC, C0, nc * 4));
+        else
+            CHECK_OK(gpu->upload(gpu, dC, nan_bytes, nc * 2));
+        gllm_status s = gllm_cuda_matmul_with(gpu, path, dC, dA, dB, &a);
+        const bool wg = path == GLLM_MM_WGMMA_128 || path == GLLM_MM_WGMMA_256;
+        const bool must = !(wg && !(hopper && aligned)) && !(path == GLLM_MM_MMA && !aligned);
+        if (s == GLLM_ERR_UNSUPPORTED && !must) {
+            printf("  %-9s declined: %s\n", pname, gllm_last_error());
+            continue;
+        }
+        CHECK_MSG(s == GLLM_OK, "%s: %s", pname, gllm_last_error());
+        if (s != GLLM_OK)
+            continue;
+        CHECK_OK(gpu->sync(gpu));
+        float *dst = path == GLLM_MM_CUBLASLT ? lt : out;
+        if (c_f32)
+            CHECK_OK(gpu->download(gpu, dst, dC, nc * 4));
+        else
+            CHECK_OK(gpu->download_f32(gpu, dst, dC, nc));
+        size_t unwritten = 0;
+        for (size_t i = 0; i < nc; i++)
+            unwritten += isnan(dst[i]);
+        float got[N_SAMPLES], want[N_SAMPLES];
+        for (int i = 0; i < N_SAMPLES; i++) {
+            got[i] = dst[(size_t)sm[i] * N + sn[i]];
+            want[i] = (float)sref[i];
+        }
+        const double e_ref = rel_err(got, want, N_SAMPLES);
+        const double e_lt = path == GLLM_MM_CUBLASLT ? 0.0 : rel_err(out, lt, nc);
+        printf("  %-9s rel err vs fp64 (%d samples) %.2e, vs cuBLASLt (all) %.2e%s\n", pname,
+               N_SAMPLES, e_ref, e_lt, unwritten ? "  UNWRITTEN" : "");
+        CHECK_MSG(unwritten == 0, "%s left %zu outputs unwritten", pname, unwritten);
+        CHECK_MSG(e_ref <= tol && e_lt <= tol, "%s: rel err vs fp64 %.2e, vs cuBLASLt %.2e (tol %.0e)",
+                  pname, e_ref, e_lt, tol);
+    }
+    gpu->free(gpu, dA0), gpu->free(gpu, dB0), gpu->free(gpu, dC0);
+    free(A), free(B), free(C0), free(lt), free(out), free(nan_bytes);
+}
+
+static void large_suite(gllm_backend *gpu, bool hopper)
+{
+    /* all four layouts at the largest shape */
+    for (int t = 0; t < 4; t++)
+        large_case(gpu, hopper, 8192, 8192, 8192, t & 1, t >> 1, false, 0);
+    /* a GPT-2 MLP at 8192 tokens: forward (x W^T), input grad (dy W), weight grad
+     * (dy^T x, fp32 accumulate), each aligned and then at offsets */
+    for (int off = 0; off <= 8; off += 8) {
+        large_case(gpu, hopper, 8192, 3072, 768, false, true, false, off);
+        large_case(gpu, hopper, 8192, 768, 3072, false, false, false, off);
+        large_case(gpu, hopper, 3072, 768, 8192, true, false, true, off);
+    }
+    /* odd shapes off the tile grid; one element off (2 bytes): only cuBLASLt,
+     * simple and auto can serve it */
+    large_case(gpu, hopper, 8191, 4100, 2056, false, true, false, 0);
+    large_case(gpu, hopper, 4099, 8192, 1032, true, true, false, 1);
+    large_case(gpu, hopper, 2049, 2056, 8192, true, false, true, 3);
+}
+
+int main(int argc, char **argv)
+{
+    const bool large = argc > 1 && strcmp(argv[1], "--large") == 0;
+    const bool describe = argc > 1 && strcmp(argv[1], "--describe") == 0;
+    if (argc > 2 || (argc > 1 && !large && !describe)) {
+        fprintf(stderr, "usage: test_cuda_matmul [--large | --describe]\n");
+        return 2;
+    }
     gllm_backend *gpu, *cpu;
     if (gllm_backend_open("cuda", &gpu) != GLLM_OK) {
         char why[512];
@@ -248,7 +393,16 @@ int main(void)
     char desc[512];
     CHECK_OK(gllm_cuda_describe(gpu, desc, sizeof desc));
     printf("%s\n", desc);
-    bool hopper = strstr(desc, "sm_90") != NULL;
+    bool hopper = strstr(desc, "wgmma on") != NULL;
+    if (describe) { /* the device line alone (gpu_check.sh's first step) */
+        gpu->destroy(gpu);
+        return 0;
+    }
+    if (large) {
+        large_suite(gpu, hopper);
+        gpu->destroy(gpu);
+        return test_summary();
+    }
     CHECK_OK(gllm_backend_cpu_create(2, &cpu));
 
     static const int shapes[][3] = {{1, 1, 1},     {17, 33, 65},   {127, 129, 255},
@@ -297,6 +451,27 @@ int main(void)
     mm_case e6 = mk(33, 48, 40, true, true, 0);
     e6.batch = 2, e6.beta = 1.0f, e6.c_f32 = true;
     check_case(gpu, cpu, hopper, &e6);
+
+    /* Operands off the 256-byte alignment, each after the same shape ran aligned
+     * (cuBLASLt must not reuse the aligned plan): 8 elements (16 bytes: every
+     * path serves it), 1 and 3 elements (only simple and cuBLASLt) */
+    static const int offs[] = {8, 1, 3};
+    for (int t = 0; t < 4; t++) {
+        mm_case al = mk(256, 512, 192, t & 1, t >> 1, 0);
+        check_case(gpu, cpu, hopper, &al);
+        for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
+            mm_case o = al;
+            o.off = offs[i];
+            check_case(gpu, cpu, hopper, &o);
+        }
+    }
+    mm_case ob = mk(100, 264, 136, false, true, 0);
+    ob.batch = 3, ob.bias = ob.residual = true;
+    check_case(gpu, cpu, hopper, &ob);
+    ob.off = 8;
+    check_case(gpu, cpu, hopper, &ob);
+    ob.c_f32 = true, ob.bias = ob.residual = false, ob.beta = 1.0f, ob.off = 5;
+    check_case(gpu, cpu, hopper, &ob);
 
     TEST_CASE("invalid arguments")
     {

@@ -349,16 +349,30 @@ static void test_rope(int n_tokens, int Hq, int Hkv, int hd, int rot, float fact
     drop(&inv);
 }
 
-static void test_xent(int N, int V, float scale)
+/* neginf: -inf logits (a masked vocabulary) at every 8th column, which is the
+ * first logit each GPU thread reads, and in a block at each row's end; targets
+ * stay on finite logits. */
+static void test_xent(int N, int V, float scale, bool neginf)
 {
     char name[80];
-    snprintf(name, sizeof name, "xent N=%d V=%d scale=%g", N, V, (double)scale);
+    snprintf(name, sizeof name, "xent N=%d V=%d scale=%g%s", N, V, (double)scale,
+             neginf ? " -inf logits" : "");
     t_case = name;
     int32_t *tg = malloc(N * sizeof(int32_t));
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i++) {
         tg[i] = (int32_t)(test_rand_u64() % (uint64_t)V);
+        if (neginf)
+            tg[i] = tg[i] / 8 * 8 + 1 < V - V / 4 ? tg[i] / 8 * 8 + 1 : 1;
+    }
     buf bt = mk_ints(tg, N), logits = mk(ACT, (size_t)N * V, 6.0f), mask = mk(F32, N, 1.0f);
     buf loss = mk(F32, N, 1.0f);
+    if (neginf) {
+        for (int i = 0; i < N; i++)
+            for (int v = 0; v < V; v++)
+                if (v % 8 == 0 || v >= V - V / 4)
+                    logits.init[(size_t)i * V + v] = -INFINITY;
+        reset(cpu, &logits, false), reset(gpu, &logits, false);
+    }
     for (int i = 0; i < N; i++)
         mask.init[i] = (i % 3 == 1) ? 0.0f : 1.0f;
     reset(cpu, &mask, false), reset(gpu, &mask, false);
@@ -566,10 +580,12 @@ int main(void)
     test_rope(37, 4, 2, 64, 64, 1.0f);
     test_rope(50, 6, 2, 80, 40, 1.2f);
     test_rope(20, 8, 8, 128, 128, 1.0f);
-    test_xent(1, 5, 1.0f);
-    test_xent(37, 1001, 0.0f);
-    test_xent(37, 1001, 1.0f / 37);
-    test_xent(16, 50304, 0.5f);
+    test_xent(1, 5, 1.0f, false);
+    test_xent(37, 1001, 0.0f, false);
+    test_xent(37, 1001, 1.0f / 37, false);
+    test_xent(16, 50304, 0.5f, false);
+    test_xent(37, 1001, 1.0f / 37, true);
+    test_xent(16, 50304, 0.5f, true);
     test_sample(64, 1000, 0.0f, 0, 1.0f);
     test_sample(64, 1000, 1.0f, 0, 1.0f);
     test_sample(64, 1000, 0.7f, 50, 1.0f);

@@ -213,6 +213,15 @@ int main(void)
         const double t0 = now_s();
         CHECK_ERR(c->barrier(c), GLLM_ERR_BACKEND, "no rank-wide progress in 0.5 s (1 of 2");
         CHECK(now_s() - t0 < 2.0);
+        c->destroy(c);
+        gllm_shm_group_free(g); /* a failed collective leaves the group unusable */
+        CHECK_OK(gllm_shm_group_create(2, 256, &g));
+        CHECK_OK(gllm_comm_shm(g, 0, be, &c));
+        setenv("GLLM_COMM_TIMEOUT", "100", 1);
+        c->timeout_s = 0.3; /* the caller's own limit for one long or short wait */
+        const double t1 = now_s();
+        CHECK_ERR(c->barrier(c), GLLM_ERR_BACKEND, "no rank-wide progress in 0.3 s");
+        CHECK(now_s() - t1 < 2.0);
         unsetenv("GLLM_COMM_TIMEOUT");
         c->destroy(c);
         be->destroy(be);

@@ -18,7 +18,7 @@ static const char *const k_fixture_archs[] = {"gpt2", "llama2", "llama3", "qwen2
 
 static inline void fixture_dir(const char *arch, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s/tests/fixtures/%s", GLLM_SOURCE_DIR, arch);
+    snprintf(buf, n, "%s/%s", test_fixtures_dir(), arch);
 }
 
 /* A tensor of the reference file as a malloc'd f32/i32 array (caller frees);

@@ -31,8 +31,7 @@ int main(void)
     test_shared_path("assets/models/stories260K-hf", model_dir, sizeof model_dir);
     test_shared_path("assets/models/stories260K/reference_greedy_t0_generated_here.txt",
                      ref_ids_path, sizeof ref_ids_path);
-    snprintf(fix, sizeof fix, "%s/tests/fixtures/stories260K_reference.safetensors",
-             GLLM_SOURCE_DIR);
+    snprintf(fix, sizeof fix, "%s/stories260K_reference.safetensors", test_fixtures_dir());
     gllm_backend *be;
     gllm_model *m = NULL;
     if (gllm_backend_cpu_create(0, &be) != GLLM_OK || gllm_model_load(model_dir, be, &m) != GLLM_OK) {

@@ -58,11 +58,6 @@ static void mm_epilogue_row(float *c, const gllm_matmul_args *a, const float *re
             c[n] += res_row[n];
 }
 
-static bool mm_has_epilogue(const gllm_matmul_args *a)
-{
-    return a->bias || a->residual || a->epilogue != GLLM_EPI_NONE;
-}
-
 static gllm_status mm_loops(gllm_backend *be, float *C, const float *A, const float *B,
                             const gllm_matmul_args *a, const mm_dims *d, int batch)
 {
@@ -118,6 +113,11 @@ static gllm_status mm_loops(gllm_backend *be, float *C, const float *A, const fl
 }
 
 #ifdef GLLM_HAVE_BLAS
+static bool mm_has_epilogue(const gllm_matmul_args *a)
+{
+    return a->bias || a->residual || a->epilogue != GLLM_EPI_NONE;
+}
+
 static void mm_blas(gllm_backend *be, float *C, const float *A, const float *B,
                     const gllm_matmul_args *a, const mm_dims *d, int batch)
 {

@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Every CUDA verdict in one call, run on the GPU machine inside the bundle that
+# scripts/gpu_bundle.sh made (.gpu/): no compiler, no network, no cmake needed.
+#
+#   bash .gpu/gpu_check.sh [OUT_DIR]        OUT_DIR defaults to $OUT, else .gpu/out
+#   env: GLLM_CHECK_BUDGET  total seconds for all steps (default 500)
+#        GLLM_CHECK_STEPS   comma list of step-name prefixes to run (default: all)
+#        GLLM_TEST_SEED     the tests' seed (default: drawn now; printed either way)
+#
+# Steps, most important first, each under its own timeout inside the total
+# budget: op tests against the CPU reference; GEMM correctness (small shapes,
+# then training shapes up to 8192 in every layout, every path and tile, offset
+# operands); attention; whole models against the CPU; one gtrain run and one
+# ginfer batch end to end; compute-sanitizer memcheck / racecheck / synccheck on
+# short cases; the benches (GEMM vs cuBLASLt, attention vs PyTorch SDPA, AdamW
+# and memory-bound kernels vs copy bandwidth, a training step vs PyTorch). A step's verdict is appended to
+# summary.md the moment it ends, so a call cut short still returns what ran.
+# Files in OUT_DIR (at most 8): summary.md, check.log (every step's output),
+# sanitizer.log, bench_matmul.md, bench_attention.md, bench_kernels.md,
+# bench_train.md.
+# Back on the development machine, scripts/gpu_results.py turns them into
+# bench/results/gpu_<date>.md.
+#
+# Without a GPU (CI's dry run) every step still runs its binary, which must load
+# and skip cleanly; the verdicts then read "skipped". Exit status: 1 when a step
+# failed or timed out, else 0.
+set -uo pipefail
+B=$(cd "$(dirname "$0")" && pwd)
+OUT_DIR=${1:-${OUT:-$B/out}}
+mkdir -p "$OUT_DIR" && OUT_DIR=$(cd "$OUT_DIR" && pwd) || exit 1
+cd "$B" || exit 1
+summary="$OUT_DIR/summary.md"
+log="$OUT_DIR/check.log"
+sanlog="$OUT_DIR/sanitizer.log"
+budget=${GLLM_CHECK_BUDGET:-500}
+only=${GLLM_CHECK_STEPS:-}
+start=$(date +%s)
+deadline=$((start + budget))
+seed=${GLLM_TEST_SEED:-$(( $(date +%s) * 2654435761 % 4294967291 + 1 ))}
+export GLLM_TEST_SEED=$seed
+export GLLM_FIXTURES="$B/fixtures"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+: > "$log"
+failures=0
+
+# ---------------------------------------------------------------- environment
+has_gpu=0
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  has_gpu=1
+fi
+gpu=$(nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv,noheader 2>/dev/null | head -1)
+# CUDA's own libraries are not in the bundle: the image's, else the ones that
+# PyTorch's wheels carry (only for gllm's binaries; python keeps its own paths).
+GLLM_LD=${LD_LIBRARY_PATH:-}
+if for b in bin/*; do ldd "$b" 2>/dev/null; done | grep -q 'not found'; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+           $(python3 -c 'import glob, os, nvidia; print(" ".join(d for p in nvidia.__path__ for d in glob.glob(os.path.join(p, "*", "lib"))))' 2>/dev/null); do
+    [ -d "$d" ] && GLLM_LD="$GLLM_LD${GLLM_LD:+:}$d"
+  done
+fi
+export GLLM_LD
+missing=$(for b in bin/*; do LD_LIBRARY_PATH="$GLLM_LD" ldd "$b" 2>/dev/null | grep 'not found'; done | sort -u | tr -s ' \t\n' ' ')
+
+{
+  echo "# gllm GPU check"
+  echo
+  echo "- device: ${gpu:-none found (dry run: every GPU step must skip cleanly)}"
+  echo "- bundle: $(head -2 MANIFEST 2>/dev/null | tr '\n' ';' )"
+  echo "- seed: $seed (replay: GLLM_TEST_SEED=$seed bash .gpu/gpu_check.sh)"
+  echo "- budget: $budget s, started $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  [ -n "$missing" ] && echo "- UNRESOLVED LIBRARIES: $missing"
+  echo
+  echo "| step | verdict | s | detail |"
+  echo "|---|---|---|---|"
+} > "$summary"
+echo "seed $seed (replay with GLLM_TEST_SEED=$seed)"
+cat "$summary"
+
+# ---------------------------------------------------------------- the step runner
+# step NAME TIMEOUT COMMAND: runs COMMAND (bash) under min(TIMEOUT, what is left of
+# the budget), its output into check.log (and $work/NAME.out), and appends one
+# verdict row. Exit 77 from a test is "skipped" (no GPU); the detail comes from the
+# test's summary and FAIL lines.
+row() { # name verdict seconds detail
+  local d=${4//|/\\|}
+  printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "${d:0:400}" | tee -a "$summary"
+}
+wanted() {
+  [ -z "$only" ] && return 0
+  local p
+  for p in ${only//,/ }; do [[ $1 == "$p"* ]] && return 0; done
+  return 1
+}
+step() { # NAME TIMEOUT COMMAND [skip_ok: exit 77 is acceptable on a GPU machine too]
+  local name=$1 limit=$2 cmd=$3 skip_ok=${4:-}
+  wanted "$name" || return 0
+  local left=$((deadline - $(date +%s) - 5))
+  if [ "$left" -lt 10 ]; then
+    row "$name" "NOT RUN" 0 "total budget of $budget s spent"
+    return 0
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local out="$work/$name.out" t0 rc
+  t0=$(date +%s)
+  echo "=== $name (timeout $limit s): $cmd" >> "$log"
+  timeout -k 10 "$limit" bash -c "$cmd" > "$out" 2>&1
+  rc=$?
+  local dt=$(( $(date +%s) - t0 ))
+  cat "$out" >> "$log"
+  echo "=== $name: rc $rc after $dt s" >> "$log"
+  local detail verdict
+  detail=$(grep -E '^[0-9]+ checks, [0-9]+ failed' "$out" | tail -1)
+  local fails
+  fails=$(grep -E '^FAIL|FATAL|error|Error' "$out" | head -3 | tr '\n' ' ')
+  case $rc in
+    0)
+      if [ "$has_gpu" = 0 ]; then
+        verdict="skipped"; detail="no GPU: $(grep -m1 -iE 'skip|no CUDA|no GPU' "$out" | head -c 200)"
+      else
+        verdict="pass"; detail="${detail:-$(tail -1 "$out" | head -c 200)}"
+      fi ;;
+    77) verdict="skipped"; detail=$(grep -m1 '^SKIP' "$out" | head -c 300) ;;
+    124|137) verdict="TIMED OUT"; detail="killed after $limit s; last: $(tail -2 "$out" | tr '\n' ' ' | head -c 200)"
+             failures=$((failures + 1)) ;;
+    *) verdict="FAIL (rc $rc)"; detail="$detail ${fails:-$(tail -3 "$out" | tr '\n' ' ')}"
+       failures=$((failures + 1)) ;;
+  esac
+  if [ "$has_gpu" = 1 ] && [ "$rc" = 77 ] && [ -z "$skip_ok" ]; then
+    verdict="FAIL (skipped on a GPU machine)"
+    failures=$((failures + 1))
+  fi
+  row "$name" "$verdict" "$dt" "$detail"
+  return 0
+}
+run() { echo "env LD_LIBRARY_PATH=\"\$GLLM_LD\" $*"; } # a gllm binary with CUDA's libraries found
+
+# ---------------------------------------------------------------- 1. correctness
+if [ -n "$missing" ]; then
+  row libraries FAIL 0 "unresolved: $missing"
+  failures=$((failures + 1))
+fi
+if [ "$has_gpu" = 1 ]; then
+  step wgmma-built 30 "$(run bin/test_cuda_matmul --describe) | tee /dev/stderr | grep -q 'wgmma on'"
+fi
+step ops-harness 120 "$(run bin/test_backend_ops)"
+step ops-cuda 150 "$(run bin/test_cuda_ops)"
+step gemm-small 150 "$(run bin/test_cuda_matmul)"
+step gemm-training-shapes 180 "$(run bin/test_cuda_matmul --large)"
+step attention 150 "$(run bin/test_cuda_attention)"
+step model-vs-cpu 150 "$(run bin/test_cuda_model)"
+[ -x bin/test_backend_queue ] && step backend-queues 60 "$(run bin/test_backend_queue)"
+[ -x bin/test_comm_nccl ] && step nccl-one-rank 90 "$(run bin/test_comm_nccl)"
+for t in bin/test_cuda_*; do # tests/cuda files added after this script was written
+  n=$(basename "$t")
+  case $n in test_cuda_ops|test_cuda_matmul|test_cuda_attention|test_cuda_model) continue ;; esac
+  step "${n#test_}" 120 "$(run "$t")"
+done
+
+# ---------------------------------------------------------------- 2. end to end
+if [ -d e2e ] && [ -x bin/gtrain ]; then
+  if [ "$has_gpu" = 1 ]; then
+    # two steps on the GPU, then the same first step on the CPU: the first step's
+    # loss (same weights, same batch) must agree to bf16 precision
+    step gtrain 120 "rm -rf '$work/e2e' && cp -r e2e '$work/e2e' && cd '$work/e2e' &&
+      $(run "$B/bin/gtrain" --backend cuda train.json) &&
+      python3 - <<'PY'
+import json, math
+rows = [json.loads(l) for l in open('run/metrics.jsonl')]
+steps = [r for r in rows if 'loss' in r and 'step' in r]
+assert steps, 'no step rows in metrics.jsonl'
+assert all(math.isfinite(r['loss']) for r in steps), 'non-finite loss'
+print('gpu losses', [round(r['loss'], 5) for r in steps])
+PY
+      sed -i 's/\"backend\": \"cuda\"/\"backend\": \"cpu\"/; s/\"max_steps\": 2/\"max_steps\": 1/; s/\"out_dir\": \"run\"/\"out_dir\": \"run_cpu\"/' train.json &&
+      $(run "$B/bin/gtrain" --backend cpu train.json) > /dev/null &&
+      python3 - <<'PY'
+import json
+def first(p):
+    return next(r['loss'] for r in map(json.loads, open(p)) if 'loss' in r and 'step' in r)
+g, c = first('run/metrics.jsonl'), first('run_cpu/metrics.jsonl')
+rel = abs(g - c) / abs(c)
+print(f'step 1 loss: cuda {g:.5f} cpu {c:.5f} rel diff {rel:.2e} (tol 1e-2)')
+assert rel < 1e-2
+PY"
+  else
+    step gtrain 60 "$(run bin/gtrain --help) >/dev/null && echo 'SKIP: gtrain loads; no GPU to train on'"
+  fi
+else
+  row gtrain skipped 0 "no e2e inputs in the bundle (../shared was absent when it was built) or no gtrain"
+fi
+if [ -x bin/ginfer ]; then
+  if [ "$has_gpu" = 1 ] && [ -d e2e ]; then
+    # greedy on the GPU, then the same on the CPU: how many completions agree is
+    # reported (bf16 against fp32 may pick another token where two are close).
+    # GLLM_GINFER_ARGS overrides the invocation (MODEL, BACKEND, INPUT, OUTPUT replaced).
+    gargs=${GLLM_GINFER_ARGS:---model MODEL --backend BACKEND --quiet INPUT OUTPUT}
+    gargs=${gargs//MODEL/$B/e2e/model}
+    gargs=${gargs//INPUT/$B/e2e/prompts.jsonl}
+    g_gpu=${gargs//BACKEND/cuda}; g_gpu=${g_gpu//OUTPUT/$work/ginfer_gpu.jsonl}
+    g_cpu=${gargs//BACKEND/cpu}; g_cpu=${g_cpu//OUTPUT/$work/ginfer_cpu.jsonl}
+    step ginfer 90 "$(run bin/ginfer $g_gpu) && $(run bin/ginfer $g_cpu) && python3 - <<'PY'
+import json
+g = [json.loads(l) for l in open('$work/ginfer_gpu.jsonl')]
+c = [json.loads(l) for l in open('$work/ginfer_cpu.jsonl')]
+assert len(g) == 3, f'{len(g)} output lines for 3 prompts'
+assert all(r.get('error') is None for r in g), g
+same = sum(a['choices'][0]['token_ids'] == b['choices'][0]['token_ids'] for a, b in zip(g, c))
+print(f'ginfer: 3 results on the GPU; {same} of 3 greedy completions equal to the CPU ones;',
+      [r['choices'][0]['text'][:40] for r in g])
+PY"
+  else
+    step ginfer 30 "$(run bin/ginfer --help) >/dev/null && echo 'SKIP: ginfer loads; no GPU (or no e2e inputs)'"
+  fi
+else
+  row ginfer skipped 0 "not in the bundle (no src/cli/ginfer.c when it was built)"
+fi
+
+# ---------------------------------------------------------------- 3. sanitizers
+san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+: > "$sanlog"
+if [ "$has_gpu" = 0 ]; then
+  row sanitizers skipped 0 "no GPU"
+elif [ -z "$san" ]; then
+  row sanitizers skipped 0 "compute-sanitizer not on this machine"
+else
+  # short cases: the first launches of each test (--launch-count), so one tool
+  # run stays within its timeout; errors exit 99
+  for spec in "memcheck:test_cuda_ops:400" "memcheck:test_cuda_attention:200" \
+              "racecheck:test_cuda_attention:60" "racecheck:test_cuda_matmul:60" \
+              "synccheck:test_cuda_matmul:200" "synccheck:test_cuda_attention:100"; do
+    IFS=: read -r tool t count <<< "$spec"
+    step "$tool-${t#test_cuda_}" 90 "$(run "$san" --tool "$tool" --error-exitcode 99 --launch-count "$count" bin/$t) > '$work/san.txt' 2>&1; rc=\$?;
+      { echo '=== $tool $t (first $count launches)'; grep -vE '^(seed|  )' '$work/san.txt' | tail -40; } >> '$sanlog';
+      grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|not supported' '$work/san.txt' | tail -2;
+      if grep -q 'not supported' '$work/san.txt'; then echo 'SKIP: compute-sanitizer does not support this device here'; exit 77; fi;
+      exit \$rc" skip_ok
+  done
+fi
+
+# ---------------------------------------------------------------- 4. benches
+step bench-gemm 150 "$(run bin/bench_matmul --out '$OUT_DIR/bench_matmul') && rm -f '$OUT_DIR/bench_matmul.json'"
+if [ "$has_gpu" = 1 ]; then
+  step bench-attention 150 "bash bench/run_attention_bench.sh bin > '$OUT_DIR/bench_attention.md.tmp' &&
+    mv '$OUT_DIR/bench_attention.md.tmp' '$OUT_DIR/bench_attention.md' && tail -8 '$OUT_DIR/bench_attention.md'"
+else
+  step bench-attention 60 "$(run bin/bench_attention)"
+fi
+step bench-adamw-kernels 120 "$(run bin/bench_kernels --out '$OUT_DIR/bench_kernels') && rm -f '$OUT_DIR/bench_kernels.json'"
+if [ "$has_gpu" = 1 ]; then
+  step bench-train 240 "bash bench/gpu_train_vs_torch.sh bin '$OUT_DIR/bench_train.md'"
+else
+  step bench-train 30 "$(run bin/bench_train_cpu) 2>&1 | grep -q usage && echo 'SKIP: bench_train_cpu loads; no GPU'"
+fi
+row bench-infer "not run" 0 "no ginfer-vs-PyTorch throughput script yet"
+
+# ---------------------------------------------------------------- end
+rm -f "$OUT_DIR"/*.tmp
+n_files=$(find "$OUT_DIR" -maxdepth 1 -type f | wc -l)
+{
+  echo
+  echo "finished $(date -u +%Y-%m-%dT%H:%M:%SZ) after $(( $(date +%s) - start )) s; $failures step(s) failed or timed out; $n_files files in the output folder"
+} | tee -a "$summary"
+[ "$n_files" -le 8 ] || echo "gpu_check: more than 8 files in $OUT_DIR" >&2
+[ "$failures" = 0 ]

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Turn what scripts/gpu_check.sh left in its output folder (summary.md and the
+bench tables), once copied back to the development machine, into one results
+file: bench/results/gpu_<date>.md with the device and driver line, every step's
+verdict, each bench table, and the goals of issue 13 read off the tables
+(GEMM vs cuBLASLt >= 1.0x, attention vs PyTorch SDPA >= 1.0x, AdamW >= 90% of the
+copy bandwidth).
+
+usage: scripts/gpu_results.py OUT_FOLDER [--date YYYY-MM-DD] [--dest bench/results]
+       prints the path it wrote; exits 1 when summary.md is missing.
+"""
+import argparse
+import datetime
+import math
+import os
+import re
+import sys
+
+
+def table_rows(text):
+    """The rows of the first markdown table in text: header names and cell lists."""
+    lines = [l.strip() for l in text.splitlines()]
+    for i, l in enumerate(lines):
+        if l.startswith("|") and i + 1 < len(lines) and re.match(r"^\|[-:| ]+\|$", lines[i + 1]):
+            head = [c.strip() for c in l.strip("|").split("|")]
+            rows = []
+            for r in lines[i + 2:]:
+                if not r.startswith("|"):
+                    break
+                rows.append([c.strip() for c in r.strip("|").split("|")])
+            return head, rows
+    return [], []
+
+
+def num(s):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def geomean(xs):
+    xs = [x for x in xs if x and x > 0]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
+
+
+def gemm_goal(text):
+    head, rows = table_rows(text)
+    if "auto ratio" not in head:
+        return "GEMM vs cuBLASLt: no 'auto ratio' column in bench_matmul.md"
+    k = head.index("auto ratio")
+    ratios = [num(r[k]) for r in rows if len(r) > k]
+    ratios = [x for x in ratios if x]
+    if not ratios:
+        return "GEMM vs cuBLASLt: no measured rows"
+    g = geomean(ratios)
+    worst = min(ratios)
+    verdict = "met" if g >= 1.0 else "NOT met"
+    return (f"GEMM vs cuBLASLt (auto path, cuBLASLt time / gllm time): geometric mean "
+            f"{g:.3f}x over {len(ratios)} GEMMs, worst {worst:.3f}x; goal >= 1.0x (aim 1.05x): {verdict}")
+
+
+def attention_goal(text):
+    head, rows = table_rows(text)
+    col = "gllm/SDPA speed"
+    if col not in head:
+        return "attention vs SDPA: no table in bench_attention.md"
+    k = head.index(col)
+    ratios = [num(r[k]) for r in rows if len(r) > k and num(r[k])]
+    if not ratios:
+        return "attention vs SDPA: no measured rows"
+    worst = min(ratios)
+    verdict = "met" if worst >= 1.0 else "NOT met"
+    return (f"attention vs PyTorch SDPA (SDPA time / gllm time): {len(ratios)} rows, "
+            f"geometric mean {geomean(ratios):.3f}x, worst {worst:.3f}x; goal >= 1.0x: {verdict}")
+
+
+def adamw_goal(text):
+    head, rows = table_rows(text)
+    if "kernel" not in head or "ratio" not in head:
+        return "AdamW vs copy: no table in bench_kernels.md"
+    kk, kr = head.index("kernel"), head.index("ratio")
+    ratios = [num(r[kr]) for r in rows if len(r) > kr and "adamw" in r[kk].lower() and num(r[kr])]
+    if not ratios:
+        return "AdamW vs copy: no AdamW row in bench_kernels.md"
+    worst = min(ratios)
+    verdict = "met" if worst >= 0.9 else "NOT met"
+    return (f"AdamW bandwidth / copy bandwidth: {', '.join(f'{x:.0%}' for x in ratios)}; "
+            f"goal >= 90%: {verdict}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("folder")
+    ap.add_argument("--date", default=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"))
+    ap.add_argument("--dest", default=os.path.join(os.path.dirname(__file__), "..", "bench", "results"))
+    a = ap.parse_args()
+    sp = os.path.join(a.folder, "summary.md")
+    if not os.path.exists(sp):
+        sys.exit(f"gpu_results: {sp} not found")
+    summary = open(sp).read()
+    benches = {}
+    for name in ("bench_matmul", "bench_attention", "bench_kernels", "bench_train"):
+        p = os.path.join(a.folder, name + ".md")
+        if os.path.exists(p):
+            benches[name] = open(p).read()
+
+    verdict_head, verdict_rows = table_rows(summary)
+    counts = {}
+    for r in verdict_rows:
+        v = r[1].split(" ")[0].lower() if len(r) > 1 else "?"
+        counts[v] = counts.get(v, 0) + 1
+    device = re.search(r"^- device: (.*)$", summary, re.M)
+
+    out = [f"# GPU run {a.date}", ""]
+    out.append(f"device (name, driver, compute capability, memory): {device.group(1) if device else '?'}")
+    out.append("")
+    out.append("Made by scripts/gpu_results.py from the output of scripts/gpu_check.sh "
+               "(bundle from scripts/gpu_bundle.sh).")
+    out.append("")
+    out.append("## Goals (issue 13)")
+    out.append("")
+    out.append("- " + (gemm_goal(benches["bench_matmul"]) if "bench_matmul" in benches
+                       else "GEMM vs cuBLASLt: no bench_matmul.md (bench did not run)"))
+    out.append("- " + (attention_goal(benches["bench_attention"]) if "bench_attention" in benches
+                       else "attention vs SDPA: no bench_attention.md (bench did not run)"))
+    out.append("- " + (adamw_goal(benches["bench_kernels"]) if "bench_kernels" in benches
+                       else "AdamW vs copy: no bench_kernels.md (bench did not run)"))
+    out.append("- steps: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    out.append("")
+    out.append("## Check summary")
+    out.append("")
+    out.append(summary.strip().replace("# gllm GPU check", "", 1).strip())
+    for name, text in benches.items():
+        out.append("")
+        out.append(f"## {name}")
+        out.append("")
+        body = re.sub(r"^# ", "### ", text.strip(), flags=re.M)
+        out.append(body)
+    os.makedirs(a.dest, exist_ok=True)
+    path = os.path.join(a.dest, f"gpu_{a.date}.md")
+    open(path, "w").write("\n".join(out) + "\n")
+    print(os.path.normpath(path))
+
+
+if __name__ == "__main__":
+    main()
