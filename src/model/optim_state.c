@@ -76,7 +76,8 @@ gllm_status gllm_model_load_optimizer(gllm_model *m, const char *path)
     if (s == GLLM_OK && (!layout || !total || strcmp(layout, mine) != 0 ||
                          strtoull(total, NULL, 10) != m->numel))
         s = gllm_fail(GLLM_ERR_FORMAT, "%s: optimizer state of another model or rank layout "
-                      "(%.80s, numel %s; this run: %.80s, %zu)", path, layout ? layout : "?",
+                      "(%.80s, numel %s; this run: %.80s, %zu; ZeRO-1 slices follow the rank count and "
+                      "bucket_mb)", path, layout ? layout : "?",
                       total ? total : "?", mine, m->numel);
     free(mine);
     const bool want_master = be->act_dtype != GLLM_F32;
