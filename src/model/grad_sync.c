@@ -223,6 +223,11 @@ gllm_status gllm_grad_sync_finish(gllm_grad_sync *s)
     m->grad_ready = NULL;
     m->grad_ready_user = NULL;
     gllm_status st = on_ready(s, m->cfg.n_layers + 1); /* whatever backward did not start */
+    /* on a device that queues work the host gets here long before backward has
+     * run: wait for the compute queue first, untimed, so that wait_s is the
+     * communication left exposed after compute, not compute itself */
+    if (st == GLLM_OK)
+        st = m->be->sync(m->be);
     const double t0 = now_s();
     if (st == GLLM_OK)
         st = gllm_comm_wait(s->c);

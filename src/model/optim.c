@@ -148,9 +148,10 @@ gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int
     }
     if (!m->zero)
         return GLLM_OK;
-    /* every rank's slices back into every rank's parameters: all started, then one wait */
+    /* every rank's slices back into every rank's parameters: all started, then one
+     * wait; timed from the end of the update (the compute queue synced, untimed) */
+    gllm_status s = be->sync(be);
     const double t0 = now_s();
-    gllm_status s = GLLM_OK;
     for (int i = 0; i < nr && s == GLLM_OK; i++)
         s = gllm_comm_all_gather_start(
             m->zero, wptr(m, r[i].bucket_lo),
