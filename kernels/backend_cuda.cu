@@ -8,6 +8,7 @@
 
 #include "attention.cuh"
 #include "embed.cuh"
+#include "infer.cuh"
 #include "matmul.cuh"
 #include "norm.cuh"
 #include "optim.cuh"
@@ -251,6 +252,21 @@ gllm_status be_xent_fwd_bwd(gllm_backend *be, float *loss, void *logits, const i
                                   dlogits_scale);
 }
 
+gllm_status be_attention_paged(gllm_backend *be, void *out, const void *qkv,
+                               const gllm_kv_cache *kv, const gllm_paged_attn_args *a)
+{
+    return gllm_cuda_attention_paged(ctx_of(be), (bf16 *)out, (const bf16 *)qkv, kv, a);
+}
+
+gllm_status be_sample_rows(gllm_backend *be, int32_t *out_ids, float *out_logprob,
+                           int32_t *top_ids, float *top_lp, int max_top, const void *logits,
+                           int N, int V, const gllm_sample_params *params,
+                           const int32_t *pen_ids, const int32_t *pen_off)
+{
+    return gllm_cuda_sample_rows(ctx_of(be), out_ids, out_logprob, top_ids, top_lp, max_top,
+                                 (const bf16 *)logits, N, V, params, pen_ids, pen_off);
+}
+
 gllm_status be_sample(gllm_backend *be, int32_t *out_ids, const void *logits, int N, int V,
                       const gllm_sample_args *a, const uint64_t *seeds)
 {
@@ -479,6 +495,8 @@ gllm_status gllm_backend_cuda_create(int device, gllm_backend **out)
     be->add = be_add;
     be->xent_fwd_bwd = be_xent_fwd_bwd;
     be->sample = be_sample;
+    be->attention_paged = be_attention_paged;
+    be->sample_rows = be_sample_rows;
     be->sumsq = be_sumsq;
     be->adamw = be_adamw;
     be->event_create = be_event_create;

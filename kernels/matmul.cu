@@ -177,8 +177,15 @@ gllm_status gllm_cuda_matmul_path(gllm_cuda_ctx *c, gllm_matmul_path path, void 
 gllm_status gllm_cuda_matmul(gllm_cuda_ctx *c, void *C, const void *A, const void *B,
                              const gllm_matmul_args *a)
 {
-    return gllm_cuda_matmul_path(c, c->use_cublaslt ? GLLM_MM_CUBLASLT : GLLM_MM_AUTO, C, A, B,
-                                 a);
+    if (c->use_cublaslt) {
+        // cuBLASLt may have no algorithm for operands off its alignments: gllm's
+        // own kernels serve those calls
+        gllm_status s = gllm_cuda_matmul_path(c, GLLM_MM_CUBLASLT, C, A, B, a);
+        if (s != GLLM_ERR_UNSUPPORTED)
+            return s;
+        gllm_clear_error();
+    }
+    return gllm_cuda_matmul_path(c, GLLM_MM_AUTO, C, A, B, a);
 }
 
 extern "C" gllm_status gllm_cuda_matmul_with(gllm_backend *be, gllm_matmul_path path, void *C,

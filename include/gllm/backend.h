@@ -65,6 +65,12 @@ typedef struct gllm_matmul_args {
     const void *residual;
     int batch;
     int64_t stride_a, stride_b, stride_c;
+    /* Batch invariance (inference): each row of C must come out bit-identical
+     * whatever M is and whatever the other rows hold, i.e. the reduction order of
+     * a row never depends on the batch. The CPU backend guarantees it (plain loops
+     * per row; with OpenBLAS, small M is padded past the sizes where OpenBLAS
+     * switches kernels, see cpu_matmul.c); a backend that cannot ignores it. */
+    bool row_invariant;
 } gllm_matmul_args;
 
 /* Attention shape. The query of token n attends to keys m of the same row b with
@@ -133,6 +139,43 @@ typedef struct gllm_sample_args {
     int top_k;              /* 0 = off */
     float top_p;            /* 1 = off */
 } gllm_sample_args;
+
+/* Per-row sampling parameters (sample_rows), one struct per row, on the device.
+ * Order of processing, as transformers' generate: repetition penalty (HF: over
+ * the row's distinct context ids, logit < 0 ? logit * rp : logit / rp), then
+ * temperature, top-k, top-p (over the top-k renormalised), min-p (drop p <
+ * min_p * p_max). temperature 0 = greedy: argmax of the penalised logits, the
+ * lowest id on ties. The draw is u = uniform(seed) in [0, 1) (gllm_sample_uniform)
+ * times the kept mass, against the kept ids' cumulative probability in
+ * increasing id order. Top-k keeps exactly k ids (ties: the lower id). */
+typedef struct gllm_sample_params {
+    float temperature;
+    int top_k;              /* 0 = off */
+    float top_p;            /* 1 = off */
+    float min_p;            /* 0 = off */
+    float repetition_penalty; /* 1 = off */
+    int32_t n_top;          /* top logprobs wanted for this row (<= max_top) */
+    uint64_t seed;          /* this row's draw */
+} gllm_sample_params;
+
+/* Paged attention for inference (prefill chunks and decode in one call).
+ * Sequence s has q_len[s] new tokens, rows q_start[s] .. q_start[s] + q_len[s]
+ * - 1 of qkv, and ctx_len[s] tokens in the cache *including* the new ones
+ * (kv_store runs first). New token j of s sits at position ctx_len[s] -
+ * q_len[s] + j and attends to cached positions [lo, its own], lo = max(0,
+ * pos - window + 1) when window > 0 (Mistral semantics). Keys and values come
+ * from the cache through block_table[s * max_blocks + i]. Decode is q_len = 1.
+ * Every output row is computed alone, in a fixed order (batch invariant).
+ * All arrays are device arrays. */
+typedef struct gllm_paged_attn_args {
+    int n_seq, Hq, window;
+    float scale;
+    const int32_t *q_start, *q_len, *ctx_len; /* [n_seq] */
+    const int32_t *block_table;               /* [n_seq * max_blocks] */
+    int max_blocks;
+    int n_tokens;                             /* rows of qkv and out */
+    int max_ctx;                              /* >= every ctx_len (scratch sizing) */
+} gllm_paged_attn_args;
 
 struct gllm_backend {
     const char *name;
@@ -259,6 +302,21 @@ struct gllm_backend {
     gllm_status (*device_info)(gllm_backend *be, gllm_device_info *out);
 
     void (*destroy)(gllm_backend *be);
+
+    /* --- inference (added after the training ops; see gllm_paged_attn_args) --- */
+    gllm_status (*attention_paged)(gllm_backend *be, void *out, const void *qkv,
+                                   const gllm_kv_cache *kv, const gllm_paged_attn_args *a);
+    /* Per-row sampling over logits [N, V] (act_dtype) with params[N] (device).
+     * Repetition penalty ids of row n: pen_ids[pen_off[n] .. pen_off[n+1]) (device;
+     * both may be NULL when no row penalises). Outputs (device): out_ids[N];
+     * out_logprob[N] (may be NULL): log_softmax of the *unprocessed* logits at the
+     * chosen id; top_ids/top_lp [N, max_top] (may be NULL when max_top == 0): the
+     * params[n].n_top most likely ids of the unprocessed distribution, most likely
+     * first (ties: lower id), with their logprobs. No full sort of the vocabulary. */
+    gllm_status (*sample_rows)(gllm_backend *be, int32_t *out_ids, float *out_logprob,
+                               int32_t *top_ids, float *top_lp, int max_top, const void *logits,
+                               int N, int V, const gllm_sample_params *params,
+                               const int32_t *pen_ids, const int32_t *pen_off);
 };
 
 /* The CPU reference backend. n_threads <= 0 uses all cores. Caller owns it:

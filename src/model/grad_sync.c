@@ -156,6 +156,7 @@ static gllm_status on_ready(void *user, int stage)
 static gllm_status sync_new(gllm_model *m, gllm_comm *c, size_t bucket_bytes, bool zero1,
                             gllm_grad_sync **out)
 {
+    GLLM_TRY(gllm_model_grads(m));
     *out = NULL;
     if (zero1 && m->adam_m)
         return gllm_fail(GLLM_ERR_INVALID, "ZeRO-1: AdamW state already exists; shard before "

@@ -19,9 +19,6 @@ gllm_status gllm_model_alloc_params(gllm_model *m)
     gllm_backend *be = m->be;
     m->padded = m->numel;
     GLLM_TRY(be->alloc(be, m->numel * m->esz, "parameters", &m->w));
-    GLLM_TRY(be->alloc(be, m->numel * sizeof(float), "parameter gradients", (void **)&m->g));
-    GLLM_TRY(be->memset0(be, m->g, m->numel * sizeof(float)));
-    GLLM_TRY(be->alloc(be, sizeof(float), "gradient norm", (void **)&m->sumsq));
     const int half = m->cfg.head_dim / 2;
     float *inv = gllm_malloc((size_t)half * sizeof(float), "rope frequencies");
     if (!inv)
@@ -33,6 +30,20 @@ gllm_status gllm_model_alloc_params(gllm_model *m)
         s = be->upload(be, m->inv_freq, inv, (size_t)half * sizeof(float));
     free(inv);
     return s;
+}
+
+/* Training state is allocated on first training use (gradients zeroed), so a
+ * model loaded for inference holds its weights only. */
+gllm_status gllm_model_grads(gllm_model *m)
+{
+    gllm_backend *be = m->be;
+    if (!m->g) {
+        GLLM_TRY(be->alloc(be, m->padded * sizeof(float), "parameter gradients", (void **)&m->g));
+        GLLM_TRY(be->memset0(be, m->g, m->padded * sizeof(float)));
+    }
+    if (!m->sumsq)
+        GLLM_TRY(be->alloc(be, sizeof(float), "gradient norm", (void **)&m->sumsq));
+    return GLLM_OK;
 }
 
 static void free_plan(gllm_model *m)
@@ -352,6 +363,7 @@ gllm_status gllm_model_forward(gllm_model *m, const gllm_batch *b, float *loss, 
 
 gllm_status gllm_model_zero_grad(gllm_model *m)
 {
+    GLLM_TRY(gllm_model_grads(m));
     return m->be->memset0(m->be, m->g, m->padded * sizeof(float));
 }
 
@@ -359,6 +371,7 @@ gllm_status gllm_model_all_reduce_grads(gllm_model *m, gllm_comm *c)
 {
     if (c->world == 1)
         return GLLM_OK;
+    GLLM_TRY(gllm_model_grads(m));
     return c->all_reduce(c, m->g, m->numel, GLLM_F32, GLLM_REDUCE_SUM);
 }
 
@@ -373,6 +386,7 @@ gllm_status gllm_model_forward_backward(gllm_model *m, const gllm_batch *b, floa
                                         float *loss)
 {
     GLLM_TRY(check_batch(m, b, true));
+    GLLM_TRY(gllm_model_grads(m));
     const gllm_model_config *c = &m->cfg;
     gllm_backend *be = m->be;
     const int B = b->B, T = b->T, N = B * T, C = c->hidden, HD = c->n_heads * c->head_dim;

@@ -99,6 +99,9 @@ typedef struct gllm_infer {
     const int32_t *seq_len; /* [n_seq] device */
 } gllm_infer;
 
+/* Gradient buffers, allocated (zeroed) on first training use. */
+gllm_status gllm_model_grads(gllm_model *m);
+
 gllm_status gllm_model_blocks(gllm_model *m, int B, int T, const gllm_infer *inf);
 /* out[N, out_dim] = inp[N, in_dim] W^T + bias + residual (offsets into the flat buffers) */
 gllm_status gllm_model_linear(gllm_model *m, void *out, const void *inp, size_t w, size_t bias,

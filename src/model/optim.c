@@ -99,6 +99,7 @@ static gllm_status alloc_state(gllm_model *m, const gllm_own_range *r, int nr)
 gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int step,
                                   float *grad_norm)
 {
+    GLLM_TRY(gllm_model_grads(m));
     gllm_backend *be = m->be;
     if (step < 1)
         return gllm_fail(GLLM_ERR_INVALID, "adamw: step must be >= 1 (got %d)", step);

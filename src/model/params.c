@@ -255,6 +255,7 @@ gllm_status gllm_model_read_param(gllm_model *m, const gllm_param_info *p, float
 
 gllm_status gllm_model_read_grad(gllm_model *m, const gllm_param_info *p, float *host)
 {
+    GLLM_TRY(gllm_model_grads(m));
     return m->be->download(m->be, host, m->g + p->offset, p->numel * sizeof(float));
 }
 

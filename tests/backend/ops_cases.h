@@ -25,6 +25,7 @@ typedef enum op_kind {
     OP_ADD,
     OP_EMBED,
     OP_XENT,
+    OP_PAGED_ATTN, /* kv_store of every context token, then attention_paged (forward only) */
 } op_kind;
 
 typedef struct tcase {
@@ -129,6 +130,25 @@ static void add_in(inst *t, size_t n, float scale, bool diff, bool grad_f32)
     t->grad_f32[i] = grad_f32;
 }
 
+/* Paged attention cases: as.B sequences; sequence s has PA_CTX(c, s) cached
+ * tokens of which the last PA_QLEN(s) are the new rows (1 = decode), blocks of
+ * PA_BS tokens placed at random in the cache. */
+#define PA_BS 4
+#define PA_CTX(c, s) ((c)->as.T + 5 * (s))
+#define PA_QLEN(c, s) ((s) % 3 == 0 ? 1 : 1 + (s) * 2 % PA_CTX(c, s))
+static int pa_total(const tcase *c, int *n_new, int *n_blocks)
+{
+    int total = 0, nn = 0, nb = 0;
+    for (int s = 0; s < c->as.B; s++) {
+        total += PA_CTX(c, s);
+        nn += PA_QLEN(c, s);
+        nb += (PA_CTX(c, s) + PA_BS - 1) / PA_BS;
+    }
+    *n_new = nn;
+    *n_blocks = nb;
+    return total;
+}
+
 static void inst_make(inst *t, const tcase *c)
 {
     memset(t, 0, sizeof *t);
@@ -176,6 +196,34 @@ static void inst_make(inst *t, const tcase *c)
         t->pos = malloc(n * sizeof *t->pos);
         make_pos(t->pos, s->B, s->T);
         t->out_n = n * (size_t)s->Hq * s->D;
+        break;
+    }
+    case OP_PAGED_ATTN: {
+        const gllm_attn_shape *s = &c->as;
+        int n_new, nb;
+        const int total = pa_total(c, &n_new, &nb);
+        add_in(t, (size_t)total * (s->Hq + 2 * s->Hkv) * s->D, 1.5f, false, false);
+        /* ids: block tables [B, max_blocks] over a random permutation; pos: slots [total] */
+        const int maxb = (PA_CTX(c, s->B - 1) + PA_BS - 1) / PA_BS;
+        int *perm = malloc((size_t)nb * sizeof *perm);
+        for (int i = 0; i < nb; i++)
+            perm[i] = i;
+        for (int i = nb - 1; i > 0; i--) {
+            int j = (int)(test_rand_u64() % (uint64_t)(i + 1)), x = perm[i];
+            perm[i] = perm[j];
+            perm[j] = x;
+        }
+        t->ids = calloc((size_t)s->B * maxb, sizeof *t->ids);
+        t->pos = malloc((size_t)total * sizeof *t->pos);
+        for (int q = 0, k = 0, r = 0; q < s->B; q++) {
+            const int L = PA_CTX(c, q);
+            for (int b = 0; b < (L + PA_BS - 1) / PA_BS; b++)
+                t->ids[(size_t)q * maxb + b] = perm[k++];
+            for (int p = 0; p < L; p++)
+                t->pos[r++] = t->ids[(size_t)q * maxb + p / PA_BS] * PA_BS + p % PA_BS;
+        }
+        free(perm);
+        t->out_n = (size_t)n_new * s->Hq * s->D;
         break;
     }
     case OP_GELU:
@@ -264,6 +312,37 @@ static gllm_status op_fwd(const inst *t, gllm_backend *be, pool *pl, void **din,
         float *lse = pool_alloc(pl, n * (size_t)c->as.Hq * sizeof(float));
         return be->attention_fwd(be, out, lse, din[0], up_raw(pl, t->pos, n * 4), &c->as);
     }
+    case OP_PAGED_ATTN: {
+        const gllm_attn_shape *sh = &c->as;
+        int n_new, nb;
+        const int total = pa_total(c, &n_new, &nb), maxb = (PA_CTX(c, sh->B - 1) + PA_BS - 1) / PA_BS;
+        const size_t W = (size_t)(sh->Hq + 2 * sh->Hkv) * sh->D;
+        const size_t kvb = (size_t)nb * PA_BS * sh->Hkv * sh->D * as;
+        gllm_kv_cache kv = {zeros(pl, kvb), zeros(pl, kvb), nb, PA_BS, sh->Hkv, sh->D};
+        GLLM_TRY(be->kv_store(be, &kv, din[0], up_raw(pl, t->pos, (size_t)total * 4), total,
+                              sh->Hq));
+        /* the new rows: the last q_len tokens of each sequence, packed */
+        void *q = pool_alloc(pl, (size_t)n_new * W * as);
+        int32_t qs[64], ql[64], cl[64];
+        for (int s = 0, off = 0, r = 0; s < sh->B; s++) {
+            const int L = PA_CTX(c, s), n = PA_QLEN(c, s);
+            GLLM_TRY(be->copy(be, (char *)q + (size_t)r * W * as,
+                              (char *)din[0] + (size_t)(off + L - n) * W * as, (size_t)n * W * as));
+            qs[s] = r;
+            ql[s] = n;
+            cl[s] = L;
+            off += L;
+            r += n;
+        }
+        const size_t sb = (size_t)sh->B * 4;
+        gllm_paged_attn_args a = {.n_seq = sh->B, .Hq = sh->Hq, .window = sh->window,
+                                  .scale = sh->scale, .q_start = up_raw(pl, qs, sb),
+                                  .q_len = up_raw(pl, ql, sb), .ctx_len = up_raw(pl, cl, sb),
+                                  .block_table = up_raw(pl, t->ids, sb * maxb),
+                                  .max_blocks = maxb, .n_tokens = n_new,
+                                  .max_ctx = PA_CTX(c, sh->B - 1)};
+        return be->attention_paged(be, out, q, &kv, &a);
+    }
     case OP_GELU:
         return be->gelu_fwd(be, out, din[0], (size_t)c->M);
     case OP_SWIGLU:
@@ -345,6 +424,7 @@ static gllm_status op_bwd(const inst *t, gllm_backend *be, pool *pl, void **din,
     case OP_SWIGLU:
         return be->swiglu_bwd(be, dg[0], din[0], dout, c->M, c->N);
     case OP_ADD:
+    case OP_PAGED_ATTN: /* inference only: no backward */
         return GLLM_OK;
     case OP_EMBED:
         return be->embed_bwd(be, dg[0], c->wpe ? dg[1] : NULL, dout, up_raw(pl, t->ids, M * 4),

@@ -168,6 +168,8 @@ gllm_status gllm_backend_cpu_create(int n_threads, gllm_backend **out)
     be->add = gllm_cpu_add;
     be->xent_fwd_bwd = gllm_cpu_xent_fwd_bwd;
     be->sample = gllm_cpu_sample;
+    be->attention_paged = gllm_cpu_attention_paged;
+    be->sample_rows = gllm_cpu_sample_rows;
     be->sumsq = gllm_cpu_sumsq;
     be->adamw = gllm_cpu_adamw;
     gllm_cpu_queue_ops(be);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "gllm/backend.h"
+#include "gllm/backend_cpu.h"
 
 typedef struct gllm_cpu_ctx {
     int n_threads;
@@ -141,6 +142,13 @@ gllm_status gllm_cpu_xent_fwd_bwd(gllm_backend *be, float *loss, void *logits,
                                   float dlogits_scale);
 gllm_status gllm_cpu_sample(gllm_backend *be, int32_t *out_ids, const void *logits, int N,
                             int V, const gllm_sample_args *a, const uint64_t *seeds);
+
+gllm_status gllm_cpu_attention_paged(gllm_backend *be, void *out, const void *qkv,
+                                     const gllm_kv_cache *kv, const gllm_paged_attn_args *a);
+gllm_status gllm_cpu_sample_rows(gllm_backend *be, int32_t *out_ids, float *out_logprob,
+                                 int32_t *top_ids, float *top_lp, int max_top, const void *logits,
+                                 int N, int V, const gllm_sample_params *params,
+                                 const int32_t *pen_ids, const int32_t *pen_off);
 
 gllm_status gllm_cpu_sumsq(gllm_backend *be, float *out, const float *x, size_t n);
 gllm_status gllm_cpu_adamw(gllm_backend *be, void *params, float *master, const float *grads,

@@ -1,6 +1,7 @@
 /* CPU matmul: cblas_sgemm when built with OpenBLAS, else (or when forced) plain
  * OpenMP loops; bias, GELU and residual are applied row by row afterwards. */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -118,6 +119,58 @@ static bool mm_has_epilogue(const gllm_matmul_args *a)
     return a->bias || a->residual || a->epilogue != GLLM_EPI_NONE;
 }
 
+/* Batch invariance with OpenBLAS (measured on 0.3.21 with its SkylakeX kernels on
+ * this project's CPU machine): a row of sgemm's C is bit-identical for every
+ * M once M * N * K exceeds the "small matrix" threshold (1e6 there) and M >= 3;
+ * below it OpenBLAS switches to a small-matrix kernel (and newer releases forward
+ * M = 1 to gemv), whose summation order differs. So row-invariant calls pad M up
+ * to the first M past both limits (rows copied into scratch, extra rows zero);
+ * every real row then goes through the same kernel whatever the batch. The
+ * padding costs nothing at the model sizes that matter (it only ever applies to
+ * tiny matrices or M < 16). tests/backend checks the property for many M. */
+#define ROWINV_MIN_M 16
+#define ROWINV_MIN_MNK 1.2e6
+
+static int rowinv_pad_m(const gllm_matmul_args *a)
+{
+    double nk = (double)a->N * (double)a->K;
+    long m = (long)(ROWINV_MIN_MNK / nk) + 1;
+    if (m < ROWINV_MIN_M)
+        m = ROWINV_MIN_M;
+    return a->M >= m ? a->M : (int)m;
+}
+
+static gllm_status mm_blas_rowinv(gllm_backend *be, float *C, const float *A, const float *B,
+                                  const gllm_matmul_args *a, const mm_dims *d)
+{
+    const int Mp = rowinv_pad_m(a);
+    if (Mp == a->M)
+        return GLLM_ERR_UNSUPPORTED; /* no padding needed: the normal path */
+    /* padded A [Mp, K] and C [Mp, N] in one heap block (scratch belongs to threads) */
+    size_t na = (size_t)Mp * a->K, nc = (size_t)Mp * a->N;
+    float *buf = calloc(na + nc, sizeof(float));
+    if (!buf)
+        return gllm_fail(GLLM_ERR_OOM, "matmul: out of memory padding %d rows", Mp);
+    for (int m = 0; m < a->M; m++)
+        memcpy(buf + (size_t)m * a->K, A + (size_t)m * d->lda, (size_t)a->K * sizeof(float));
+    float *cp = buf + na;
+    if (a->beta != 0.0f)
+        for (int m = 0; m < a->M; m++)
+            memcpy(cp + (size_t)m * a->N, C + (size_t)m * d->ldc, (size_t)a->N * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, a->trans_b ? CblasTrans : CblasNoTrans, Mp, a->N,
+                a->K, a->alpha, buf, a->K, B, d->ldb, a->beta, cp, a->N);
+    for (int m = 0; m < a->M; m++) {
+        float *c = C + (size_t)m * d->ldc;
+        memcpy(c, cp + (size_t)m * a->N, (size_t)a->N * sizeof(float));
+        if (mm_has_epilogue(a))
+            mm_epilogue_row(c, a, a->residual ? (const float *)a->residual + (size_t)m * d->ldc
+                                              : NULL);
+    }
+    free(buf);
+    (void)be;
+    return GLLM_OK;
+}
+
 static void mm_blas(gllm_backend *be, float *C, const float *A, const float *B,
                     const gllm_matmul_args *a, const mm_dims *d, int batch)
 {
@@ -148,6 +201,11 @@ gllm_status gllm_cpu_matmul(gllm_backend *be, void *C, const void *A, const void
     int batch = a->batch > 1 ? a->batch : 1;
 #ifdef GLLM_HAVE_BLAS
     if (gllm_cpu_ctx_of(be)->use_blas) {
+        if (a->row_invariant && batch == 1 && !a->trans_a) {
+            gllm_status s = mm_blas_rowinv(be, C, A, B, a, &d);
+            if (s != GLLM_ERR_UNSUPPORTED)
+                return s;
+        }
         mm_blas(be, C, A, B, a, &d, batch);
         return GLLM_OK;
     }

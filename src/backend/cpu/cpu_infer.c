@@ -1,0 +1,362 @@
+/* Inference ops of the CPU backend: paged attention (prefill chunks and decode
+ * over the block-paged KV cache) and per-row sampling with logprobs.
+ *
+ * Both compute every output row alone, in an order that depends only on that
+ * row's own data (its query, its cached keys, its logits and parameters), never
+ * on the other rows of the batch or on the thread count: this is what makes
+ * the engine's results batch invariant. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_internal.h"
+
+/* Eight partial sums in a fixed order (vectorisable without -ffast-math). */
+static float dot8(const float *a, const float *b, int D)
+{
+    float acc[8] = {0};
+    int d = 0;
+    for (; d + 8 <= D; d += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += a[d + l] * b[d + l];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; d < D; d++)
+        s += a[d] * b[d];
+    return s;
+}
+
+gllm_status gllm_cpu_attention_paged(gllm_backend *be, void *out, const void *qkv,
+                                     const gllm_kv_cache *kv, const gllm_paged_attn_args *a)
+{
+    if (!out || !qkv || !kv || !kv->k || !kv->v || !a || !a->q_start || !a->q_len ||
+        !a->ctx_len || !a->block_table || a->n_seq < 0 || a->Hq <= 0 || kv->Hkv <= 0 ||
+        a->Hq % kv->Hkv || kv->D <= 0 || kv->block_size <= 0 || a->max_blocks <= 0 ||
+        a->window < 0 || a->n_tokens < 0)
+        return gllm_fail(GLLM_ERR_INVALID,
+                         "attention_paged: bad arguments (n_seq=%d Hq=%d Hkv=%d window=%d)",
+                         a ? a->n_seq : 0, a ? a->Hq : 0, kv ? kv->Hkv : 0, a ? a->window : 0);
+    const int bs = kv->block_size, Hkv = kv->Hkv, D = kv->D, Hq = a->Hq, group = Hq / Hkv;
+    int max_ctx = 1;
+    int32_t *row_seq = malloc(((size_t)a->n_tokens + 1) * sizeof *row_seq);
+    if (!row_seq)
+        return gllm_fail(GLLM_ERR_OOM, "attention_paged: out of memory");
+    for (int i = 0; i < a->n_tokens; i++)
+        row_seq[i] = -1;
+    for (int s = 0; s < a->n_seq; s++) {
+        const int q0 = a->q_start[s], ql = a->q_len[s], L = a->ctx_len[s];
+        if (ql < 1 || q0 < 0 || q0 + ql > a->n_tokens || L < ql || L > (long)a->max_blocks * bs) {
+            free(row_seq);
+            return gllm_fail(GLLM_ERR_INVALID,
+                             "attention_paged: sequence %d has rows %d+%d of %d and context %d "
+                             "(at most %ld): q_len must be >= 1 and <= ctx_len",
+                             s, q0, ql, a->n_tokens, L, (long)a->max_blocks * bs);
+        }
+        for (int j = 0; j < (L + bs - 1) / bs; j++) {
+            const int blk = a->block_table[(size_t)s * a->max_blocks + j];
+            if (blk < 0 || blk >= kv->n_blocks) {
+                free(row_seq);
+                return gllm_fail(GLLM_ERR_INVALID,
+                                 "attention_paged: block_table[%d][%d] = %d outside %d blocks", s,
+                                 j, blk, kv->n_blocks);
+            }
+        }
+        for (int j = 0; j < ql; j++) {
+            if (row_seq[q0 + j] >= 0) {
+                free(row_seq);
+                return gllm_fail(GLLM_ERR_INVALID,
+                                 "attention_paged: row %d belongs to two sequences", q0 + j);
+            }
+            row_seq[q0 + j] = s;
+        }
+        if (L > max_ctx)
+            max_ctx = L;
+    }
+    unsigned char *scr = gllm_cpu_scratch(be, (size_t)max_ctx * sizeof(float), "attention_paged");
+    if (!scr) {
+        free(row_seq);
+        return GLLM_ERR_OOM;
+    }
+    const size_t stride = gllm_cpu_ctx_of(be)->scratch_stride;
+    const size_t W = (size_t)(Hq + 2 * Hkv) * D, HD = (size_t)Hkv * D;
+    const float *x = qkv, *K = kv->k, *V = kv->v;
+    float *o = out;
+    const long tasks = (long)a->n_tokens * Hq;
+#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(static)
+    for (long task = 0; task < tasks; task++) {
+        const int row = (int)(task / Hq), h = (int)(task % Hq), g = h / group;
+        const int s = row_seq[row];
+        if (s < 0)
+            continue;
+        const int L = a->ctx_len[s], p = L - a->q_len[s] + (row - a->q_start[s]);
+        const int lo = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
+        const int32_t *bt = a->block_table + (size_t)s * a->max_blocks;
+        const float *q = x + (size_t)row * W + (size_t)h * D;
+        float *sc = (float *)(scr + (size_t)omp_get_thread_num() * stride);
+        float mx = -INFINITY;
+        for (int j = lo; j <= p; j++) {
+            const size_t slot = (size_t)bt[j / bs] * bs + j % bs;
+            const float v = a->scale * dot8(q, K + slot * HD + (size_t)g * D, D);
+            sc[j - lo] = v;
+            mx = v > mx ? v : mx;
+        }
+        float sum = 0;
+        for (int j = lo; j <= p; j++) {
+            sc[j - lo] = expf(sc[j - lo] - mx);
+            sum += sc[j - lo];
+        }
+        float *on = o + (size_t)row * Hq * D + (size_t)h * D;
+        memset(on, 0, (size_t)D * sizeof(float));
+        for (int j = lo; j <= p; j++) {
+            const size_t slot = (size_t)bt[j / bs] * bs + j % bs;
+            const float *v = V + slot * HD + (size_t)g * D, w = sc[j - lo];
+            for (int d = 0; d < D; d++)
+                on[d] += w * v[d];
+        }
+        const float inv = 1.0f / sum;
+        for (int d = 0; d < D; d++)
+            on[d] *= inv;
+    }
+    free(row_seq);
+    return GLLM_OK;
+}
+
+/* ------------------------------------------------------------------ sampling */
+
+typedef struct pid {
+    float p;
+    int32_t id;
+} pid;
+
+/* the sampling order: higher probability first, then the lower id */
+static inline bool before(pid a, pid b) { return a.p > b.p || (a.p == b.p && a.id < b.id); }
+
+static int pid_cmp(const void *x, const void *y)
+{
+    const pid *a = x, *b = y;
+    return before(*a, *b) ? -1 : before(*b, *a) ? 1 : 0;
+}
+
+/* Rearrange v[lo, hi) so that v[lo, k) holds the k - lo first elements in the
+ * `before` order (in any order among themselves). Expected O(hi - lo). */
+static void select_first(pid *v, long lo, long hi, long k)
+{
+    while (hi - lo > 1 && k > lo && k < hi) {
+        /* median of three as the pivot */
+        long mid = lo + (hi - lo) / 2;
+        pid a = v[lo], b = v[mid], c = v[hi - 1], piv;
+        if (before(a, b))
+            piv = before(b, c) ? b : (before(a, c) ? c : a);
+        else
+            piv = before(a, c) ? a : (before(b, c) ? c : b);
+        /* three-way partition: [lo, lt) before piv, [lt, gt) equal, [gt, hi) after */
+        long lt = lo, i = lo, gt = hi;
+        while (i < gt) {
+            if (before(v[i], piv)) {
+                pid t = v[lt];
+                v[lt++] = v[i];
+                v[i++] = t;
+            } else if (before(piv, v[i])) {
+                pid t = v[--gt];
+                v[gt] = v[i];
+                v[i] = t;
+            } else {
+                i++;
+            }
+        }
+        if (k <= lt)
+            hi = lt;
+        else if (k >= gt)
+            lo = gt;
+        else
+            return;
+    }
+}
+
+/* float lanes in a fixed order, then one double: deterministic and vectorisable */
+static double sum_exp(const float *x, int V, float mx, float inv_t)
+{
+    float acc[16] = {0};
+    int v = 0;
+    for (; v + 16 <= V; v += 16)
+        for (int l = 0; l < 16; l++)
+            acc[l] += gllm_cpu_exp((x[v + l] - mx) * inv_t);
+    double s = 0;
+    for (int l = 0; l < 16; l++)
+        s += acc[l];
+    for (; v < V; v++)
+        s += gllm_cpu_exp((x[v] - mx) * inv_t);
+    return s;
+}
+
+double gllm_sample_uniform(uint64_t seed);
+
+/* One row. z: scratch [V] floats; buf: scratch [V] pairs. */
+static void sample_one(const float *x, int V, const gllm_sample_params *sp, const int32_t *pen,
+                       int n_pen, float *z, pid *buf, int32_t *out_id, float *out_lp,
+                       int32_t *top_ids, float *top_lp)
+{
+    /* the unprocessed distribution: max, log-sum-exp, top-n */
+    float mx = x[0];
+    for (int v = 1; v < V; v++)
+        mx = x[v] > mx ? x[v] : mx;
+    const double lse = (double)mx + log(sum_exp(x, V, mx, 1.0f));
+    const int n_top = sp->n_top;
+    if (n_top > 0) {
+        /* insertion into a short sorted list: the vocabulary is never sorted */
+        int n = 0;
+        for (int v = 0; v < V; v++) {
+            if (n == n_top && !(x[v] > x[top_ids[n - 1]]))
+                continue;
+            int i = n < n_top ? n++ : n - 1;
+            while (i > 0 && x[v] > x[top_ids[i - 1]]) {
+                top_ids[i] = top_ids[i - 1];
+                i--;
+            }
+            top_ids[i] = v;
+        }
+        for (int i = 0; i < n; i++)
+            top_lp[i] = (float)((double)x[top_ids[i]] - lse);
+    }
+    /* processed logits */
+    const float *y = x;
+    if (sp->repetition_penalty != 1.0f && n_pen > 0) {
+        memcpy(z, x, (size_t)V * sizeof(float));
+        const float rp = sp->repetition_penalty;
+        for (int i = 0; i < n_pen; i++) {
+            const int32_t id = pen[i];
+            if (id >= 0 && id < V) /* from x, so a repeated id is penalised once */
+                z[id] = x[id] < 0 ? x[id] * rp : x[id] / rp;
+        }
+        y = z;
+    }
+    int32_t best = 0;
+    for (int v = 1; v < V; v++)
+        if (y[v] > y[best])
+            best = v;
+    int32_t chosen = best;
+    if (sp->temperature > 0) {
+        const float inv_t = 1.0f / sp->temperature, ymax = y[best];
+        for (int v = 0; v < V; v++) {
+            buf[v].p = gllm_cpu_exp((y[v] - ymax) * inv_t); /* p_max = 1 exactly */
+            buf[v].id = v;
+        }
+        /* kept(v): before-or-equal the threshold pair (top-k and top-p) and p >= min_p */
+        bool have_thr = false;
+        pid thr = {0, 0};
+        long n_cand = V;
+        if (sp->top_k > 0 && sp->top_k < V) {
+            select_first(buf, 0, V, sp->top_k);
+            n_cand = sp->top_k;
+            if (sp->top_p >= 1.0f) { /* threshold = the last of the first k */
+                thr = buf[0];
+                for (long i = 1; i < n_cand; i++)
+                    if (before(thr, buf[i]))
+                        thr = buf[i];
+                have_thr = true;
+            }
+        }
+        if (sp->top_p < 1.0f) {
+            /* mass of the candidates, then their sorted prefix in growing chunks */
+            double kept = 0;
+            for (long i = 0; i < n_cand; i++)
+                kept += buf[i].p;
+            const double target = (double)sp->top_p * kept;
+            double cum = 0;
+            long done = 0, chunk = 64;
+            while (done < n_cand) {
+                long end = done + chunk < n_cand ? done + chunk : n_cand;
+                select_first(buf, done, n_cand, end);
+                qsort(buf + done, (size_t)(end - done), sizeof *buf, pid_cmp);
+                long i = done;
+                for (; i < end; i++) {
+                    cum += buf[i].p;
+                    if (cum >= target)
+                        break;
+                }
+                if (i < end) {
+                    thr = buf[i];
+                    have_thr = true;
+                    break;
+                }
+                done = end;
+                chunk *= 2;
+            }
+            if (!have_thr) { /* rounding: the whole candidate set */
+                thr = buf[0];
+                for (long i = 1; i < n_cand; i++)
+                    if (before(thr, buf[i]))
+                        thr = buf[i];
+                have_thr = true;
+            }
+        }
+        /* the draw, in id order over the kept set */
+        const float minp = sp->min_p > 0 ? sp->min_p : 0.0f;
+        double total = 0;
+        for (int v = 0; v < V; v++) {
+            const float p = gllm_cpu_exp((y[v] - ymax) * inv_t);
+            const pid e = {p, v};
+            if (p >= minp && (!have_thr || !before(thr, e)))
+                total += p;
+        }
+        const double u = gllm_sample_uniform(sp->seed) * total;
+        double cum = 0;
+        chosen = best;
+        for (int v = 0; v < V; v++) {
+            const float p = gllm_cpu_exp((y[v] - ymax) * inv_t);
+            const pid e = {p, v};
+            if (p >= minp && (!have_thr || !before(thr, e))) {
+                cum += p;
+                chosen = v;
+                if (u < cum)
+                    break;
+            }
+        }
+    }
+    *out_id = chosen;
+    if (out_lp)
+        *out_lp = (float)((double)x[chosen] - lse);
+}
+
+gllm_status gllm_cpu_sample_rows(gllm_backend *be, int32_t *out_ids, float *out_logprob,
+                                 int32_t *top_ids, float *top_lp, int max_top, const void *logits,
+                                 int N, int V, const gllm_sample_params *params,
+                                 const int32_t *pen_ids, const int32_t *pen_off)
+{
+    if (!out_ids || !logits || !params || N < 0 || V <= 0 || max_top < 0 ||
+        (max_top > 0 && (!top_ids || !top_lp)))
+        return gllm_fail(GLLM_ERR_INVALID, "sample_rows: bad arguments (N=%d V=%d max_top=%d)",
+                         N, V, max_top);
+    for (int n = 0; n < N; n++) {
+        const gllm_sample_params *p = &params[n];
+        if (!(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1) ||
+            !(p->min_p >= 0 && p->min_p <= 1) || !(p->repetition_penalty > 0) || p->n_top < 0 ||
+            p->n_top > max_top || p->n_top > V)
+            return gllm_fail(GLLM_ERR_INVALID,
+                             "sample_rows: row %d: temperature %g, top_k %d, top_p %g, min_p %g, "
+                             "repetition_penalty %g, n_top %d (max %d) out of range",
+                             n, (double)p->temperature, p->top_k, (double)p->top_p,
+                             (double)p->min_p, (double)p->repetition_penalty, p->n_top, max_top);
+        if (p->repetition_penalty != 1.0f && (!pen_off || (pen_off[n + 1] > pen_off[n] && !pen_ids)))
+            return gllm_fail(GLLM_ERR_INVALID, "sample_rows: row %d penalises but has no ids", n);
+    }
+    const size_t need = (size_t)V * (sizeof(float) + sizeof(pid)) + 64;
+    unsigned char *scr = gllm_cpu_scratch(be, need, "sample_rows");
+    if (!scr)
+        return GLLM_ERR_OOM;
+    const size_t stride = gllm_cpu_ctx_of(be)->scratch_stride;
+    const float *x = logits;
+#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(dynamic, 1)
+    for (int n = 0; n < N; n++) {
+        unsigned char *mine = scr + (size_t)omp_get_thread_num() * stride;
+        pid *buf = (pid *)mine;
+        float *z = (float *)(mine + (size_t)V * sizeof(pid));
+        const int32_t *pen = pen_off && pen_ids ? pen_ids + pen_off[n] : NULL;
+        const int n_pen = pen ? pen_off[n + 1] - pen_off[n] : 0;
+        sample_one(x + (size_t)n * V, V, &params[n], pen, n_pen, z, buf, &out_ids[n],
+                   out_logprob ? &out_logprob[n] : NULL,
+                   max_top ? top_ids + (size_t)n * max_top : NULL,
+                   max_top ? top_lp + (size_t)n * max_top : NULL);
+    }
+    return GLLM_OK;
+}
