@@ -38,8 +38,8 @@ static gllm_status prompt_text(gllm_ginfer_item *it, const gllm_chat_template *c
         if (!chat) {
             char msg[sizeof it->error];
             snprintf(msg, sizeof msg,
-                     "%s:%ld: messages need a chat template: %s (ginfer --chat-template NAME "
-                     "selects one: chatml, llama2, llama3, mistral, plain)",
+                     "%s:%ld: messages need a chat template: %s (or ginfer --chat-template "
+                     "NAME|FILE)",
                      it->path, it->line, chat_why ? chat_why : "the model has none");
             return enc_fail(it, GLLM_ERR_INVALID, msg);
         }

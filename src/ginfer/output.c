@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gllm/ginfer.h"
+#include "ginfer_internal.h"
 #include "gllm/jsonl.h"
 
 struct gllm_ginfer_out {
@@ -184,6 +184,13 @@ fail:
     free(w->path);
     free(w);
     return st;
+}
+
+void gi_out_forget(gllm_ginfer_out *w)
+{
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
 }
 
 long gllm_ginfer_out_done(const gllm_ginfer_out *w) { return w->done_at_open; }
