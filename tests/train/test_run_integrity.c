@@ -23,6 +23,7 @@
 #include "test_util.h"
 
 static char g_tmp[256], g_model[1024], g_out[8192];
+static int g_limit_s = 300; /* a gtrain that runs longer is killed: the check failed (e.g. no lock) */
 
 static const char *path_in(const char *rel)
 {
@@ -61,14 +62,25 @@ static int gtrain(const char *kill_at, const char *const *args)
             setenv("GLLM_KILL_AT", kill_at, 1);
         else
             unsetenv("GLLM_KILL_AT");
-        const char *argv[16] = {GLLM_GTRAIN};
+        /* GLLM_TEST_GTRAIN: another gtrain (an older build, to see these checks fail) */
+        const char *bin = getenv("GLLM_TEST_GTRAIN") ? getenv("GLLM_TEST_GTRAIN") : GLLM_GTRAIN;
+        const char *argv[16] = {bin};
         for (int i = 0; args[i] && i < 14; i++)
             argv[i + 1] = args[i];
-        execv(GLLM_GTRAIN, (char *const *)argv);
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
-    int st = 0;
-    waitpid(pid, &st, 0);
+    int st = 0, waited_ms = 0;
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (waited_ms >= g_limit_s * 1000) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            printf("gtrain ran past %d s and was killed\n", g_limit_s);
+            return 124;
+        }
+        usleep(50000);
+        waited_ms += 50;
+    }
     g_out[0] = '\0';
     FILE *f = fopen(log, "r");
     if (f) {
@@ -274,12 +286,14 @@ int main(void)
             int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
             dup2(fd, 1);
             dup2(fd, 2);
-            execl(GLLM_GTRAIN, GLLM_GTRAIN, cfg, (char *)NULL);
+            const char *bin = getenv("GLLM_TEST_GTRAIN") ? getenv("GLLM_TEST_GTRAIN") : GLLM_GTRAIN;
+            execl(bin, bin, cfg, (char *)NULL);
             _exit(127);
         }
         for (int i = 0; i < 600 && !exists(path_in("lock/latest")); i++)
             usleep(100000);
         CHECK(exists(path_in("lock/latest")));
+        g_limit_s = 60;
         int rc = GTRAIN(NULL, cfg, "--resume");
         char want[64];
         snprintf(want, sizeof want, "(pid %d", (int)a);
@@ -287,6 +301,7 @@ int main(void)
                   g_out);
         rc = GTRAIN(NULL, cfg, "--overwrite");
         CHECK_MSG(rc == 1 && strstr(g_out, want), "rc %d: %s", rc, g_out);
+        g_limit_s = 300;
         kill(a, SIGKILL);
         waitpid(a, NULL, 0);
         const char *cfg2 = config("lock2.json", "lock", "\"max_steps\": 4, \"save_every\": 1");
