@@ -134,7 +134,7 @@ static void flush_buf(gllm_atomic *a, const char *p, size_t n)
 
 void gllm_atomic_write(gllm_atomic *a, const void *data, size_t n)
 {
-    if (a->err)
+    if (a->err || n == 0) /* an empty tensor may come with data == NULL */
         return;
     if (a->used + n > ATOMIC_BUF) {
         flush_buf(a, a->buf, a->used);
