@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gllm/ginfer.h"
+#include "gllm/rng.h"
 
 static gllm_status enc_fail(gllm_ginfer_item *it, gllm_status st, const char *what)
 {
@@ -177,13 +178,8 @@ void gllm_ginfer_encoded_free(gllm_ginfer_encoded *enc)
     memset(enc, 0, sizeof *enc);
 }
 
-static uint64_t splitmix64(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
+/* one SplitMix64 output from state x (the core's generator) */
+static uint64_t splitmix64(uint64_t x) { return gllm_splitmix64(&x); }
 
 void gllm_ginfer_request(const gllm_ginfer_item *it, const gllm_ginfer_encoded *enc,
                          uint64_t default_seed, int n_ctx, uint64_t tag, gllm_request *r)

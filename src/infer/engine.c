@@ -40,19 +40,15 @@
 
 #include "gllm/backend_cpu.h"
 #include "gllm/infer.h"
+#include "gllm/rng.h"
 #include "gllm/step.h"
 
 #define MAX_TOP 20
 
 /* ------------------------------------------------------------------ utils */
 
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* one SplitMix64 output from state z (the core's generator) */
+static uint64_t mix64(uint64_t z) { return gllm_splitmix64(&z); }
 
 /* the seed of generated token t of sample i */
 static uint64_t token_seed(uint64_t seed, int sample, int t)

@@ -9,6 +9,7 @@
 
 #include "gllm/model.h"
 #include "core/file.h"
+#include "gllm/json.h"
 #include "model_internal.h"
 
 #define SUPPORTED_ARCHS \
@@ -214,20 +215,25 @@ static gllm_status parse_llama_like(const cfg_src *s, gllm_model_config *c)
     return GLLM_OK;
 }
 
+static gllm_status config_from_json(const char *file, cJSON *root, gllm_model_config *c);
+
 gllm_status gllm_model_config_load(const char *path, gllm_model_config *c)
 {
     char file[4096];
     gllm_config_path(path, file, sizeof file);
-    char *text;
-    GLLM_TRY(gllm_read_file(file, &text, NULL));
-    gllm_status st = gllm_model_config_parse(file, text, c);
-    free(text);
-    return st;
+    cJSON *root;
+    GLLM_TRY(gllm_json_read_file(file, &root)); /* duplicate keys, bad UTF-8 refused there */
+    return config_from_json(file, root, c);
 }
 
 gllm_status gllm_model_config_parse(const char *file, const char *text, gllm_model_config *c)
 {
-    cJSON *root = cJSON_Parse(text);
+    return config_from_json(file, cJSON_Parse(text), c);
+}
+
+/* takes ownership of root (may be NULL: the text did not parse) */
+static gllm_status config_from_json(const char *file, cJSON *root, gllm_model_config *c)
+{
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return gllm_fail(GLLM_ERR_FORMAT, "%s: not a JSON object", file);

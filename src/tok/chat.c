@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "core/file.h"
+#include "gllm/json.h"
 #include "tok/chat_jinja.h"
 
 struct jarena_chunk {
@@ -189,18 +190,16 @@ gllm_status gllm_chat_load(const char *path, const char *override, gllm_chat_tem
         int dir_len = slash ? (int)(slash - path) : 1;
         snprintf(cfg_path, sizeof cfg_path, "%.*s/tokenizer_config.json", dir_len, slash ? path : ".");
     }
-    size_t n;
-    char *text = NULL;
-    if (gllm_read_file(cfg_path, &text, &n) != GLLM_OK) {
+    cJSON *cfg = NULL;
+    gllm_status rs = gllm_json_read_file(cfg_path, &cfg);
+    if (rs == GLLM_ERR_NOT_FOUND) {
         if (override)
             return gllm_chat_open(override, NULL, NULL, out);
         return gllm_fail(GLLM_ERR_NOT_FOUND, "%s: cannot read the chat template's config" JINJA_HINT,
                          cfg_path);
     }
-    cJSON *cfg = cJSON_ParseWithLength(text, n);
-    free(text);
-    if (!cfg)
-        return gllm_fail(GLLM_ERR_FORMAT, "%s: not valid JSON", cfg_path);
+    if (rs != GLLM_OK)
+        return rs; /* the message names the file, line and column */
     const char *src = override ? override : config_template(cfg);
     gllm_status s;
     if (!src) {

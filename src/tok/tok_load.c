@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "core/file.h"
+#include "gllm/json.h"
 #include "tok/tok_internal.h"
 
 static atomic_uint_fast64_t g_serial = 1;
@@ -19,21 +20,6 @@ static pthread_once_t g_bytelevel_once = PTHREAD_ONCE_INIT;
 /* GPT-2's split pattern, which ByteLevel applies when use_regex is true. */
 static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
-static gllm_status parse_json(const char *path, cJSON **out)
-{
-    char *text = NULL;
-    GLLM_TRY(gllm_read_file(path, &text, NULL));
-    *out = cJSON_Parse(text);
-    if (!*out) {
-        const char *at = cJSON_GetErrorPtr();
-        long off = at ? (long)(at - text) : -1;
-        free(text);
-        return gllm_fail(GLLM_ERR_FORMAT, "%s: malformed JSON near byte %ld", path, off);
-    }
-    free(text);
-    return GLLM_OK;
-}
 
 static const char *jstr(const cJSON *o, const char *key)
 {
@@ -577,7 +563,7 @@ static gllm_status load_config(gllm_tokenizer *tok, const char *path)
     if (stat(path, &st) != 0)
         return GLLM_OK;
     cJSON *cfg;
-    GLLM_TRY(parse_json(path, &cfg));
+    GLLM_TRY(gllm_json_read_file(path, &cfg));
     load_config_root(tok, cfg);
     cJSON_Delete(cfg);
     return GLLM_OK;
@@ -612,7 +598,7 @@ static gllm_status load_root(gllm_tokenizer *tok, const cJSON *j)
 static gllm_status load_json(gllm_tokenizer *tok)
 {
     cJSON *j;
-    GLLM_TRY(parse_json(tok->json_path, &j));
+    GLLM_TRY(gllm_json_read_file(tok->json_path, &j));
     gllm_status st = load_root(tok, j);
     cJSON_Delete(j);
     return st;

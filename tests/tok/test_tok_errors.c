@@ -91,14 +91,14 @@ int main(void)
                   GLLM_ERR_UNSUPPORTED, "regex");
         CHECK(strstr(gllm_last_error(), "tokenizer.json") != NULL);
     }
-    TEST_CASE("malformed JSON names the file and the byte")
+    TEST_CASE("malformed JSON names the file, line and column")
     {
         char path[600];
         snprintf(path, sizeof path, "%s/tokenizer.json", dir);
         FILE *f = fopen(path, "w");
         fputs("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0,}", f);
         fclose(f);
-        CHECK_ERR(gllm_tok_load(dir, &tok), GLLM_ERR_FORMAT, "malformed JSON near byte");
+        CHECK_ERR(gllm_tok_load(dir, &tok), GLLM_ERR_FORMAT, "tokenizer.json:1:44: not valid JSON");
         CHECK(strstr(gllm_last_error(), path) != NULL);
         CHECK_ERR(gllm_tok_load("/nonexistent/tokenizer.json", &tok), GLLM_ERR_NOT_FOUND, "/nonexistent");
         unlink(path);
