@@ -3,6 +3,7 @@
 #include <omp.h>
 #include <stdlib.h>
 
+#include "gllm/rng.h"
 #include "backend/cpu/cpu_internal.h"
 #include "gllm/backend_cpu.h"
 
@@ -51,14 +52,8 @@ gllm_status gllm_cpu_xent_fwd_bwd(gllm_backend *be, float *loss, void *logits,
     return GLLM_OK;
 }
 
-double gllm_sample_uniform(uint64_t seed)
-{
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1p-53;
-}
+/* the core's SplitMix64 (the CUDA sampler mirrors it on the device) */
+double gllm_sample_uniform(uint64_t seed) { return gllm_rng_uniform(&seed); }
 
 typedef struct prob_id {
     float p;
