@@ -14,6 +14,7 @@
 #include "gllm/dist.h"
 #include "gllm/model.h"
 #include "test_util.h"
+#include "checkpoint_compare.h"
 
 static char g_tmp[64], g_model[1024], g_gtrain[1200];
 
@@ -97,40 +98,13 @@ static double summary_num(const char *name, const char *key)
     return v;
 }
 
-/* worst relative difference over the tensors of two final checkpoints */
+/* worst relative difference over the tensors of two runs' final checkpoints */
 static double compare(const char *a_name, const char *b_name, bool *bitwise)
 {
     char d1[1400], d2[1400];
     snprintf(d1, sizeof d1, "%s/%s/final", g_tmp, a_name);
     snprintf(d2, sizeof d2, "%s/%s/final", g_tmp, b_name);
-    gllm_backend *be;
-    gllm_model *a = NULL, *b = NULL;
-    double worst = INFINITY;
-    *bitwise = false;
-    if (gllm_backend_cpu_create(1, &be) != GLLM_OK)
-        return worst;
-    if (gllm_model_load(d1, be, &a) == GLLM_OK && gllm_model_load(d2, be, &b) == GLLM_OK) {
-        worst = 0;
-        *bitwise = true;
-        for (int i = 0; i < gllm_model_n_params(a); i++) {
-            const gllm_param_info *p = gllm_model_param(a, i);
-            float *x = malloc(p->numel * 4), *y = malloc(p->numel * 4);
-            if (gllm_model_read_param(a, p, x) != GLLM_OK ||
-                gllm_model_read_param(b, gllm_model_param(b, i), y) != GLLM_OK)
-                worst = INFINITY;
-            else
-                worst = fmax(worst, rel_err(y, x, p->numel));
-            *bitwise = *bitwise && memcmp(x, y, p->numel * 4) == 0;
-            free(x);
-            free(y);
-        }
-    } else {
-        printf("%s\n", gllm_last_error());
-    }
-    gllm_model_free(a);
-    gllm_model_free(b);
-    be->destroy(be);
-    return worst;
+    return compare_checkpoints(d1, d2, bitwise);
 }
 
 /* name's losses and weights against the one-rank reference */

@@ -19,21 +19,6 @@ static gllm_status attn_check(const char *op, const gllm_attn_shape *s)
     return GLLM_OK;
 }
 
-/* Eight independent partial sums let the compiler use SIMD lanes without
- * -ffast-math; the summation order is still fixed, so results are repeatable. */
-static float dot(const float *a, const float *b, int D)
-{
-    float acc[8] = {0};
-    int d = 0;
-    for (; d + 8 <= D; d += 8)
-        for (int l = 0; l < 8; l++)
-            acc[l] += a[d + l] * b[d + l];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; d < D; d++)
-        s += a[d] * b[d];
-    return s;
-}
-
 static gllm_status pos_check(const char *op, const int32_t *pos, const gllm_attn_shape *s)
 {
     for (long n = 0; n < (long)s->B * s->T; n++)
@@ -73,7 +58,7 @@ gllm_status gllm_cpu_attention_fwd(gllm_backend *be, void *out, float *lse, cons
         const float *q = x + n * W + (size_t)h * D;
         float mx = -INFINITY;
         for (long m = lo; m <= n; m++) {
-            float sc = s->scale * dot(q, x + m * W + (size_t)(Hq + g) * D, D);
+            float sc = s->scale * gllm_cpu_dot(q, x + m * W + (size_t)(Hq + g) * D, D);
             p[m - lo] = sc;
             if (sc > mx)
                 mx = sc;
@@ -137,14 +122,14 @@ gllm_status gllm_cpu_attention_bwd(gllm_backend *be, void *dqkv, const void *dou
             for (int h = g * group; h < (g + 1) * group; h++) {
                 const float *q = x + n * W + (size_t)h * D;
                 const float *gn = go + n * OW + (size_t)h * D;
-                float di = dot(gn, o + n * OW + (size_t)h * D, D);
+                float di = gllm_cpu_dot(gn, o + n * OW + (size_t)h * D, D);
                 float l = lse[n * Hq + h];
                 memset(dq, 0, (size_t)D * sizeof(float));
                 for (long m = lo; m <= n; m++) {
                     const float *k = x + m * W + (size_t)(Hq + g) * D;
                     const float *v = k + (size_t)Hkv * D;
-                    float p = expf(s->scale * dot(q, k, D) - l);
-                    float ds = p * (dot(gn, v, D) - di) * s->scale;
+                    float p = expf(s->scale * gllm_cpu_dot(q, k, D) - l);
+                    float ds = p * (gllm_cpu_dot(gn, v, D) - di) * s->scale;
                     float *dk = dx + m * W + (size_t)(Hq + g) * D;
                     float *dv = dk + (size_t)Hkv * D;
                     for (int d = 0; d < D; d++) {
@@ -232,7 +217,7 @@ gllm_status gllm_cpu_attention_decode(gllm_backend *be, void *out, const void *q
         float mx = -INFINITY;
         for (int j = lo; j < L; j++) {
             size_t slot = (size_t)bt[j / bs] * bs + j % bs;
-            float sc = scale * dot(q, K + slot * HD + (size_t)g * D, D);
+            float sc = scale * gllm_cpu_dot(q, K + slot * HD + (size_t)g * D, D);
             p[j - lo] = sc;
             if (sc > mx)
                 mx = sc;

@@ -12,20 +12,6 @@
 
 #include "backend/cpu/cpu_internal.h"
 
-/* Eight partial sums in a fixed order (vectorisable without -ffast-math). */
-static float dot8(const float *a, const float *b, int D)
-{
-    float acc[8] = {0};
-    int d = 0;
-    for (; d + 8 <= D; d += 8)
-        for (int l = 0; l < 8; l++)
-            acc[l] += a[d + l] * b[d + l];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; d < D; d++)
-        s += a[d] * b[d];
-    return s;
-}
-
 gllm_status gllm_cpu_attention_paged(gllm_backend *be, void *out, const void *qkv,
                                      const gllm_kv_cache *kv, const gllm_paged_attn_args *a)
 {
@@ -96,7 +82,7 @@ gllm_status gllm_cpu_attention_paged(gllm_backend *be, void *out, const void *qk
         float mx = -INFINITY;
         for (int j = lo; j <= p; j++) {
             const size_t slot = (size_t)bt[j / bs] * bs + j % bs;
-            const float v = a->scale * dot8(q, K + slot * HD + (size_t)g * D, D);
+            const float v = a->scale * gllm_cpu_dot(q, K + slot * HD + (size_t)g * D, D);
             sc[j - lo] = v;
             mx = v > mx ? v : mx;
         }

@@ -66,6 +66,22 @@ static inline float gllm_cpu_gelu(float x)
     return 0.5f * x * (1.0f + gllm_cpu_tanh(u));
 }
 
+/* q.k and friends for attention: eight independent partial sums let the
+ * compiler use SIMD lanes without -ffast-math; the summation order is fixed,
+ * so training attention, paged attention and decode give repeatable results. */
+static inline float gllm_cpu_dot(const float *a, const float *b, int D)
+{
+    float acc[8] = {0};
+    int d = 0;
+    for (; d + 8 <= D; d += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += a[d + l] * b[d + l];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; d < D; d++)
+        s += a[d] * b[d];
+    return s;
+}
+
 static inline gllm_cpu_ctx *gllm_cpu_ctx_of(gllm_backend *be) { return (gllm_cpu_ctx *)be->ctx; }
 
 /* Make sure every thread has `bytes_per_thread` of scratch (64-byte aligned);
