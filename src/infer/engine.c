@@ -625,6 +625,9 @@ static void remove_running(gllm_engine *e, seq *s)
         }
 }
 
+static gllm_status continuation_text(const gllm_engine *e, const req *r, const int32_t *ids,
+                                     int n, char **text);
+
 static gllm_status finish_request(gllm_engine *e, req *r)
 {
     gllm_result res;
@@ -674,12 +677,8 @@ static gllm_status finish_request(gllm_engine *e, req *r)
                 if (s->text) {
                     o->text = s->text;
                     s->text = NULL;
-                } else {
-                    size_t len = 0;
-                    gllm_status ds = gllm_tok_decode(e->o.tok, o->ids, (size_t)o->n_ids, true,
-                                                     &o->text, &len);
-                    if (ds != GLLM_OK)
-                        o->text = NULL;
+                } else if (continuation_text(e, r, o->ids, o->n_ids, &o->text) != GLLM_OK) {
+                    o->text = NULL;
                 }
             }
         }
@@ -711,6 +710,52 @@ static gllm_status seq_done(gllm_engine *e, seq *s, req ***fin, int *n_fin, int 
         (*fin)[(*n_fin)++] = s->r;
     }
     return GLLM_OK;
+}
+
+/* The text of a sample's ids as it continues the prompt, malloc'd. Decoded
+ * alone, a SentencePiece decoder drops the space that leads the first id
+ * ("▁the sky" -> "the sky") although it is part of the continuation, so the
+ * ids are decoded behind the prompt's last few ids and the prompt part's text
+ * is cut off (as incremental detokenizers do). If that text is not a prefix
+ * (a multi-byte character cut by the context's start or end), fewer context
+ * ids are tried, then none. */
+enum { TEXT_CONTEXT = 4 };
+
+static gllm_status continuation_text(const gllm_engine *e, const req *r, const int32_t *ids,
+                                     int n, char **text)
+{
+    *text = NULL;
+    const int nc = r->q.n_prompt < TEXT_CONTEXT ? r->q.n_prompt : TEXT_CONTEXT;
+    int32_t *both = malloc(((size_t)nc + (size_t)n + 1) * sizeof *both);
+    if (!both)
+        return gllm_fail(GLLM_ERR_OOM, "engine: out of memory decoding text");
+    for (int k = nc; k > 0; k--) {
+        memcpy(both, r->prompt + r->q.n_prompt - k, (size_t)k * sizeof *both);
+        memcpy(both + k, ids, (size_t)n * sizeof *both);
+        char *pre = NULL, *full = NULL;
+        size_t plen = 0, flen = 0;
+        gllm_status st = gllm_tok_decode(e->o.tok, both, (size_t)k, true, &pre, &plen);
+        if (st == GLLM_OK)
+            st = gllm_tok_decode(e->o.tok, both, (size_t)(k + n), true, &full, &flen);
+        if (st != GLLM_OK) {
+            free(pre);
+            free(full);
+            free(both);
+            return st;
+        }
+        const bool prefix = flen >= plen && memcmp(full, pre, plen) == 0;
+        free(pre);
+        if (prefix) {
+            memmove(full, full + plen, flen - plen + 1);
+            free(both);
+            *text = full;
+            return GLLM_OK;
+        }
+        free(full);
+    }
+    free(both);
+    size_t len = 0;
+    return gllm_tok_decode(e->o.tok, ids, (size_t)n, true, text, &len);
 }
 
 /* the earliest match of any stop string in text, or -1 */
@@ -752,8 +797,7 @@ static gllm_status seq_append(gllm_engine *e, seq *s, int32_t id, float lp, cons
         stop = id == r->stop_ids[i];
     if (!stop && r->q.n_stop > 0) {
         char *text = NULL;
-        size_t len = 0;
-        GLLM_TRY(gllm_tok_decode(e->o.tok, s->out, (size_t)s->n_out, true, &text, &len));
+        GLLM_TRY(continuation_text(e, r, s->out, s->n_out, &text));
         const long at = stop_match(r, text);
         if (at >= 0) {
             text[at] = '\0';

@@ -449,6 +449,78 @@ static void stop_strings(gllm_model *m, const char *dir)
     gllm_tok_free(tok);
 }
 
+/* SentencePiece: the first generated id "▁there" reads " there" after the
+ * prompt. The result text keeps that space (prompt text + result text is the
+ * decoding of prompt + result ids), and a stop string that begins with it
+ * matches at the first token. */
+static void stop_after_leading_space(gllm_model *m, const char *dir)
+{
+    t_case = "stories260K: stop strings and text keep SentencePiece's leading space";
+    gllm_tokenizer *tok = NULL;
+    CHECK_OK(gllm_tok_load(dir, &tok));
+    if (!tok)
+        return;
+    static const char *const prompts[] = {"Once upon a time,", "Lily and Tom", "The cat sat on the",
+                                          "One day, a little girl"};
+    gllm_engine_options o = gllm_engine_options_default();
+    o.tok = tok;
+    bool found = false;
+    for (size_t pi = 0; pi < sizeof prompts / sizeof *prompts && !found; pi++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK_OK(gllm_tok_encode(tok, prompts[pi], strlen(prompts[pi]), true, &ids, &n));
+        gllm_request q = {.prompt = ids, .n_prompt = (int)n, .sampling = gllm_sampling_default(),
+                          .max_tokens = 24, .n = 1, .ignore_eos = true};
+        gllm_result r0;
+        CHECK_OK(run_all(m, &o, &q, 1, &r0, NULL));
+        const gllm_sample_out *s0 = &r0.samples[0];
+        const char *first = s0->n_ids > 0 ? gllm_tok_token_str(tok, s0->ids[0]) : NULL;
+        if (!first || strncmp(first, "\xe2\x96\x81", 3) != 0 || !first[3]) {
+            gllm_result_free(&r0);
+            free(ids);
+            continue;
+        }
+        found = true;
+        /* prompt text + result text == decode(prompt + ids) */
+        int32_t *both = malloc((n + (size_t)s0->n_ids) * sizeof *both);
+        memcpy(both, ids, n * sizeof *both);
+        memcpy(both + n, s0->ids, (size_t)s0->n_ids * sizeof *both);
+        char *pt = NULL, *full = NULL;
+        size_t pl = 0, fl = 0;
+        CHECK_OK(gllm_tok_decode(tok, ids, n, true, &pt, &pl));
+        CHECK_OK(gllm_tok_decode(tok, both, n + (size_t)s0->n_ids, true, &full, &fl));
+        CHECK_MSG(s0->text && s0->text[0] == ' ' && fl >= pl && strcmp(full + pl, s0->text) == 0,
+                  "'%s': text '%s', continuation '%s'", prompts[pi], s0->text ? s0->text : "",
+                  full ? full + pl : "");
+        /* " word" (the first token with its space) stops at once; "word" after the space */
+        char stop_sp[64], stop_word[64];
+        snprintf(stop_sp, sizeof stop_sp, " %s", first + 3);
+        snprintf(stop_word, sizeof stop_word, "%s", first + 3);
+        const char *const stops[2][1] = {{stop_sp}, {stop_word}};
+        const char *const want[2] = {"", " "};
+        for (int k = 0; k < 2; k++) {
+            q.stop = stops[k];
+            q.n_stop = 1;
+            gllm_result r1;
+            CHECK_OK(run_all(m, &o, &q, 1, &r1, NULL));
+            const gllm_sample_out *s1 = &r1.samples[0];
+            CHECK_MSG(s1->finish == GLLM_FINISH_STOP && s1->n_ids == 1 && s1->text &&
+                          strcmp(s1->text, want[k]) == 0,
+                      "'%s' + stop '%s': finish %d after %d ids, text '%s' (want '%s')",
+                      prompts[pi], stops[k][0], (int)s1->finish, s1->n_ids,
+                      s1->text ? s1->text : "(null)", want[k]);
+            gllm_result_free(&r1);
+        }
+        free(pt);
+        free(full);
+        free(both);
+        gllm_result_free(&r0);
+        free(ids);
+    }
+    CHECK_MSG(found, "no prompt's greedy continuation starts with a U+2581 token: pick others");
+    gllm_tok_free(tok);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -478,6 +550,7 @@ int main(void)
             invariance(m, "stories260K", prefix, 4, 40, 16, 0x19);
             sampling_distribution(m, "stories260K", 0.8f, 0, 0.95f, 0.0f);
             stop_strings(m, dir);
+            stop_after_leading_space(m, dir);
             gllm_model_free(m);
         }
     } else {
