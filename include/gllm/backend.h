@@ -132,6 +132,8 @@ typedef struct gllm_device_info {
     size_t mem_peak;        /* peak bytes in use: CUDA, device memory in use after each
                              * allocation (context and other processes included); CPU, the
                              * peak of this backend's live allocations */
+    size_t mem_free;        /* device memory free now (CUDA: cudaMemGetInfo); 0 on a backend
+                             * without memory of its own (the CPU) */
 } gllm_device_info;
 
 typedef struct gllm_sample_args {

@@ -343,9 +343,9 @@ gllm_sampling gllm_sampling_default(void)
 
 gllm_engine_options gllm_engine_options_default(void)
 {
-    return (gllm_engine_options){.kv_bytes = 0, .block_size = 16, .max_batch_tokens = 2048,
-                                 .max_seqs = 256, .prefill_chunk = 0, .prefix_sharing = true,
-                                 .tok = NULL};
+    return (gllm_engine_options){.kv_bytes = 0, .gpu_memory_utilization = 0.9f,
+                                 .block_size = 16, .max_batch_tokens = 2048, .max_seqs = 256,
+                                 .prefill_chunk = 0, .prefix_sharing = true, .tok = NULL};
 }
 
 void gllm_result_free(gllm_result *r)
@@ -1201,6 +1201,24 @@ out:
 
 /* ------------------------------------------------------------------ lifecycle */
 
+/* Default KV budgets: the CPU's (capped at what max_seqs full-context sequences
+ * use), and on a device what is kept back besides utilization's share for the
+ * sampler's buffers (a few MB) and allocator slack. */
+#define CPU_KV_DEFAULT ((size_t)1 << 30)
+#define KV_RESERVE ((size_t)256 << 20)
+
+size_t gllm_kv_budget_device(size_t mem_total, size_t mem_free, double utilization,
+                             size_t reserve)
+{
+    if (!(utilization > 0.0) || mem_free > mem_total)
+        return 0;
+    if (utilization > 1.0)
+        utilization = 1.0;
+    const double share = utilization * (double)mem_total;
+    const double left = share - (double)(mem_total - mem_free) - (double)reserve;
+    return left > 0 ? (size_t)left : 0;
+}
+
 gllm_status gllm_engine_create(gllm_model *m, const gllm_engine_options *o, gllm_engine **out)
 {
     if (!m || !out)
@@ -1225,20 +1243,56 @@ gllm_status gllm_engine_create(gllm_model *m, const gllm_engine_options *o, gllm
     if (!be->attention_paged || !be->sample_rows)
         return gllm_fail(GLLM_ERR_UNSUPPORTED, "engine: backend %s lacks the inference ops",
                          be->name);
+    if (opt.gpu_memory_utilization == 0.0f)
+        opt.gpu_memory_utilization = 0.9f;
+    if (!(opt.gpu_memory_utilization > 0.0f && opt.gpu_memory_utilization <= 1.0f))
+        return gllm_fail(GLLM_ERR_INVALID, "engine: gpu_memory_utilization %g must be in (0, 1]",
+                         (double)opt.gpu_memory_utilization);
     const size_t block_bytes = gllm_kv_block_bytes(m, opt.block_size);
-    size_t kv_bytes = opt.kv_bytes ? opt.kv_bytes : (size_t)1 << 30;
+    /* the step workspace first: on a device, the KV cache gets what is left after it */
+    gllm_step_ws *ws = NULL;
+    GLLM_TRY(gllm_step_ws_create(m, opt.max_batch_tokens, opt.max_seqs, &ws));
+    gllm_device_info dev;
+    memset(&dev, 0, sizeof dev);
+    if (be->device_info && be->device_info(be, &dev) != GLLM_OK)
+        memset(&dev, 0, sizeof dev);
+    const bool device = dev.mem_free > 0 && dev.mem_total > 0;
+    size_t kv_bytes = opt.kv_bytes;
+    if (!kv_bytes && device) {
+        kv_bytes = gllm_kv_budget_device(dev.mem_total, dev.mem_free,
+                                         opt.gpu_memory_utilization, KV_RESERVE);
+        if (kv_bytes < block_bytes) {
+            gllm_step_ws_free(ws);
+            return gllm_fail(GLLM_ERR_OOM,
+                             "engine: gpu_memory_utilization %.2f of %.2f GiB on %s leaves no "
+                             "room for the KV cache (%.2f GiB in use with the weights and "
+                             "workspace, %.0f MiB reserved; one block is %zu bytes): raise it "
+                             "or give kv_bytes", (double)opt.gpu_memory_utilization,
+                             (double)dev.mem_total / 1073741824.0, dev.name,
+                             (double)(dev.mem_total - dev.mem_free) / 1073741824.0,
+                             (double)KV_RESERVE / 1048576.0, block_bytes);
+        }
+    } else if (!kv_bytes) {
+        kv_bytes = CPU_KV_DEFAULT;
+    }
     long nb = (long)(kv_bytes / block_bytes);
     const long most = (long)opt.max_seqs * ((c->max_pos + opt.block_size - 1) / opt.block_size) + 1;
-    if (!opt.kv_bytes && nb > most) /* the default never exceeds what max_seqs could use */
+    if (!opt.kv_bytes && !device && nb > most) /* the CPU default never exceeds what max_seqs
+                                                 * could use */
         nb = most;
-    if (nb < 1)
+    if (nb < 1) {
+        gllm_step_ws_free(ws);
         return gllm_fail(GLLM_ERR_INVALID, "engine: kv_bytes %zu is below one block (%zu bytes "
                          "for %d tokens)", kv_bytes, block_bytes, opt.block_size);
+    }
     if (nb > 1 << 30)
         nb = 1 << 30;
     gllm_engine *e = gllm_calloc(1, sizeof *e, "engine");
-    if (!e)
+    if (!e) {
+        gllm_step_ws_free(ws);
         return GLLM_ERR_OOM;
+    }
+    e->ws = ws;
     e->m = m;
     e->be = be;
     e->o = opt;
@@ -1250,8 +1304,6 @@ gllm_status gllm_engine_create(gllm_model *m, const gllm_engine_options *o, gllm
     e->bs = opt.block_size;
     e->lru_head = e->lru_tail = -1;
     gllm_status s = gllm_kv_pages_create(m, e->nb, e->bs, &e->kv);
-    if (s == GLLM_OK)
-        s = gllm_step_ws_create(m, opt.max_batch_tokens, opt.max_seqs, &e->ws);
     if (s == GLLM_OK) {
         e->b = calloc((size_t)e->nb, sizeof *e->b);
         e->btok = malloc((size_t)e->nb * e->bs * sizeof *e->btok);

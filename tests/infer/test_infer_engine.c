@@ -11,6 +11,8 @@
  * ../shared is present. */
 #include <sys/stat.h>
 
+#include "backend/cpu/cpu_internal.h"
+#include "gllm/step.h"
 #include "infer/infer_util.h"
 
 typedef struct reqset {
@@ -521,6 +523,99 @@ static void stop_after_leading_space(gllm_model *m, const char *dir)
     gllm_tok_free(tok);
 }
 
+/* The default KV budget. gllm_kv_budget_device's arithmetic on chosen numbers,
+ * then the engine's choice on a CPU backend that reports itself as a device of
+ * fake_total bytes, fake_used of them in use by others besides the backend's
+ * own live allocations (the weights, and the step workspace: the engine must
+ * ask after allocating it): the cache gets utilization * total - in use -
+ * 256 MiB, or an error naming the option. */
+static size_t fake_total, fake_used, live_at_query;
+static gllm_status (*cpu_info)(gllm_backend *, gllm_device_info *);
+
+static gllm_status fake_device_info(gllm_backend *be, gllm_device_info *out)
+{
+    GLLM_TRY(cpu_info(be, out));
+    live_at_query = gllm_cpu_ctx_of(be)->mem_live;
+    out->mem_total = fake_total;
+    out->mem_free = fake_total - fake_used - live_at_query;
+    return GLLM_OK;
+}
+
+static void kv_budget(gllm_model *m, const char *name)
+{
+    char label[128];
+    snprintf(label, sizeof label, "%s: default KV budget", name);
+    t_case = label;
+    const size_t G = (size_t)1 << 30, M = (size_t)1 << 20;
+    /* 80 GiB, 2 GiB in use: 0.9 * 80 - 2 - 0.25 = 69.75 GiB */
+    CHECK(gllm_kv_budget_device(80 * G, 78 * G, 0.9, 256 * M) == 69 * G + 768 * M);
+    CHECK(gllm_kv_budget_device(80 * G, 78 * G, 1.0, 0) == 78 * G);
+    /* a share smaller than what is in use leaves nothing */
+    CHECK(gllm_kv_budget_device(80 * G, 10 * G, 0.5, 256 * M) == 0);
+    CHECK(gllm_kv_budget_device(80 * G, 78 * G, 0.0, 0) == 0);
+    CHECK(gllm_kv_budget_device(10 * G, 11 * G, 0.9, 0) == 0); /* free > total: nonsense */
+    gllm_backend *be = gllm_model_backend(m);
+    const size_t bb = gllm_kv_block_bytes(m, 16);
+    cpu_info = be->device_info;
+    be->device_info = fake_device_info;
+    fake_total = G;
+    fake_used = 600 * M;
+    gllm_engine_options o = gllm_engine_options_default();
+    const float util[3] = {0.0f /* default 0.9 */, 1.0f, 0.95f};
+    const size_t live0 = gllm_cpu_ctx_of(be)->mem_live;
+    for (int k = 0; k < 3; k++) {
+        o.gpu_memory_utilization = util[k];
+        gllm_engine *e = NULL;
+        CHECK_OK(gllm_engine_create(m, &o, &e));
+        if (!e)
+            continue;
+        gllm_engine_stats st;
+        gllm_engine_get_stats(e, &st);
+        const double u = k == 0 ? 0.9 : util[k];
+        const size_t want =
+            gllm_kv_budget_device(G, G - fake_used - live_at_query, u, 256 * M) / bb;
+        CHECK_MSG(live_at_query > live0, "device memory asked before the workspace was "
+                  "allocated (%zu live bytes, %zu before the engine)", live_at_query, live0);
+        CHECK_MSG((size_t)st.kv_blocks_total == want && want > 0,
+                  "utilization %.2f: %d blocks of %zu bytes, want %zu", u, st.kv_blocks_total, bb,
+                  want);
+        gllm_engine_free(e);
+    }
+    /* too small a share: refused, naming the option */
+    o.gpu_memory_utilization = 0.5f;
+    gllm_engine *e = NULL;
+    gllm_status s = gllm_engine_create(m, &o, &e);
+    CHECK_MSG(s != GLLM_OK && !e && strstr(gllm_last_error(), "gpu_memory_utilization 0.50"),
+              "status %d: %s", (int)s, gllm_last_error());
+    o.gpu_memory_utilization = 1.5f;
+    s = gllm_engine_create(m, &o, &e);
+    CHECK(s == GLLM_ERR_INVALID && !e && strstr(gllm_last_error(), "must be in (0, 1]"));
+    /* kv_bytes given: used as is, whatever the device has */
+    o = gllm_engine_options_default();
+    o.kv_bytes = 7 * bb + bb / 2;
+    CHECK_OK(gllm_engine_create(m, &o, &e));
+    if (e) {
+        gllm_engine_stats st;
+        gllm_engine_get_stats(e, &st);
+        CHECK(st.kv_blocks_total == 7);
+        gllm_engine_free(e);
+    }
+    be->device_info = cpu_info;
+    /* the CPU: 1 GiB, capped at max_seqs full-context sequences */
+    o = gllm_engine_options_default();
+    o.max_seqs = 2;
+    CHECK_OK(gllm_engine_create(m, &o, &e));
+    if (e) {
+        gllm_engine_stats st;
+        gllm_engine_get_stats(e, &st);
+        const int bpseq = (gllm_model_cfg(m)->max_pos + 15) / 16;
+        const long cap = 2L * bpseq + 1, gib = (long)(G / bb);
+        CHECK_MSG(st.kv_blocks_total == (cap < gib ? cap : gib), "%d blocks, cap %ld, 1 GiB %ld",
+                  st.kv_blocks_total, cap, gib);
+        gllm_engine_free(e);
+    }
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -537,6 +632,7 @@ int main(void)
         sampling_distribution(m, "mistral fixture", 1.0f, 0, 1.0f, 0.0f);
         sampling_distribution(m, "mistral fixture", 0.7f, 30, 0.9f, 0.05f);
         stops_and_errors(m, "mistral fixture");
+        kv_budget(m, "mistral fixture");
         gllm_model_free(m);
     }
     snprintf(dir, sizeof dir, "%s/assets/models/stories260K-hf", GLLM_SHARED_DIR);
