@@ -98,7 +98,9 @@ class TestCost(unittest.TestCase):
             fb, pb = rng.uniform(0, 1e3), rng.uniform(0, 10)
             q = cost.break_even(fa, pa, fb, pb)
             if q is None:
-                self.assertTrue(pa >= pb and fa > fb)
+                # a saves nothing per query, and is not cheaper from the start for good
+                self.assertGreaterEqual(pa, pb)
+                self.assertFalse(fa <= fb and pa == pb)
                 self.assertGreater(cost.total_cost(fa, pa, 1e9), cost.total_cost(fb, pb, 1e9) - 1e-6)
             elif q == 0.0:
                 self.assertLessEqual(fa, fb)
