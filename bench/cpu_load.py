@@ -33,6 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared", "assets", "models")
 GGUF_DIR = os.path.join(SHARED, "SmolLM2-135M-Instruct-GGUF")
+GGUF = os.path.join(GGUF_DIR, "SmolLM2-135M-Instruct.Q4_1.gguf")
 HF_SMOL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct")
 PROMPT = "Write a short story about a robot who learns to paint."
 NEW_TOKENS = 64
@@ -96,7 +97,7 @@ def torch_train(model, B, T, threads):
 
 
 def gllm_decode(build, threads):
-    cmd = [os.path.join(build, "gchat"), GGUF_DIR, "--max-new", str(NEW_TOKENS), PROMPT]
+    cmd = [os.path.join(build, "gchat"), GGUF, "--max-new", str(NEW_TOKENS), PROMPT]
     out = subprocess.run(cmd, env=env_threads(threads), capture_output=True, text=True)
     m = re.search(r"(\d+) generated in ([0-9.]+) s", out.stdout)
     if out.returncode or not m:
@@ -143,7 +144,7 @@ def workloads(tmp, only):
         subprocess.run([sys.executable, os.path.join(ROOT, "bench", "make_bench_model.py"), d,
                         shape], check=True, stdout=subprocess.DEVNULL)
         w.append((shape, "train", d, 4, 256))
-    if os.path.isdir(GGUF_DIR):
+    if os.path.exists(GGUF):
         if not os.path.exists(os.path.join(HF_SMOL, "model.safetensors")):
             subprocess.run([sys.executable, os.path.join(ROOT, "bench", "make_smollm2_hf.py")],
                            check=True, stdout=subprocess.DEVNULL)
@@ -163,6 +164,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build-cpu"))
     ap.add_argument("--old", help="build folder of the baseline gllm (e.g. the previous main)")
     ap.add_argument("--old-label", default="old gllm")
+    ap.add_argument("--old-loaded-reps", type=int, default=1,
+                    help="repetitions that run the baseline under load too (it is slow there)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--lock", help="flock this file around each unit (idle + loaded runs)")
@@ -188,6 +191,8 @@ def main():
                     ctx = competing_load(n_load) if cond == "loaded" else contextlib.nullcontext()
                     with ctx:
                         for side in sides:
+                            if side == "old" and cond == "loaded" and rep >= args.old_loaded_reps:
+                                continue
                             v = one_side(kind, side, builds[side], entry, args.threads)
                             results.setdefault((name, cond, side), []).append(v)
                             print(f"rep {rep + 1}/{args.reps} {name} {cond} {side}: {v:.1f} tok/s",
@@ -223,7 +228,8 @@ def report(args, wl, sides, results, started, n_load):
          f"Produced by bench/cpu_load.py. Load: {n_load} busy processes (`while :; do :; done`), "
          "one per core, started before and killed after each loaded set of runs.",
          f"Median of {args.reps} repetitions; each repetition of a workload ran idle, then loaded, "
-         "each side one after the other"
+         "each side one after the other (the baseline build runs loaded in the first "
+         f"{args.old_loaded_reps} repetition(s) only: it is slow there)"
          + (", holding the shared CPU lock (no other job of ours on the machine)." if args.lock
             else "."),
          "Training: tokens/s of forward+backward (median step of 10 after 2 warm-up steps, "
