@@ -780,6 +780,7 @@ class Sweep:
         """The results so far (a sweep cut short by a timeout keeps what ran)."""
         if self.args.partial:
             tmp = self.args.partial + ".tmp"
+            os.makedirs(os.path.dirname(os.path.abspath(tmp)), exist_ok=True)
             with open(tmp, "w") as f:
                 json.dump(out, f, indent=1)
             os.replace(tmp, self.args.partial)
