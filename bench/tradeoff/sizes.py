@@ -622,6 +622,7 @@ class Sweep:
                                                         "not resolved: the decode run was not "
                                                         "slower than the prefill run")
         if dec:
+            res["settings"]["batch_invariant"] = dec.get("batch_invariant")
             m["peak_backend_mib"] = self.fig(dec["peak_bytes"] / MIB, "MiB", "measured",
                                              "bench_infer peak_bytes of the decode run: the "
                                              "engine's and model's backend buffers (weights, KV "
