@@ -453,8 +453,12 @@ def build(out, publish=None):
                 w.writerow([n, i, e["gold"], e["pred"], e["correct"], " ".join("%.6f" % x for x in e["logprobs"]),
                             e["prompt_tokens"], e["cached_tokens"], " ".join(map(str, e["candidate_tokens"])),
                             e["flops"], e["flops_nocache"]])
-    import plots  # noqa: E402
-    pngs = plots.make(out, results, tasks)
+    try:
+        import plots  # noqa: E402
+        pngs = plots.make(out, results, tasks)
+    except ImportError as e:  # a machine without matplotlib (the GPU image) still gets the report
+        print("report: no plots (%s); rerun report.py where matplotlib is installed" % e)
+        pngs = []
     write_md(out, study, results, tasks, cl, pngs, arms)
     if publish:
         os.makedirs(publish, exist_ok=True)
@@ -479,6 +483,13 @@ def write_md(out, study, results, tasks, cl, pngs, arms):
              (os.path.basename(results["model"]), results["shape"]["n_params"], results["shape"]["n_matmul"],
               results["device"], d[0] if d else "-", d[1] if d else "-", study["eval_n"], study.get("score", "sum")))
     L.append("")
+    rp = os.path.join(out, "runs.jsonl")
+    if os.path.exists(rp):
+        runs = [json.loads(x) for x in open(rp) if x.strip()]
+        L.append("Time: %.0f s of work in %d invocation(s) of run.py (%.0f s elapsed, of which %.0f s waiting for the "
+                 "shared CPU lock `%s`)." % (sum(r["busy_s"] for r in runs), len(runs), sum(r["elapsed_s"] for r in runs),
+                                           sum(r["lock_wait_s"] for r in runs), runs[-1].get("lock")))
+        L.append("")
     L.append("## Claims of the usual guidance, with the measured number")
     L.append("")
     L.append("| claim | measured | verdict |")

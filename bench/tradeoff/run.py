@@ -148,22 +148,31 @@ class Runner:
         self.threads = int(study.get("threads", 2))
         self.device = study.get("device", "cpu")
         self.lock_path = os.environ.get("GLLM_BENCH_LOCK")
+        self.waited_s = 0.0  # time spent waiting for the lock
+        self.busy_s = 0.0    # time spent in units of work
         os.makedirs(os.path.join(out, "arms"), exist_ok=True)
         os.makedirs(os.path.join(out, "work"), exist_ok=True)
 
     # one unit of work under the shared lock
     def locked(self, fn, *a, **k):
         if not self.lock_path:
-            return fn(*a, **k)
+            t = time.time()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.busy_s += time.time() - t
         with open(self.lock_path, "a") as lf:
             t = time.time()
             fcntl.flock(lf, fcntl.LOCK_EX)
             waited = time.time() - t
+            self.waited_s += waited
             if waited > 1:
                 log("waited %.0f s for %s" % (waited, self.lock_path))
+            t = time.time()
             try:
                 return fn(*a, **k)
             finally:
+                self.busy_s += time.time() - t
                 fcntl.flock(lf, fcntl.LOCK_UN)
 
     def run_cmd(self, argv, log_path):
@@ -532,7 +541,12 @@ def main():
         except Skip as e:
             print("SKIP: %s" % e)
             return 77
+        started = cost.now_utc()
         st.run()
+        with open(os.path.join(out, "runs.jsonl"), "a") as f:
+            f.write(json.dumps({"started": started, "ended": cost.now_utc(), "elapsed_s": time.time() - t0,
+                                "lock_wait_s": st.r.waited_s, "busy_s": st.r.busy_s,
+                                "lock": st.r.lock_path}) + "\n")
     import report  # noqa: E402
     report.build(out, publish=a.publish)
     log("done in %.0f s: %s" % (time.time() - t0, os.path.join(out, "report.md")))
