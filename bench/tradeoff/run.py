@@ -150,30 +150,39 @@ class Runner:
         self.lock_path = os.environ.get("GLLM_BENCH_LOCK")
         self.waited_s = 0.0  # time spent waiting for the lock
         self.busy_s = 0.0    # time spent in units of work
+        self.lock_file = None
+        self.held_since = 0.0
+        self.hold_s = float(os.environ.get("GLLM_BENCH_LOCK_HOLD_S", "0"))
         os.makedirs(os.path.join(out, "arms"), exist_ok=True)
         os.makedirs(os.path.join(out, "work"), exist_ok=True)
 
     # one unit of work under the shared lock
     def locked(self, fn, *a, **k):
-        if not self.lock_path:
-            t = time.time()
-            try:
-                return fn(*a, **k)
-            finally:
-                self.busy_s += time.time() - t
-        with open(self.lock_path, "a") as lf:
+        """Run a unit of work holding the lock. With GLLM_BENCH_LOCK_HOLD_S=S the lock is kept
+        across consecutive units until it has been held S seconds (fewer waits; every unit is
+        still timed alone), then released so that others can run."""
+        if self.lock_path and self.lock_file is None:
+            lf = open(self.lock_path, "a")
             t = time.time()
             fcntl.flock(lf, fcntl.LOCK_EX)
             waited = time.time() - t
             self.waited_s += waited
             if waited > 1:
                 log("waited %.0f s for %s" % (waited, self.lock_path))
-            t = time.time()
-            try:
-                return fn(*a, **k)
-            finally:
-                self.busy_s += time.time() - t
-                fcntl.flock(lf, fcntl.LOCK_UN)
+            self.lock_file, self.held_since = lf, time.time()
+        t = time.time()
+        try:
+            return fn(*a, **k)
+        finally:
+            self.busy_s += time.time() - t
+            if self.lock_file is not None and time.time() - self.held_since >= self.hold_s:
+                self.unlock()
+
+    def unlock(self):
+        if self.lock_file is not None:
+            fcntl.flock(self.lock_file, fcntl.LOCK_UN)
+            self.lock_file.close()
+            self.lock_file = None
 
     def run_cmd(self, argv, log_path):
         """Run a binary; returns (wall seconds, peak RSS MiB of that process)."""
@@ -215,40 +224,106 @@ class Runner:
         return res, sm, wall, rss
 
     def gtrain(self, name, records, val_records, model, ft):
+        """Fine-tune with gtrain. A run longer than max_unit_s is cut into pieces, each under the
+        lock: gtrain checkpoints every few steps, gets SIGINT after a checkpoint once the piece has
+        run long enough, and continues with --resume (bit for bit; gtrain's "seconds" count only
+        the steps kept, so the training time is that of an uninterrupted run)."""
         d = os.path.join(self.out, "work", "train", name)
         os.makedirs(d, exist_ok=True)
         for fn, recs in (("train.jsonl", records), ("dev.jsonl", val_records)):
             with open(os.path.join(d, fn), "w") as f:
                 for x in recs:
                     f.write(json.dumps(x) + "\n")
-        steps_per_epoch = None  # gtrain decides from packing; eval_every from an estimate below
-        est_rows = max(1, int(len(records) * ft.get("est_tokens_per_record", 80) / ft["seq_len"]))
+        tok_rec = ft.get("est_tokens_per_record", 80)
+        est_rows = max(1, int(len(records) * tok_rec / ft["seq_len"]) + 1)
         est_steps = max(1, est_rows // ft["batch_size"]) * ft["epochs"]
         cfg = {"model": model, "data": "train.jsonl", "val_data": "dev.jsonl", "out_dir": "run",
                "backend": self.device, "seq_len": ft["seq_len"], "batch_size": ft["batch_size"],
                "epochs": ft["epochs"], "lr": ft["lr"], "warmup_steps": ft.get("warmup_steps", 0),
                "weight_decay": ft.get("weight_decay", 0.0), "seed": ft.get("seed", 1234),
                "eval_every": max(1, est_steps // ft.get("evals", 8)), "overwrite": True}
-        del steps_per_epoch
+        unit_s = float(self.s.get("max_unit_s", 540))
+        est_s = est_steps * ft["batch_size"] * ft["seq_len"] / float(self.s.get("est_train_tok_s", 170))
+        pieces = est_s > unit_s
+        if pieces:
+            cfg["save_every"] = max(1, int(est_steps * min(90.0, unit_s / 3) / est_s))
+            cfg["keep_checkpoints"] = 1
         with open(os.path.join(d, "train.json"), "w") as f:
             json.dump(cfg, f, indent=1)
-        wall, rss = self.run_cmd([os.path.join(self.bins, "gtrain"), os.path.join(d, "train.json")],
-                                 os.path.join(d, "gtrain.log"))
+        with open(os.path.join(d, "resume.json"), "w") as f:  # the same run, continued
+            json.dump(dict(cfg, overwrite=False, resume=True), f, indent=1)
         run = os.path.join(d, "run")
+        argv = [os.path.join(self.bins, "gtrain"), os.path.join(d, "train.json")]
+        argv_resume = [os.path.join(self.bins, "gtrain"), os.path.join(d, "resume.json")]
+        total_wall, rss, k = 0.0, 0.0, 0
+        while True:
+            def piece():
+                lp = os.path.join(d, "gtrain.%d.log" % k)
+                if not pieces:
+                    return self.run_cmd(argv, lp) + (True,)
+                return self.run_piece(argv_resume if k else argv, lp, run, unit_s)
+            wall, r, finished = self.locked(piece)
+            total_wall += wall
+            rss = max(rss, r)
+            if finished:
+                break
+            k += 1
+            log("%s: training paused after piece %d (%.0f s), continues with --resume" % (name, k, wall))
         with open(os.path.join(run, "summary.json")) as f:
             summ = json.load(f)
         curve = []
         with open(os.path.join(run, "metrics.jsonl")) as f:
             for line in f:
                 o = json.loads(line)
-                if "event" in o and o["event"] == "eval":
+                if o.get("event") == "eval":
                     curve.append({"step": o["step"], "val_loss": o["val_loss"]})
                 elif "event" not in o:
                     curve.append({"step": o["step"], "loss": o["loss"], "elapsed_s": o["elapsed_s"]})
         final = os.path.join(run, "final")
         size = sum(os.path.getsize(os.path.join(final, x)) for x in os.listdir(final))
-        return {"summary": summ, "curve": curve, "wall_s": wall, "rss_mib": rss, "final": final,
-                "disk_bytes": size, "config": cfg}
+        for c in os.listdir(run):  # checkpoints of a run in pieces: not needed any more
+            if c.startswith("checkpoint-"):
+                shutil.rmtree(os.path.join(run, c), ignore_errors=True)
+        return {"summary": summ, "curve": curve, "wall_s": total_wall, "rss_mib": rss, "final": final,
+                "disk_bytes": size, "config": cfg, "pieces": k + 1}
+
+    def run_piece(self, argv, log_path, run, unit_s):
+        """One piece of a long training: SIGINT once unit_s/2 has passed and a new checkpoint is
+        written (or at unit_s). Returns (wall, peak RSS MiB, finished)."""
+        import signal
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
+        latest = os.path.join(run, "latest")
+
+        def mark():
+            try:
+                with open(latest) as f:
+                    return f.read().strip()
+            except OSError:
+                return None
+        m0 = mark()
+        t0 = time.time()
+        with open(log_path, "w") as lf:
+            p = subprocess.Popen(argv, stdout=lf, stderr=subprocess.STDOUT, env=env)
+            sent = False
+            while True:
+                pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+                if pid:
+                    break
+                el = time.time() - t0
+                mk = mark()
+                if not sent and mk is not None and ((el > unit_s / 2 and mk != m0) or el > unit_s):
+                    p.send_signal(signal.SIGINT)
+                    sent = True
+                time.sleep(0.5)
+        wall = time.time() - t0
+        code = os.waitstatus_to_exitcode(status)
+        with open(log_path) as f:
+            text = f.read()
+        if code == 0:
+            return wall, ru.ru_maxrss / 1024.0, True
+        if sent and "interrupted" in text and mark() is not None:
+            return wall, ru.ru_maxrss / 1024.0, False
+        raise RuntimeError("%s failed (exit %d); %s ends:\n%s" % (argv[0], code, log_path, text[-2000:]))
 
 
 # ------------------------------------------------------------------ arms
@@ -408,12 +483,13 @@ class Study:
                        "peak_rss_mib": tr["rss_mib"], "gtrain_flops_per_token": sm["train_flops_per_token"],
                        "first_loss": sm["first_loss"], "final_loss": sm["final_loss"],
                        "final_val_loss": sm["final_val_loss"], "curve": tr["curve"], "final": tr["final"],
-                       "disk_bytes": tr["disk_bytes"], "config": tr["config"], "base_model": model or self.r.model}
+                       "disk_bytes": tr["disk_bytes"], "config": tr["config"], "base_model": model or self.r.model,
+                       "pieces": tr["pieces"]}
                 rec.update(extra or {})
                 self.save(tname_arm, rec)
                 log("%s: %d steps, %.0f s, loss %.3f -> %.3f, val %.3f" % (tname_arm, sm["steps"], sm["seconds"],
                     sm["first_loss"], sm["final_loss"], sm["final_val_loss"]))
-            self.r.locked(unit)
+            unit()  # gtrain takes the lock per piece itself
         with open(self.arm_path(tname_arm)) as f:
             final = json.load(f)["final"]
         self.scoring_arm(name, tname, "fine_tuned",
@@ -454,46 +530,65 @@ class Study:
 
     # ------------------------------------------------------------------ the study
     def run(self):
+        """Arms in an order that gives a useful report early (a long study cut short still has
+        every task's prompting arms and its small fine-tunes): per task the first answer,
+        zero-shot and k-shot up to k_shot.early_max; then the first two fine-tuning sizes of
+        every task; then sharing on/off, the larger k and maintenance; then the larger
+        fine-tunes, with versatility where configured."""
         s = self.s
         ctx = s.get("context", 2048)
-        zs = s["zero_shot"]["phrasings"]
         ks = s["k_shot"]
         ft = s["finetune"]
         ph = s.get("phrasing", 0)
         order = s.get("tasks_order", [t["name"] for t in s["tasks"]])
+        early = [k for k in ks["k"] if k <= ks.get("early_max", 8)]
+        late = [k for k in ks["k"] if k not in early]
+        ns = ft["n"]
         for tname in order:
             task = self.tasks[tname]["cfg"]
-            rows = self.eval_rows(tname)
-            # first answer of each approach, and the load overhead of the base model
-            self.one_query("%s.first.zs" % tname, self.r.model, render(s, content(task, ph, [], rows[0][0])), tname)
-            self.zero_shot(tname, zs)
-            self.k_shot(tname, ks["k"], ks["draws"], ph, ctx)
+            self.one_query("%s.first.zs" % tname, self.r.model,
+                           render(s, content(task, ph, [], self.eval_rows(tname)[0][0])), tname)
+            self.zero_shot(tname, s["zero_shot"]["phrasings"])
+            self.k_shot(tname, early, ks["draws"], ph, ctx)
+        for n in ns[:2]:
+            for tname in order:
+                self.ft_arm(tname, n, ft, ph, ks)
+        for tname in order:
             so = s.get("sharing_off")
             if so:
                 self.sharing_off(tname, so["k"], so["n"], ph)
-            for n in ft["n"]:
-                nn = len(self.tasks[tname]["train"]) if n == "all" else int(n)
-                cap = ft.get("all_cap")
-                if n == "all" and cap and nn > cap:
-                    log("%s: fine-tuning on 'all' %d examples capped at %d (study config)" % (tname, nn, cap))
-                    nn = cap
-                name = "%s.ft.n%d" % (tname, nn)
-                final = self.finetune(tname, nn, ft, ph, extra={"n_label": str(n), "capped_from":
-                                      len(self.tasks[tname]["train"]) if n == "all" else None})
-                if nn == ft.get("first_answer_n", ft["n"][0]) and not self.done(name + ".first"):
-                    self.one_query(name + ".first", final, render(s, content(task, ph, [], rows[0][0])), tname)
-                vers = s.get("versatility")
-                if vers and nn in vers.get("ft_n", []):
-                    self.versatility(tname, name, final, vers, ph)
-                    self.versatility(None, "base", self.r.model, vers, ph)
-                mt = s.get("maintenance")
-                if mt and nn == mt["base_n"]:
-                    self.maintenance(tname, nn, final, mt, ft, ph, ks)
-                if os.path.isdir(final):
-                    self.cleanup_weights(final)
+            self.k_shot(tname, late, ks["draws"], ph, ctx)
+            mt = s.get("maintenance")
+            if mt:
+                self.maintenance(tname, mt["base_n"], mt, ft, ph, ks)
+        for n in ns[2:]:
+            for tname in order:
+                self.ft_arm(tname, n, ft, ph, ks)
+        if s.get("versatility"):
+            self.versatility(None, "base", self.r.model, s["versatility"], ph)
+
+    def ft_arm(self, tname, n, ft, ph, ks):
+        s = self.s
+        task = self.tasks[tname]["cfg"]
+        nn = len(self.tasks[tname]["train"]) if n == "all" else int(n)
+        cap = ft.get("all_cap")
+        if n == "all" and cap and nn > cap:
+            log("%s: fine-tuning on 'all' %d examples capped at %d (study config)" % (tname, nn, cap))
+            nn = cap
+        name = "%s.ft.n%d" % (tname, nn)
+        final = self.finetune(tname, nn, ft, ph, extra={"n_label": str(n), "capped_from":
+                              len(self.tasks[tname]["train"]) if n == "all" and nn < len(self.tasks[tname]["train"]) else None})
+        if nn == ft.get("first_answer_n", ft["n"][0]):
+            self.one_query(name + ".first", final, render(s, content(task, ph, [], self.eval_rows(tname)[0][0])), tname)
         vers = s.get("versatility")
-        if vers:
+        if vers and n in vers.get("ft_n", []):
+            self.versatility(tname, name, final, vers, ph)
             self.versatility(None, "base", self.r.model, vers, ph)
+        mt = s.get("maintenance")
+        if mt and nn == mt["base_n"]:
+            self.maintenance(tname, nn, mt, ft, ph, ks)
+        elif os.path.isdir(final):
+            self.cleanup_weights(final)
 
     def versatility(self, tname, tag, model, vers, ph):
         """WikiText-2 loss and the other tasks' zero-shot accuracy of a model (tag "base" or the
@@ -507,13 +602,20 @@ class Study:
                              lambda text, o=o: content(self.tasks[o]["cfg"], ph, [], text), model=model, rows=rows,
                              extra={"phrasing": ph, "ft_arm": tag, "ft_task": tname})
 
-    def maintenance(self, tname, n, final, mt, ft, ph, ks):
-        """A second slice of train arrives: continue fine-tuning on it vs edit the prompt."""
+    def maintenance(self, tname, n, mt, ft, ph, ks):
+        """A second slice of train arrives: continue fine-tuning the n-example model on it vs
+        edit the prompt (shots drawn from the new slice). Runs once the n-example model exists."""
         t = self.tasks[tname]
+        base = os.path.join(self.out, "work", "train", "%s.ft.n%d" % (tname, n), "run", "final")
         new = t["train"][-mt["new_n"]:]  # disjoint from every fine-tuning slice (those are prefixes)
-        self.finetune(tname, len(new), dict(ft, epochs=mt.get("epochs", ft["epochs"])), ph, model=final, rows=new,
-                      name="%s.maint.ft" % tname, extra={"maintenance": True, "from_n": n})
-        self.cleanup_weights(os.path.join(self.out, "work", "train", "%s.maint.ft" % tname, "run", "final"))
+        if not self.done("%s.maint.ft" % tname):
+            if not os.path.exists(os.path.join(base, "model.safetensors")):
+                return  # the base model is not trained yet (or its weights are gone): later
+            self.finetune(tname, len(new), dict(ft, epochs=mt.get("epochs", ft["epochs"])), ph, model=base,
+                          rows=new, name="%s.maint.ft" % tname, extra={"maintenance": True, "from_n": n})
+            self.cleanup_weights(os.path.join(self.out, "work", "train", "%s.maint.ft" % tname, "run", "final"))
+        if os.path.isdir(base):
+            self.cleanup_weights(base)
         k = mt.get("prompt_k", ks["k"][0])
         for d in range(mt.get("draws", 1)):
             sh = sample(new, k, 5000 + d)
@@ -542,7 +644,10 @@ def main():
             print("SKIP: %s" % e)
             return 77
         started = cost.now_utc()
-        st.run()
+        try:
+            st.run()
+        finally:
+            st.r.unlock()
         with open(os.path.join(out, "runs.jsonl"), "a") as f:
             f.write(json.dumps({"started": started, "ended": cost.now_utc(), "elapsed_s": time.time() - t0,
                                 "lock_wait_s": st.r.waited_s, "busy_s": st.r.busy_s,
