@@ -57,8 +57,10 @@ static const struct {
     {"megrez", PRE_REGEX, QWEN2_SPLIT}, {"tekken", PRE_REGEX, TEKKEN_SPLIT},
 };
 
+#define TOKEN_UNKNOWN 2
 #define TOKEN_CONTROL 3
 #define TOKEN_USER_DEFINED 4
+#define TOKEN_BYTE 6
 
 static cJSON *byte_level(bool use_regex)
 {
@@ -698,14 +700,36 @@ static const char *pre_name(const gllm_tokenizer *tok)
     return NULL;
 }
 
+/* 1 (add_space_prefix) or 0 when tok is a SentencePiece-style BPE llama.cpp
+ * reads as tokenizer.ggml.model "llama": byte fallback, no byte-level step,
+ * spaces as "▁" either by a Metaspace pre-tokenizer (no split) or by the
+ * older Prepend("▁") + Replace(" ", "▁") normalizers; -1 otherwise. */
+static int spm_style(const gllm_tokenizer *tok)
+{
+    if (tok->byte_level || !tok->byte_fallback)
+        return -1;
+    const tok_pre *p = tok->pre;
+    if (tok->n_norm == 0 && tok->n_pre == 1 && p[0].kind == PRE_METASPACE && !p[0].split &&
+        strcmp(p[0].replacement, SPM_SPACE) == 0)
+        return p[0].prepend != PREPEND_NEVER;
+    const tok_norm *q = tok->norm;
+    if (tok->n_pre == 0 && tok->n_norm == 2 && q[0].kind == NORM_PREPEND &&
+        strcmp(q[0].a, SPM_SPACE) == 0 && q[1].kind == NORM_REPLACE && strcmp(q[1].a, " ") == 0 &&
+        strcmp(q[1].b, SPM_SPACE) == 0)
+        return 1;
+    return -1;
+}
+
 gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w)
 {
     const char *pre = pre_name(tok);
-    if (!pre)
+    const int spm = spm_style(tok);
+    if (!pre && spm < 0)
         return gllm_fail(GLLM_ERR_UNSUPPORTED, "%s: GGUF export needs a byte-level BPE tokenizer "
                          "without normalizer whose pre-tokenizer llama.cpp names (ByteLevel, "
-                         "or a Split of \\p{N}, the Llama-3, Qwen2 or Tekken pattern before it)",
-                         tok->json_path);
+                         "or a Split of \\p{N}, the Llama-3, Qwen2 or Tekken pattern before it), "
+                         "or a SentencePiece-style BPE (byte fallback, Metaspace or "
+                         "Prepend/Replace of U+2581)", tok->json_path);
     const int n = tok->n_vocab;
     const char **strs = calloc((size_t)n, sizeof *strs);
     char **pads = calloc((size_t)n, sizeof *pads);
@@ -714,10 +738,19 @@ gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w)
     merge_rank *mr = calloc(cap, sizeof *mr);
     gllm_status s = strs && pads && types && mr ? GLLM_OK
                                                 : gllm_fail(GLLM_ERR_OOM, "tokenizer export: out of memory");
+    float *scores = spm >= 0 ? calloc((size_t)n, sizeof *scores) : NULL;
+    if (s == GLLM_OK && spm >= 0 && !scores)
+        s = gllm_fail(GLLM_ERR_OOM, "tokenizer export: out of memory");
     for (int i = 0; s == GLLM_OK && i < n; i++) {
         if (tok->tok_str[i]) {
             strs[i] = tok->tok_str[i];
             types[i] = !tok->is_added[i] ? 1 : tok->is_special[i] ? TOKEN_CONTROL : TOKEN_USER_DEFINED;
+            if (spm >= 0 && i == tok->unk_id)
+                types[i] = TOKEN_UNKNOWN;
+            if (spm >= 0 && !tok->is_added[i])
+                for (int b = 0; b < 256; b++)
+                    if (tok->byte_fallback_id[b] == i)
+                        types[i] = TOKEN_BYTE;
         } else { /* an id no token uses: llama.cpp's converter writes [PAD<id>], unused */
             pads[i] = malloc(24);
             if (!pads[i]) {
@@ -737,8 +770,35 @@ gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w)
             mr[nm++].b = (int32_t)(k & 0xffffffffu);
         }
     char **ms = NULL;
-    if (s == GLLM_OK) {
+    if (s == GLLM_OK)
         qsort(mr, nm, sizeof *mr, cmp_rank);
+    if (s == GLLM_OK && spm >= 0) {
+        /* Scores that give back the merge order when llama.cpp (highest
+         * score merged first) or transformers (merges recovered from the
+         * scores) read them: the token the k-th merge (0-based) makes first
+         * scores -(k + 1). Tokens no merge makes score 0 if they are one
+         * code point, added or bytes (nothing merges into them), and below
+         * every merge otherwise. */
+        for (int i = 0; i < n; i++)
+            scores[i] = tok->tok_str[i] && !tok->is_added[i] && types[i] == 1 &&
+                                cp_count(tok->tok_str[i], tok->tok_len[i]) > 1
+                            ? -(float)(nm + 1)
+                            : 0.0f;
+        for (size_t i = nm; i-- > 0;) {
+            const char *a = tok->tok_str[mr[i].a], *b = tok->tok_str[mr[i].b];
+            size_t la = strlen(a), lb = strlen(b);
+            char buf[1024];
+            if (la + lb >= sizeof buf)
+                continue;
+            memcpy(buf, a, la);
+            memcpy(buf + la, b, lb);
+            int32_t t = tok_strmap_get(&tok->vocab, tok->tok_str, tok->tok_len, buf, la + lb);
+            if (t >= 0)
+                scores[t] = -(float)(i + 1);
+        }
+        nm = 0; /* llama.cpp's SentencePiece vocabularies carry no merges */
+    }
+    if (s == GLLM_OK) {
         ms = calloc(nm ? nm : 1, sizeof *ms);
         if (!ms)
             s = gllm_fail(GLLM_ERR_OOM, "tokenizer export: out of memory");
@@ -753,20 +813,25 @@ gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w)
         sprintf(ms[i], "%s %s", a, b);
     }
     if (s == GLLM_OK)
-        s = gllm_gguf_add_str(w, "tokenizer.ggml.model", "gpt2");
-    if (s == GLLM_OK)
+        s = gllm_gguf_add_str(w, "tokenizer.ggml.model", spm >= 0 ? "llama" : "gpt2");
+    if (s == GLLM_OK && spm < 0)
         s = gllm_gguf_add_str(w, "tokenizer.ggml.pre", pre);
     if (s == GLLM_OK)
         s = gllm_gguf_add_arr_str(w, "tokenizer.ggml.tokens", strs, (uint64_t)n);
+    if (s == GLLM_OK && spm >= 0)
+        s = gllm_gguf_add_arr_f32(w, "tokenizer.ggml.scores", scores, (uint64_t)n);
     if (s == GLLM_OK)
         s = gllm_gguf_add_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n);
-    if (s == GLLM_OK)
+    if (s == GLLM_OK && spm < 0)
         s = gllm_gguf_add_arr_str(w, "tokenizer.ggml.merges", (const char *const *)ms, nm);
+    if (s == GLLM_OK && spm >= 0)
+        s = gllm_gguf_add_bool(w, "tokenizer.ggml.add_space_prefix", spm == 1);
     const struct {
         const char *key;
         int id;
     } ids[] = {{"tokenizer.ggml.bos_token_id", tok->bos_id},
                {"tokenizer.ggml.eos_token_id", tok->eos_id},
+               {"tokenizer.ggml.unknown_token_id", spm >= 0 ? tok->unk_id : -1},
                {"tokenizer.ggml.padding_token_id", tok->pad_id}};
     for (size_t i = 0; s == GLLM_OK && i < sizeof ids / sizeof ids[0]; i++)
         if (ids[i].id >= 0)
@@ -787,6 +852,7 @@ gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w)
     free(pads);
     free(strs);
     free(types);
+    free(scores);
     free(mr);
     return s;
 }
