@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CPU batched inference: gllm's engine (build/bench_infer) against transformers
+"""CPU batched inference: gllm's engine (build-cpu/bench_infer) against transformers
 `generate` (batched, left-padded) on the same model, prompts and threads.
 
 Model: SmolLM2-135M-Instruct as an HF folder (bench/make_smollm2_hf.py makes
@@ -7,14 +7,19 @@ models/SmolLM2-135M-Instruct from the GGUF in ../shared). 256 prompts:
   - 128 short instructions through the chat template, 32 new tokens each;
   - 128 sentiment classifications behind one shared 8-shot prefix, 3 new tokens.
 Greedy, eos ignored (every system generates exactly the same number of tokens).
-Runs: transformers (batches of --hf-batch, prompts of one kind together, each
-batch left-padded to its longest prompt), gllm with prefix sharing on and off,
-and gllm with batch invariance off (GLLM_BATCH_INVARIANT=0). Writes
-bench/results/infer_cpu.{json,md}.
+Runs (--runs): gllm with prefix sharing on (gllm) and off (gllm-nosharing), gllm
+with batch invariance off (gllm-noinv, GLLM_BATCH_INVARIANT=0), and transformers
+(hf: batches of --hf-batch, prompts of one kind together, each batch left-padded
+to its longest prompt). Runs go one after another; with --lock each run holds
+that file's flock for itself only (one acquisition per run on a shared machine).
+Results accumulate in bench/results/STEM.json (a later invocation with other
+--runs keeps the runs already there for the same prompts) and STEM.md.
 
-Usage: python3 bench/infer_vs_transformers.py [--threads 2] [--build build-cpu]
+Usage: python3 bench/infer_vs_transformers.py --threads 2 --lock /work/cpu.lock
+           [--runs gllm,hf] [--out infer_cpu_DATE] [--per-kind 128]
 """
 import argparse
+import fcntl
 import json
 import os
 import resource
@@ -96,30 +101,160 @@ def run_hf(model, tok, prompts, batch):
     return time.perf_counter() - t0, cpu_s() - c0, outs
 
 
+class Lock:
+    """One acquisition of the shared CPU lock (flock on PATH) per unit of work: each
+    system's run is timed alone, and others can build and test between units."""
+
+    def __init__(self, path):
+        self.path = path
+        self.f = None
+
+    def __enter__(self):
+        if self.path:
+            self.f = open(self.path, "a")
+            t = time.perf_counter()
+            fcntl.flock(self.f, fcntl.LOCK_EX)
+            self.waited = time.perf_counter() - t
+        return self
+
+    def __exit__(self, *exc):
+        if self.f:
+            fcntl.flock(self.f, fcntl.LOCK_UN)
+            self.f.close()
+            self.f = None
+
+
+GLLM_RUNS = {"gllm": ([], "1"), "gllm-nosharing": (["--no-sharing"], "1"),
+             "gllm-noinv": ([], "0")}
+NAMES = {"gllm": "gllm (prefix sharing, batch invariant)",
+         "gllm-nosharing": "gllm, no prefix sharing",
+         "gllm-noinv": "gllm, batch invariance off", "hf": "transformers generate"}
+
+
+def run_gllm(args, key, pfile, res_dir):
+    extra, inv = GLLM_RUNS[key]
+    exe = os.path.join(args.build, "bench_infer")
+    out = os.path.join(res_dir, f"infer_run_{key}.json")
+    ids_out = os.path.join(res_dir, f"infer_ids_{key}.txt")
+    cmd = [exe, args.model, pfile, out, "--threads", str(args.threads), "--ids", ids_out] + extra
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GLLM_BATCH_INVARIANT=inv)
+    with Lock(args.lock) as lk:
+        load0 = os.getloadavg()[0]
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"{key}: {p.stderr}")
+    print(f"{NAMES[key]}: {p.stdout.strip()}", flush=True)
+    with open(out) as f:
+        r = json.load(f)
+    with open(ids_out) as f:
+        r["ids"] = [list(map(int, l.split())) for l in f]
+    os.remove(out)
+    os.remove(ids_out)
+    r["load_at_start"] = load0
+    r["lock_wait_s"] = getattr(lk, "waited", 0.0)
+    return r
+
+
+def run_transformers(args, tok, prompts):
+    torch.set_num_threads(args.threads)
+    with Lock(args.lock) as lk:
+        load0 = os.getloadavg()[0]
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+        model.eval()
+        wall, cpu, outs = run_hf(model, tok, prompts, args.hf_batch)
+    n_gen = sum(p[1] for p in prompts)
+    print(f"{NAMES['hf']}: {wall:.2f} s ({cpu:.1f} CPU s), {n_gen / wall:.1f} tok/s", flush=True)
+    return {"wall_s": wall, "cpu_s": cpu, "output_tok_per_s": n_gen / wall,
+            "generated_tokens": n_gen, "ids": outs, "load_at_start": load0,
+            "lock_wait_s": getattr(lk, "waited", 0.0)}
+
+
+def report(result, args, res_dir, stem):
+    runs = result["runs"]
+    n_prompt, n_gen, n = result["prompt_tokens"], result["generated_tokens"], result["prompts"]
+    hf = runs.get("hf")
+    lines = [f"# CPU batched inference: gllm engine vs transformers generate ({result['date']})",
+             "",
+             f"{result['model']}, {n} prompts ({result['per_kind']} chat instructions x 32 new "
+             f"tokens, {result['per_kind']} sentiment classifications behind one shared 8-shot "
+             f"prefix x 3 new tokens), {n_prompt} prompt tokens, {n_gen} generated tokens, greedy, "
+             f"eos ignored; {result['threads']} threads for every system; transformers "
+             f"{result['transformers_version']} / torch {result['torch']}, batches of "
+             f"{result['hf_batch']} left-padded. Machine: {result['machine']}.",
+             "",
+             "| system | time to finish (s) | CPU s | output tok/s | speedup vs transformers "
+             "(time) | prompt tokens computed | load avg at start |",
+             "|---|---|---|---|---|---|---|"]
+    for key in ("hf", "gllm", "gllm-nosharing", "gllm-noinv"):
+        if key not in runs:
+            lines.append(f"| {NAMES[key]} | not run | | | | | |")
+            continue
+        r = runs[key]
+        sp = f"{hf['wall_s'] / r['wall_s']:.2f}x" if hf else "-"
+        computed = (f"{n_prompt} (+ padding)" if key == "hf"
+                    else f"{r['prompt_tokens'] - r['cached_tokens']}")
+        lines.append(f"| {NAMES[key]} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                     f"{r['output_tok_per_s']:.1f} | {sp} | {computed} | "
+                     f"{r['load_at_start']:.2f} |")
+    lines.append("")
+    g = runs.get("gllm")
+    if g and "gllm-nosharing" in runs:
+        ns = runs["gllm-nosharing"]
+        lines.append(f"- prefix sharing: {g['cached_tokens']} of {g['prompt_tokens']} prompt tokens "
+                     f"served from shared blocks; {ns['wall_s'] / g['wall_s']:.2f}x faster than "
+                     f"without sharing.")
+    if g and "gllm-noinv" in runs:
+        inv = runs["gllm-noinv"]
+        lines.append(f"- batch invariance: off (GLLM_BATCH_INVARIANT=0) the run takes "
+                     f"{inv['wall_s']:.1f} s vs {g['wall_s']:.1f} s on "
+                     f"({(g['wall_s'] / inv['wall_s'] - 1) * 100:+.1f}% time for invariance).")
+    for key, what in result.get("equal_to_gllm", {}).items():
+        lines.append(f"- greedy ids equal to gllm's (sharing on, invariant) for {what} of {n} "
+                     f"prompts: {NAMES[key]}" +
+                     (" (fp32 both; batched left-padded transformers rounds differently, so "
+                      "near-ties can flip)" if key == "hf" else ""))
+    lines.append(f"- conditions: each system ran alone, holding the shared CPU lock "
+                 f"({args.lock or 'no lock'}) for its own run only; load averages at the start "
+                 f"of each run are in the table (the 1-minute average still shows work that "
+                 f"finished just before).")
+    with open(os.path.join(res_dir, stem + ".md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--build", default=os.path.join(ROOT, "build-cpu"))
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct"))
     ap.add_argument("--hf-batch", type=int, default=32)
-    ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--per-kind", type=int, default=128,
                     help="prompts of each kind (128: the 256-prompt bench)")
-    ap.add_argument("--concurrent", action="store_true",
-                    help="run the gllm configurations and transformers at the same time (a "
-                         "loaded shared machine: compare CPU seconds)")
+    ap.add_argument("--runs", default="gllm,gllm-nosharing,gllm-noinv,hf",
+                    help="comma-separated: gllm, gllm-nosharing, gllm-noinv, hf")
+    ap.add_argument("--lock", default=None,
+                    help="flock this file around each run (e.g. /work/cpu.lock on a shared "
+                         "machine), so each run is one acquisition and is timed alone")
+    ap.add_argument("--out", default="infer_cpu",
+                    help="results stem in bench/results (STEM.json, STEM.md); runs already in "
+                         "STEM.json for the same prompts are kept unless rerun")
+    ap.add_argument("--machine", default=None, help="machine description for the report")
     args = ap.parse_args()
     if not os.path.exists(os.path.join(args.model, "model.safetensors")):
         sys.exit(f"{args.model} missing: run python3 bench/make_smollm2_hf.py first")
-    exe = os.path.join(args.build, "bench_infer")
-    if not os.path.exists(exe):
-        sys.exit(f"{exe} missing: build first")
-    torch.set_num_threads(args.threads)
+    keys = [k for k in args.runs.split(",") if k]
+    for k in keys:
+        if k not in NAMES:
+            sys.exit(f"--runs: unknown run {k} (known: {', '.join(NAMES)})")
+    if any(k in GLLM_RUNS for k in keys) and not os.path.exists(
+            os.path.join(args.build, "bench_infer")):
+        sys.exit(f"{args.build}/bench_infer missing: build first")
     tok = AutoTokenizer.from_pretrained(args.model)
     prompts = build_prompts(tok, args.per_kind)
     res_dir = os.path.join(ROOT, "bench", "results")
     os.makedirs(res_dir, exist_ok=True)
-    pfile = os.path.join(res_dir, "infer_prompts.txt")
+    pfile = os.path.join(res_dir, "infer_prompts.txt" if args.per_kind == 128
+                         else f"infer_prompts_{args.per_kind}.txt")
     with open(pfile, "w") as f:
         for ids, n_new, _ in prompts:
             f.write(f"{n_new} " + " ".join(map(str, ids)) + "\n")
@@ -127,97 +262,48 @@ def main():
     n_prompt = sum(len(p[0]) for p in prompts)
     print(f"{len(prompts)} prompts, {n_prompt} prompt tokens, {n_gen} tokens to generate, "
           f"{args.threads} threads", flush=True)
-
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    configs = [("gllm", [], "1"), ("gllm, no prefix sharing", ["--no-sharing"], "1"),
-               ("gllm, batch invariance off", [], "0")]
-    procs = []
-    for k, (name, extra, inv) in enumerate(configs):
-        out = os.path.join(res_dir, f"infer_run{k}.json")
-        ids_out = os.path.join(res_dir, f"infer_ids{k}.txt")
-        cmd = [exe, args.model, pfile, out, "--threads", str(args.threads), "--ids", ids_out] + extra
-        p = subprocess.Popen(cmd, env=dict(env, GLLM_BATCH_INVARIANT=inv), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-        procs.append((name, p, out, ids_out))
-        if not args.concurrent:
-            procs[-1] = (name, p, out, ids_out, p.communicate())
-    hf = None
-    hf_outs = None
-    if not args.skip_hf:
-        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-        model.eval()
-        wall, cpu, hf_outs = run_hf(model, tok, prompts, args.hf_batch)
-        hf = {"wall_s": wall, "cpu_s": cpu, "output_tok_per_s": n_gen / wall}
-        print(f"transformers: {wall:.2f} s ({cpu:.1f} CPU s), {n_gen / wall:.1f} tok/s", flush=True)
-    runs = {}
-    for item in procs:
-        name, p, out, ids_out = item[:4]
-        so, se = item[4] if len(item) > 4 else p.communicate()
-        if p.returncode != 0:
-            sys.exit(f"{name}: {se}")
-        print(f"{name}: {so.strip()}", flush=True)
-        with open(out) as f:
-            runs[name] = json.load(f)
-        with open(ids_out) as f:
-            runs[name]["ids"] = [list(map(int, l.split())) for l in f]
-        os.remove(out)
-        os.remove(ids_out)
-    if hf:
-        hf["greedy_equal"] = sum(o == g for o, g in zip(hf_outs, runs["gllm"]["ids"]))
-
-    same_inv = sum(a == b for a, b in zip(runs["gllm"]["ids"], runs["gllm, no prefix sharing"]["ids"]))
-    for r in runs.values():
-        r.pop("ids", None)
-    result = {"model": "SmolLM2-135M-Instruct (fp32, dequantised from Q4_1 GGUF)",
-              "threads": args.threads, "prompts": len(prompts), "prompt_tokens": n_prompt,
-              "generated_tokens": n_gen, "hf_batch": args.hf_batch, "transformers": hf,
-              "gllm": runs, "sharing_on_off_equal": same_inv,
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "torch": torch.__version__}
-    with open(os.path.join(res_dir, "infer_cpu.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    g = runs["gllm"]
-    lines = [f"# CPU batched inference: gllm engine vs transformers generate ({result['date']})",
-             "",
-             f"{result['model']}, {len(prompts)} prompts ({args.per_kind} chat instructions x 32 new tokens, "
-             f"{args.per_kind} sentiment classifications behind one shared 8-shot prefix x 3 new tokens), "
-             f"{n_prompt} prompt tokens, {n_gen} generated tokens, greedy, eos ignored; "
-             f"{args.threads} threads for both; transformers {__import__('transformers').__version__} "
-             f"/ torch {torch.__version__}, batches of {args.hf_batch} left-padded.",
-             "",
-             "| system | time to finish (s) | CPU s | output tok/s | output tok per CPU s | speedup vs transformers (time / CPU) | prompt tokens computed |",
-             "|---|---|---|---|---|---|---|"]
-    if hf:
-        lines.append(f"| transformers generate | {hf['wall_s']:.1f} | {hf['cpu_s']:.1f} | "
-                     f"{hf['output_tok_per_s']:.1f} | {n_gen / hf['cpu_s']:.2f} | 1.0x / 1.0x | "
-                     f"{n_prompt} (+ padding) |")
-    for name, r in runs.items():
-        sp = (f"{hf['wall_s'] / r['wall_s']:.1f}x / {hf['cpu_s'] / r['cpu_s']:.1f}x" if hf
-              else "-")
-        lines.append(f"| {name} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
-                     f"{r['output_tok_per_s']:.1f} | {r['generated_tokens'] / r['cpu_s']:.2f} | "
-                     f"{sp} | {r['prompt_tokens'] - r['cached_tokens']} |")
-    ns = runs["gllm, no prefix sharing"]
-    inv = runs["gllm, batch invariance off"]
-    lines += ["",
-              f"- prefix sharing: {g['cached_tokens']} of {g['prompt_tokens']} prompt tokens served "
-              f"from shared blocks; {ns['wall_s'] / g['wall_s']:.2f}x faster than without sharing.",
-              f"- batch invariance: with it off (GLLM_BATCH_INVARIANT=0) the run takes "
-              f"{inv['wall_s']:.1f} s / {inv['cpu_s']:.1f} CPU s vs {g['wall_s']:.1f} s / "
-              f"{g['cpu_s']:.1f} CPU s with it ({(g['cpu_s'] / inv['cpu_s'] - 1) * 100:+.1f}% CPU "
-              f"for invariance).",
-              f"- greedy ids equal with sharing on and off for {same_inv} of {len(prompts)} prompts."]
-    if hf:
-        lines.append(f"- greedy ids equal to transformers' for {hf['greedy_equal']} of "
-                     f"{len(prompts)} prompts (fp32 both; batched, left-padded transformers "
-                     f"rounds differently, so near-ties can flip).")
-    lines.append(f"- conditions: {'all runs concurrently' if args.concurrent else 'runs one after another'}"
-                 f" on a 2-core machine shared with other jobs (load average "
-                 f"{os.getloadavg()[0]:.1f} at the end), so wall times are inflated; CPU seconds "
-                 f"(all threads, spin-waits included) are the steadier comparison.")
-    with open(os.path.join(res_dir, "infer_cpu.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    jpath = os.path.join(res_dir, args.out + ".json")
+    result = None
+    if os.path.exists(jpath):
+        with open(jpath) as f:
+            result = json.load(f)
+        if (result.get("prompt_tokens") != n_prompt or result.get("prompts") != len(prompts)
+                or result.get("threads") != args.threads):
+            result = None
+    if result is None:
+        result = {"runs": {}}
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    result.update({"model": "SmolLM2-135M-Instruct (fp32, dequantised from Q4_1 GGUF)",
+                   "threads": args.threads, "prompts": len(prompts), "per_kind": args.per_kind,
+                   "prompt_tokens": n_prompt, "generated_tokens": n_gen,
+                   "hf_batch": args.hf_batch,
+                   "machine": args.machine or f"{cpu}, {os.cpu_count()} cores",
+                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "torch": torch.__version__,
+                   "transformers_version": __import__("transformers").__version__})
+    ids = {k: v.pop("ids") for k, v in result["runs"].items() if "ids" in v}
+    for key in keys:
+        r = run_transformers(args, tok, prompts) if key == "hf" else run_gllm(args, key, pfile,
+                                                                           res_dir)
+        ids[key] = r.pop("ids")
+        r["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        result["runs"][key] = r
+        # keep every finished run (and its ids) even if a later one fails
+        with open(jpath, "w") as f:
+            json.dump(dict(result, runs={k: dict(v, ids=ids.get(k)) for k, v in
+                                         result["runs"].items()}), f)
+    if "gllm" in ids:
+        result["equal_to_gllm"] = {k: sum(a == b for a, b in zip(v, ids["gllm"]))
+                                   for k, v in ids.items() if k != "gllm" and v is not None}
+    with open(jpath, "w") as f:
+        json.dump(dict(result, runs={k: dict(v, ids=ids.get(k)) for k, v in
+                                     result["runs"].items()}), f)
+    report(result, args, res_dir, args.out)
 
 
 if __name__ == "__main__":

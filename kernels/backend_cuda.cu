@@ -378,6 +378,11 @@ gllm_status be_device_info(gllm_backend *be, gllm_device_info *out)
     out->index = c->device;
     out->mem_total = c->mem_total;
     out->mem_peak = c->mem_peak;
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+        out->mem_free = free_b;
+    else
+        cudaGetLastError();
     return GLLM_OK;
 }
 

@@ -174,9 +174,37 @@ gllm_status gllm_cuda_matmul_path(gllm_cuda_ctx *c, gllm_matmul_path path, void 
     return gllm_mm_launch_simple(c, p);
 }
 
+// Row-invariant calls (args.row_invariant: inference, where a request's
+// output must not depend on what else is in the batch) take one kernel whatever
+// the shape: the mma kernel, with its fixed 128x128x32 tile and 8 warps, K
+// summed tile after tile in order, each step one m16n8k16 mma into the same
+// fp32 accumulator, and no split-K. An output element's sum then depends only
+// on its row of A, its column of B and K: not on M, nor on which tile or
+// fragment row it falls in, nor on the other rows. The other paths choose by
+// shape: cuBLASLt's heuristics (algorithms, split-K among them), and wgmma's
+// tile width. Operands off mma's 16-byte rows take the simple kernel (one fp32
+// sum per element, k in order), a choice made from pointers, leading
+// dimensions and strides, never from M. Unverified on a GPU so far: the
+// op harness (tests/backend/ops_cases.h, check_matmul_rows) checks it on one.
+static gllm_status matmul_row_invariant(gllm_cuda_ctx *c, void *C, const void *A, const void *B,
+                                        const gllm_matmul_args *a)
+{
+    gllm_mm_params p;
+    GLLM_TRY(gllm_mm_resolve(C, A, B, a, &p));
+    if (p.M == 0 || p.N == 0)
+        return GLLM_OK;
+    gllm_status s = gllm_mm_launch_mma(c, p);
+    if (s != GLLM_ERR_UNSUPPORTED)
+        return s;
+    gllm_clear_error();
+    return gllm_mm_launch_simple(c, p);
+}
+
 gllm_status gllm_cuda_matmul(gllm_cuda_ctx *c, void *C, const void *A, const void *B,
                              const gllm_matmul_args *a)
 {
+    if (a && a->row_invariant)
+        return matmul_row_invariant(c, C, A, B, a);
     if (c->use_cublaslt) {
         // cuBLASLt may have no algorithm for operands off its alignments: gllm's
         // own kernels serve those calls

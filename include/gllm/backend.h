@@ -69,7 +69,8 @@ typedef struct gllm_matmul_args {
      * whatever M is and whatever the other rows hold, i.e. the reduction order of
      * a row never depends on the batch. The CPU backend guarantees it (plain loops
      * per row; with OpenBLAS, small M is padded past the sizes where OpenBLAS
-     * switches kernels, see cpu_matmul.c); a backend that cannot ignores it. */
+     * switches kernels, see cpu_matmul.c); CUDA runs one fixed-tile kernel for
+     * every shape, no split-K (kernels/matmul.cu; not yet run on a GPU). */
     bool row_invariant;
 } gllm_matmul_args;
 
@@ -132,6 +133,8 @@ typedef struct gllm_device_info {
     size_t mem_peak;        /* peak bytes in use: CUDA, device memory in use after each
                              * allocation (context and other processes included); CPU, the
                              * peak of this backend's live allocations */
+    size_t mem_free;        /* device memory free now (CUDA: cudaMemGetInfo); 0 on a backend
+                             * without memory of its own (the CPU) */
 } gllm_device_info;
 
 typedef struct gllm_sample_args {

@@ -97,8 +97,12 @@ typedef struct gllm_result {
 void gllm_result_free(gllm_result *r);
 
 typedef struct gllm_engine_options {
-    size_t kv_bytes;          /* KV cache budget in bytes; 0 = default (GPU: a share of free
-                               * memory; CPU: 1 GiB or what the longest request needs) */
+    size_t kv_bytes;          /* KV cache budget in bytes; 0 = default: on a device, what
+                               * gpu_memory_utilization leaves (gllm_kv_budget_device); on the
+                               * CPU 1 GiB, capped at what max_seqs full-context sequences use */
+    float gpu_memory_utilization; /* device backends, kv_bytes 0: the share of the device's
+                               * memory this engine may hold in all (weights, workspace, KV
+                               * cache; as vLLM's option); 0 = 0.9 */
     int block_size;           /* tokens per KV block; 0 = 16 */
     int max_batch_tokens;     /* tokens computed per step (prefill chunks + decodes); 0 = 2048 */
     int max_seqs;             /* running sequences at most; 0 = 256 */
@@ -122,6 +126,13 @@ typedef struct gllm_engine_stats {
 } gllm_engine_stats;
 
 typedef struct gllm_engine gllm_engine;
+
+/* The default KV budget on a device, in bytes: utilization * mem_total, less
+ * what is in use once the weights and the step workspace are allocated
+ * (mem_total - mem_free: those, the context, and other processes), less
+ * reserve (the sampler's buffers and allocator slack). 0 when nothing is left. */
+size_t gllm_kv_budget_device(size_t mem_total, size_t mem_free, double utilization,
+                             size_t reserve);
 
 /* The model must outlive the engine. The engine allocates only inference
  * state (KV cache, one layer's scratch, logits), never gradients or optimizer

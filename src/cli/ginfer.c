@@ -20,7 +20,12 @@ static const char *USAGE =
     "  --threads N             CPU threads (per replica; default: all cores, shared)\n"
     "  --gpus N                one replica per GPU (processes, results merged in order)\n"
     "  --replicas N            N CPU processes, each with its own model (same mechanism)\n"
-    "  --kv-bytes SIZE         KV cache budget per replica (e.g. 512M, 4G; default: the engine's)\n"
+    "  --kv-bytes SIZE         KV cache budget per replica (e.g. 512M, 4G); default: on a GPU\n"
+    "                          what --gpu-memory-utilization leaves, on the CPU 1G (at most\n"
+    "                          what --max-seqs full-context sequences use)\n"
+    "  --gpu-memory-utilization F\n"
+    "                          share of each GPU's memory a replica may hold in all: weights,\n"
+    "                          workspace and KV cache (0 < F <= 1, default 0.9)\n"
     "  --max-batch-tokens N    tokens computed per engine step (default 2048)\n"
     "  --max-seqs N            sequences running at once (default 256)\n"
     "  --chunk N               longest prefill piece of one sequence per step\n"
@@ -116,6 +121,16 @@ int main(int argc, char **argv)
             TAKES_VALUE();
             if (!parse_size(v, &o.engine.kv_bytes))
                 return bad_number(a, v);
+        } else if (strcmp(a, "--gpu-memory-utilization") == 0) {
+            TAKES_VALUE();
+            char *end;
+            const double f = strtod(v, &end);
+            if (end == v || *end || !(f > 0.0 && f <= 1.0)) {
+                fprintf(stderr, "ginfer: --gpu-memory-utilization takes a share in (0, 1], got "
+                                "'%s'\n", v);
+                return 2;
+            }
+            o.engine.gpu_memory_utilization = (float)f;
         } else if (strcmp(a, "--max-batch-tokens") == 0) {
             TAKES_VALUE();
             if (!parse_int(v, 1, 1 << 24, &o.engine.max_batch_tokens))

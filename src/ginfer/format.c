@@ -65,47 +65,6 @@ static char *token_text(const gllm_tokenizer *tok, int32_t id)
     return s;
 }
 
-/* The engine decodes a sample's ids on their own, and a SentencePiece
- * decoder drops the space that leads the first of them (" the sky" comes out
- * "the sky"), although it is part of the continuation. Decoded after an
- * anchor token, the space stays: the engine's text (stop string already cut)
- * is found in that decoding behind a few leading whitespace bytes, and those
- * are put back. NULL: keep the engine's text. */
-static char *text_with_lead(const gllm_tokenizer *tok, const gllm_sample_out *s)
-{
-    if (!tok || !s->text || s->n_ids == 0)
-        return NULL;
-    const int32_t anchor = gllm_tok_token_id(tok, "a");
-    if (anchor < 0)
-        return NULL;
-    int32_t *ids = malloc(sizeof(int32_t) * ((size_t)s->n_ids + 1));
-    if (!ids)
-        return NULL;
-    ids[0] = anchor;
-    memcpy(ids + 1, s->ids, sizeof(int32_t) * (size_t)s->n_ids);
-    char *a = NULL, *full = NULL, *out = NULL;
-    size_t alen = 0, flen = 0;
-    if (gllm_tok_decode(tok, ids, 1, true, &a, &alen) == GLLM_OK &&
-        gllm_tok_decode(tok, ids, (size_t)s->n_ids + 1, true, &full, &flen) == GLLM_OK &&
-        flen >= alen && memcmp(full, a, alen) == 0) {
-        const char *rest = full + alen;
-        const size_t tlen = strlen(s->text);
-        for (size_t k = 1; k <= 4 && rest[k - 1] && strchr(" \t\n", rest[k - 1]); k++)
-            if (strncmp(rest + k, s->text, tlen) == 0 && strncmp(rest, s->text, tlen) != 0) {
-                out = malloc(k + tlen + 1);
-                if (out) {
-                    memcpy(out, rest, k);
-                    memcpy(out + k, s->text, tlen + 1);
-                }
-                break;
-            }
-    }
-    free(a);
-    free(full);
-    free(ids);
-    return out;
-}
-
 static cJSON *bytes_array(const char *s)
 {
     cJSON *a = cJSON_CreateArray();
@@ -207,12 +166,10 @@ static cJSON *own_result(const gllm_ginfer_item *it, const gllm_result *res,
             const gllm_sample_out *s = &res->samples[i];
             cJSON *c = cJSON_CreateObject();
             cJSON_AddNumberToObject(c, "index", i);
-            char *lead = text_with_lead(fc->tok, s);
             if (s->text)
-                cJSON_AddStringToObject(c, "text", lead ? lead : s->text);
+                cJSON_AddStringToObject(c, "text", s->text);
             else
                 cJSON_AddNullToObject(c, "text");
-            free(lead);
             cJSON_AddItemToObject(c, "token_ids", ids_array(s->ids, s->n_ids));
             cJSON_AddStringToObject(c, "finish_reason", finish_name(s->finish));
             if (it->logprobs)
@@ -317,8 +274,7 @@ static cJSON *openai_body(const gllm_ginfer_item *it, const gllm_result *res,
         const gllm_sample_out *s = &res->samples[i];
         cJSON *c = cJSON_CreateObject();
         cJSON_AddNumberToObject(c, "index", i);
-        char *lead = text_with_lead(fc->tok, s);
-        const char *text = lead ? lead : s->text ? s->text : "";
+        const char *text = s->text ? s->text : "";
         if (chat) {
             cJSON *m = cJSON_AddObjectToObject(c, "message");
             cJSON_AddStringToObject(m, "role", "assistant");
@@ -340,7 +296,6 @@ static cJSON *openai_body(const gllm_ginfer_item *it, const gllm_result *res,
         cJSON_AddStringToObject(c, "finish_reason", finish_name(s->finish));
         cJSON_AddItemToArray(choices, c);
         total += s->n_ids;
-        free(lead);
     }
     cJSON *usage = cJSON_AddObjectToObject(b, "usage");
     cJSON_AddNumberToObject(usage, "prompt_tokens", res->n_prompt);

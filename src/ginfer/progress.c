@@ -110,6 +110,9 @@ gllm_status gi_write_summary(const char *path, const gllm_ginfer_options *o,
     cJSON_AddStringToObject(opt, "backend", o->gpus ? "cuda (one replica per GPU)" : o->backend);
     cJSON_AddNumberToObject(opt, "threads", o->threads);
     cJSON_AddNumberToObject(opt, "kv_bytes", (double)o->engine.kv_bytes);
+    cJSON_AddNumberToObject(opt, "gpu_memory_utilization",
+                            o->engine.gpu_memory_utilization > 0.0f
+                                ? (double)o->engine.gpu_memory_utilization : 0.9);
     cJSON_AddNumberToObject(opt, "max_batch_tokens", o->engine.max_batch_tokens);
     cJSON_AddNumberToObject(opt, "max_seqs", o->engine.max_seqs);
     cJSON_AddNumberToObject(opt, "prefill_chunk", o->engine.prefill_chunk);

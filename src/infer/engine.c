@@ -343,9 +343,9 @@ gllm_sampling gllm_sampling_default(void)
 
 gllm_engine_options gllm_engine_options_default(void)
 {
-    return (gllm_engine_options){.kv_bytes = 0, .block_size = 16, .max_batch_tokens = 2048,
-                                 .max_seqs = 256, .prefill_chunk = 0, .prefix_sharing = true,
-                                 .tok = NULL};
+    return (gllm_engine_options){.kv_bytes = 0, .gpu_memory_utilization = 0.9f,
+                                 .block_size = 16, .max_batch_tokens = 2048, .max_seqs = 256,
+                                 .prefill_chunk = 0, .prefix_sharing = true, .tok = NULL};
 }
 
 void gllm_result_free(gllm_result *r)
@@ -625,6 +625,9 @@ static void remove_running(gllm_engine *e, seq *s)
         }
 }
 
+static gllm_status continuation_text(const gllm_engine *e, const req *r, const int32_t *ids,
+                                     int n, char **text);
+
 static gllm_status finish_request(gllm_engine *e, req *r)
 {
     gllm_result res;
@@ -674,12 +677,8 @@ static gllm_status finish_request(gllm_engine *e, req *r)
                 if (s->text) {
                     o->text = s->text;
                     s->text = NULL;
-                } else {
-                    size_t len = 0;
-                    gllm_status ds = gllm_tok_decode(e->o.tok, o->ids, (size_t)o->n_ids, true,
-                                                     &o->text, &len);
-                    if (ds != GLLM_OK)
-                        o->text = NULL;
+                } else if (continuation_text(e, r, o->ids, o->n_ids, &o->text) != GLLM_OK) {
+                    o->text = NULL;
                 }
             }
         }
@@ -711,6 +710,52 @@ static gllm_status seq_done(gllm_engine *e, seq *s, req ***fin, int *n_fin, int 
         (*fin)[(*n_fin)++] = s->r;
     }
     return GLLM_OK;
+}
+
+/* The text of a sample's ids as it continues the prompt, malloc'd. Decoded
+ * alone, a SentencePiece decoder drops the space that leads the first id
+ * ("▁the sky" -> "the sky") although it is part of the continuation, so the
+ * ids are decoded behind the prompt's last few ids and the prompt part's text
+ * is cut off (as incremental detokenizers do). If that text is not a prefix
+ * (a multi-byte character cut by the context's start or end), fewer context
+ * ids are tried, then none. */
+enum { TEXT_CONTEXT = 4 };
+
+static gllm_status continuation_text(const gllm_engine *e, const req *r, const int32_t *ids,
+                                     int n, char **text)
+{
+    *text = NULL;
+    const int nc = r->q.n_prompt < TEXT_CONTEXT ? r->q.n_prompt : TEXT_CONTEXT;
+    int32_t *both = malloc(((size_t)nc + (size_t)n + 1) * sizeof *both);
+    if (!both)
+        return gllm_fail(GLLM_ERR_OOM, "engine: out of memory decoding text");
+    for (int k = nc; k > 0; k--) {
+        memcpy(both, r->prompt + r->q.n_prompt - k, (size_t)k * sizeof *both);
+        memcpy(both + k, ids, (size_t)n * sizeof *both);
+        char *pre = NULL, *full = NULL;
+        size_t plen = 0, flen = 0;
+        gllm_status st = gllm_tok_decode(e->o.tok, both, (size_t)k, true, &pre, &plen);
+        if (st == GLLM_OK)
+            st = gllm_tok_decode(e->o.tok, both, (size_t)(k + n), true, &full, &flen);
+        if (st != GLLM_OK) {
+            free(pre);
+            free(full);
+            free(both);
+            return st;
+        }
+        const bool prefix = flen >= plen && memcmp(full, pre, plen) == 0;
+        free(pre);
+        if (prefix) {
+            memmove(full, full + plen, flen - plen + 1);
+            free(both);
+            *text = full;
+            return GLLM_OK;
+        }
+        free(full);
+    }
+    free(both);
+    size_t len = 0;
+    return gllm_tok_decode(e->o.tok, ids, (size_t)n, true, text, &len);
 }
 
 /* the earliest match of any stop string in text, or -1 */
@@ -752,8 +797,7 @@ static gllm_status seq_append(gllm_engine *e, seq *s, int32_t id, float lp, cons
         stop = id == r->stop_ids[i];
     if (!stop && r->q.n_stop > 0) {
         char *text = NULL;
-        size_t len = 0;
-        GLLM_TRY(gllm_tok_decode(e->o.tok, s->out, (size_t)s->n_out, true, &text, &len));
+        GLLM_TRY(continuation_text(e, r, s->out, s->n_out, &text));
         const long at = stop_match(r, text);
         if (at >= 0) {
             text[at] = '\0';
@@ -1157,6 +1201,24 @@ out:
 
 /* ------------------------------------------------------------------ lifecycle */
 
+/* Default KV budgets: the CPU's (capped at what max_seqs full-context sequences
+ * use), and on a device what is kept back besides utilization's share for the
+ * sampler's buffers (a few MB) and allocator slack. */
+#define CPU_KV_DEFAULT ((size_t)1 << 30)
+#define KV_RESERVE ((size_t)256 << 20)
+
+size_t gllm_kv_budget_device(size_t mem_total, size_t mem_free, double utilization,
+                             size_t reserve)
+{
+    if (!(utilization > 0.0) || mem_free > mem_total)
+        return 0;
+    if (utilization > 1.0)
+        utilization = 1.0;
+    const double share = utilization * (double)mem_total;
+    const double left = share - (double)(mem_total - mem_free) - (double)reserve;
+    return left > 0 ? (size_t)left : 0;
+}
+
 gllm_status gllm_engine_create(gllm_model *m, const gllm_engine_options *o, gllm_engine **out)
 {
     if (!m || !out)
@@ -1181,20 +1243,56 @@ gllm_status gllm_engine_create(gllm_model *m, const gllm_engine_options *o, gllm
     if (!be->attention_paged || !be->sample_rows)
         return gllm_fail(GLLM_ERR_UNSUPPORTED, "engine: backend %s lacks the inference ops",
                          be->name);
+    if (opt.gpu_memory_utilization == 0.0f)
+        opt.gpu_memory_utilization = 0.9f;
+    if (!(opt.gpu_memory_utilization > 0.0f && opt.gpu_memory_utilization <= 1.0f))
+        return gllm_fail(GLLM_ERR_INVALID, "engine: gpu_memory_utilization %g must be in (0, 1]",
+                         (double)opt.gpu_memory_utilization);
     const size_t block_bytes = gllm_kv_block_bytes(m, opt.block_size);
-    size_t kv_bytes = opt.kv_bytes ? opt.kv_bytes : (size_t)1 << 30;
+    /* the step workspace first: on a device, the KV cache gets what is left after it */
+    gllm_step_ws *ws = NULL;
+    GLLM_TRY(gllm_step_ws_create(m, opt.max_batch_tokens, opt.max_seqs, &ws));
+    gllm_device_info dev;
+    memset(&dev, 0, sizeof dev);
+    if (be->device_info && be->device_info(be, &dev) != GLLM_OK)
+        memset(&dev, 0, sizeof dev);
+    const bool device = dev.mem_free > 0 && dev.mem_total > 0;
+    size_t kv_bytes = opt.kv_bytes;
+    if (!kv_bytes && device) {
+        kv_bytes = gllm_kv_budget_device(dev.mem_total, dev.mem_free,
+                                         opt.gpu_memory_utilization, KV_RESERVE);
+        if (kv_bytes < block_bytes) {
+            gllm_step_ws_free(ws);
+            return gllm_fail(GLLM_ERR_OOM,
+                             "engine: gpu_memory_utilization %.2f of %.2f GiB on %s leaves no "
+                             "room for the KV cache (%.2f GiB in use with the weights and "
+                             "workspace, %.0f MiB reserved; one block is %zu bytes): raise it "
+                             "or give kv_bytes", (double)opt.gpu_memory_utilization,
+                             (double)dev.mem_total / 1073741824.0, dev.name,
+                             (double)(dev.mem_total - dev.mem_free) / 1073741824.0,
+                             (double)KV_RESERVE / 1048576.0, block_bytes);
+        }
+    } else if (!kv_bytes) {
+        kv_bytes = CPU_KV_DEFAULT;
+    }
     long nb = (long)(kv_bytes / block_bytes);
     const long most = (long)opt.max_seqs * ((c->max_pos + opt.block_size - 1) / opt.block_size) + 1;
-    if (!opt.kv_bytes && nb > most) /* the default never exceeds what max_seqs could use */
+    if (!opt.kv_bytes && !device && nb > most) /* the CPU default never exceeds what max_seqs
+                                                 * could use */
         nb = most;
-    if (nb < 1)
+    if (nb < 1) {
+        gllm_step_ws_free(ws);
         return gllm_fail(GLLM_ERR_INVALID, "engine: kv_bytes %zu is below one block (%zu bytes "
                          "for %d tokens)", kv_bytes, block_bytes, opt.block_size);
+    }
     if (nb > 1 << 30)
         nb = 1 << 30;
     gllm_engine *e = gllm_calloc(1, sizeof *e, "engine");
-    if (!e)
+    if (!e) {
+        gllm_step_ws_free(ws);
         return GLLM_ERR_OOM;
+    }
+    e->ws = ws;
     e->m = m;
     e->be = be;
     e->o = opt;
@@ -1206,8 +1304,6 @@ gllm_status gllm_engine_create(gllm_model *m, const gllm_engine_options *o, gllm
     e->bs = opt.block_size;
     e->lru_head = e->lru_tail = -1;
     gllm_status s = gllm_kv_pages_create(m, e->nb, e->bs, &e->kv);
-    if (s == GLLM_OK)
-        s = gllm_step_ws_create(m, opt.max_batch_tokens, opt.max_seqs, &e->ws);
     if (s == GLLM_OK) {
         e->b = calloc((size_t)e->nb, sizeof *e->b);
         e->btok = malloc((size_t)e->nb * e->bs * sizeof *e->btok);

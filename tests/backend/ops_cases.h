@@ -440,4 +440,61 @@ static gllm_status op_bwd(const inst *t, gllm_backend *be, pool *pl, void **din,
     return GLLM_ERR_INVALID;
 }
 
+/* Batch invariance of the matmul (args.row_invariant), on any backend: row i of
+ * an M-row call has the bits of that row computed alone (M = 1), for M = 2..300
+ * at random offsets, in the backend's activation dtype. The shapes cross the
+ * CPU's small-matrix thresholds and CUDA's 128-row tiles; K = 100 (rows not
+ * 16-byte aligned in bf16) takes CUDA's simple kernel, the others its mma
+ * kernel; one shape carries bias and residual (the model's projections do). */
+static void check_matmul_rows(gllm_backend *be)
+{
+    static const struct {
+        int K, N;
+        bool epi;
+    } shapes[] = {{64, 64, false}, {40, 104, false}, {576, 960, true}, {1536, 576, false},
+                  {4000, 100, false}, {100, 72, false}};
+    const size_t as = act_size(be);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int K = shapes[si].K, N = shapes[si].N, MM = 300;
+        char name[128];
+        snprintf(name, sizeof name, "%s: row-invariant matmul K=%d N=%d%s, M = 1..%d", be->name,
+                 K, N, shapes[si].epi ? " +bias +residual" : "", MM);
+        t_case = name;
+        pool pl = {.be = be};
+        float *A = new_filled((size_t)MM * K, 1.0f), *W = new_filled((size_t)N * K, 0.5f);
+        float *bias = new_filled((size_t)N, 0.5f), *res = new_filled((size_t)MM * N, 1.0f);
+        unsigned char *ref = malloc((size_t)MM * N * as), *got = malloc((size_t)MM * N * as);
+        char *dA = up_act(&pl, A, (size_t)MM * K), *dW = up_act(&pl, W, (size_t)N * K);
+        char *dB = up_act(&pl, bias, (size_t)N), *dR = up_act(&pl, res, (size_t)MM * N);
+        char *dRef = pool_alloc(&pl, (size_t)MM * N * as), *dC = pool_alloc(&pl, (size_t)MM * N * as);
+        CHECK(dA && dW && dB && dR && dRef && dC);
+        if (dA && dW && dB && dR && dRef && dC) {
+            gllm_matmul_args a = {.M = 1, .N = N, .K = K, .trans_b = true, .alpha = 1.0f,
+                                  .batch = 1, .row_invariant = true,
+                                  .bias = shapes[si].epi ? dB : NULL};
+            for (int m = 0; m < MM; m++) { /* every row alone */
+                a.residual = shapes[si].epi ? dR + (size_t)m * N * as : NULL;
+                CHECK_OK(be->matmul(be, dRef + (size_t)m * N * as, dA + (size_t)m * K * as, dW,
+                                    &a));
+            }
+            CHECK_OK(be->download(be, ref, dRef, (size_t)MM * N * as));
+            int bad = 0, tried = 0;
+            for (int M = 2; M <= MM; M += M < 40 ? 1 : 37) {
+                a.M = M;
+                const int start = (int)(test_rand_u64() % (uint64_t)(MM - M + 1));
+                a.residual = shapes[si].epi ? dR + (size_t)start * N * as : NULL;
+                CHECK_OK(be->matmul(be, dC, dA + (size_t)start * K * as, dW, &a));
+                CHECK_OK(be->download(be, got, dC, (size_t)M * N * as));
+                CHECK_OK(be->sync(be));
+                bad += memcmp(got, ref + (size_t)start * N * as, (size_t)M * N * as) != 0;
+                tried++;
+            }
+            CHECK_MSG(bad == 0, "%d of %d batch sizes gave rows different from the row alone",
+                      bad, tried);
+        }
+        pool_free(&pl);
+        free(A), free(W), free(bias), free(res), free(ref), free(got);
+    }
+}
+
 #endif

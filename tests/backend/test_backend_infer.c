@@ -1,8 +1,9 @@
 /* The CPU backend's inference ops: paged attention against a double-precision
  * reference (prefill chunks, decode, GQA, sliding windows, scattered blocks),
  * per-row sampling (greedy ties, logprobs, top-n, top-k/top-p/min-p sets,
- * repetition penalty, frequencies), and batch invariance: each of these and the
- * row-invariant matmul give a row the same bits alone as inside any batch. */
+ * repetition penalty, frequencies), and batch invariance: each of these gives a
+ * row the same bits alone as inside any batch (the row-invariant matmul's check
+ * is in the op harness, tests/backend/ops_cases.h, run on every backend). */
 #include "gllm/backend.h"
 #include "gllm/backend_cpu.h"
 #include "test_util.h"
@@ -256,33 +257,6 @@ static void test_sample_rows(gllm_backend *be)
     free(order), free(big), free(logits), free(sp), free(ids), free(tid), free(lp), free(tlp);
 }
 
-/* Row invariance of the matmul: row i of any M-row call equals that row alone. */
-static void test_matmul_rows(gllm_backend *be)
-{
-    static const int shapes[][2] = {{64, 64}, {40, 104}, {576, 960}, {1536, 576}, {4000, 100}};
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        const int K = shapes[si][0], N = shapes[si][1], MM = 300;
-        char name[96];
-        snprintf(name, sizeof name, "row-invariant matmul K=%d N=%d, M = 1..%d", K, N, MM);
-        t_case = name;
-        float *A = rnd((size_t)MM * K, 1.0f), *W = rnd((size_t)N * K, 0.5f);
-        float *ref = malloc((size_t)MM * N * 4), *C = malloc((size_t)MM * N * 4);
-        gllm_matmul_args a = {.M = 1, .N = N, .K = K, .trans_b = true, .alpha = 1.0f,
-                              .batch = 1, .row_invariant = true};
-        for (int m = 0; m < MM; m++) /* every row alone */
-            CHECK_OK(be->matmul(be, ref + (size_t)m * N, A + (size_t)m * K, W, &a));
-        int bad = 0;
-        for (int M = 2; M <= MM; M += M < 40 ? 1 : 37) {
-            a.M = M;
-            const int start = (int)(test_rand_u64() % (uint64_t)(MM - M + 1));
-            CHECK_OK(be->matmul(be, C, A + (size_t)start * K, W, &a));
-            bad += memcmp(C, ref + (size_t)start * N, (size_t)M * N * 4) != 0;
-        }
-        CHECK_MSG(bad == 0, "%d batch sizes gave rows different from the row alone", bad);
-        free(A), free(W), free(ref), free(C);
-    }
-}
-
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -296,11 +270,6 @@ int main(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         test_paged_attention(be, &cases[i]);
     test_sample_rows(be);
-    test_matmul_rows(be);
-    if (gllm_backend_cpu_has_blas()) { /* the plain loops too */
-        CHECK_OK(gllm_backend_cpu_set_blas(be, false));
-        test_matmul_rows(be);
-    }
     be->destroy(be);
     return test_summary();
 }

@@ -1,6 +1,7 @@
 /* Every op with a backward against central finite differences on the CPU
  * backend (gradient mode), then every op on every other backend against the
- * CPU one (reference mode), in the style of ggml's test-backend-ops. */
+ * CPU one (reference mode), in the style of ggml's test-backend-ops; and on
+ * every backend, the row-invariant matmul's batch invariance. */
 #include "gllm/backend.h"
 #include "gllm/backend_cpu.h"
 #include "ops_cases.h"
@@ -229,6 +230,7 @@ int main(void)
     if (!cpu)
         return test_summary();
     gradient_mode(cpu);
+    check_matmul_rows(cpu);
     static const char *const others[] = {"cuda"};
     for (size_t k = 0; k < sizeof others / sizeof others[0]; k++) {
         gllm_backend *be = NULL;
@@ -237,6 +239,7 @@ int main(void)
             continue;
         }
         reference_mode(cpu, be);
+        check_matmul_rows(be);
         be->destroy(be);
     }
     /* The plain-loop matmul runs the same comparison, so the reference loop is
@@ -248,6 +251,7 @@ int main(void)
             CHECK_OK(gllm_backend_cpu_set_blas(loops, false));
         loops->name = "cpu (plain-loop matmul)";
         reference_mode(cpu, loops);
+        check_matmul_rows(loops);
         loops->destroy(loops);
     }
     cpu->destroy(cpu);

@@ -604,40 +604,6 @@ int main(void)
         free(ids);
         gllm_ginfer_item_free(&it);
     }
-    TEST_CASE("result text keeps the space that leads the continuation") {
-        gllm_ginfer_item it;
-        parse_str("{\"prompt\":\"The cat\"}", NULL, 1, &it);
-        int32_t *ids = NULL;
-        size_t n = 0;
-        CHECK_OK(gllm_tok_encode(tok, "a the cat", 9, false, &ids, &n));
-        fake_result f;
-        make_result(&f, 1, false, 0);
-        f.s[0].n_ids = (int)n - 1; /* "▁the", "▁c", "at" */
-        memcpy(f.ids[0], ids + 1, sizeof(int32_t) * (n - 1));
-        char *alone = NULL;
-        size_t al = 0;
-        CHECK_OK(gllm_tok_decode(tok, ids + 1, n - 1, true, &alone, &al));
-        CHECK(strcmp(alone, "the cat") == 0); /* what the engine's decode gives */
-        f.s[0].text = alone;
-        gllm_ginfer_format_ctx fc = {.tok = tok, .created = 1};
-        char *line = gllm_ginfer_format(&it, &f.r, &fc);
-        cJSON *o = line ? cJSON_Parse(line) : NULL;
-        const char *t = cJSON_GetStringValue(path_get(o, "choices.0.text"));
-        CHECK_MSG(t && strcmp(t, " the cat") == 0, "text '%s'", t ? t : "(null)");
-        cJSON_Delete(o);
-        free(line);
-        /* a stop string cut the engine's text: the cut stays */
-        f.s[0].text = (char *)"the c";
-        line = gllm_ginfer_format(&it, &f.r, &fc);
-        o = line ? cJSON_Parse(line) : NULL;
-        t = cJSON_GetStringValue(path_get(o, "choices.0.text"));
-        CHECK_MSG(t && strcmp(t, " the c") == 0, "text '%s'", t ? t : "(null)");
-        cJSON_Delete(o);
-        free(line);
-        free(alone);
-        free(ids);
-        gllm_ginfer_item_free(&it);
-    }
     gllm_tok_free(tok);
     return test_summary();
 }

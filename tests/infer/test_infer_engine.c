@@ -11,6 +11,8 @@
  * ../shared is present. */
 #include <sys/stat.h>
 
+#include "backend/cpu/cpu_internal.h"
+#include "gllm/step.h"
 #include "infer/infer_util.h"
 
 typedef struct reqset {
@@ -449,6 +451,171 @@ static void stop_strings(gllm_model *m, const char *dir)
     gllm_tok_free(tok);
 }
 
+/* SentencePiece: the first generated id "▁there" reads " there" after the
+ * prompt. The result text keeps that space (prompt text + result text is the
+ * decoding of prompt + result ids), and a stop string that begins with it
+ * matches at the first token. */
+static void stop_after_leading_space(gllm_model *m, const char *dir)
+{
+    t_case = "stories260K: stop strings and text keep SentencePiece's leading space";
+    gllm_tokenizer *tok = NULL;
+    CHECK_OK(gllm_tok_load(dir, &tok));
+    if (!tok)
+        return;
+    static const char *const prompts[] = {"Once upon a time,", "Lily and Tom", "The cat sat on the",
+                                          "One day, a little girl"};
+    gllm_engine_options o = gllm_engine_options_default();
+    o.tok = tok;
+    bool found = false;
+    for (size_t pi = 0; pi < sizeof prompts / sizeof *prompts && !found; pi++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK_OK(gllm_tok_encode(tok, prompts[pi], strlen(prompts[pi]), true, &ids, &n));
+        gllm_request q = {.prompt = ids, .n_prompt = (int)n, .sampling = gllm_sampling_default(),
+                          .max_tokens = 24, .n = 1, .ignore_eos = true};
+        gllm_result r0;
+        CHECK_OK(run_all(m, &o, &q, 1, &r0, NULL));
+        const gllm_sample_out *s0 = &r0.samples[0];
+        const char *first = s0->n_ids > 0 ? gllm_tok_token_str(tok, s0->ids[0]) : NULL;
+        if (!first || strncmp(first, "\xe2\x96\x81", 3) != 0 || !first[3]) {
+            gllm_result_free(&r0);
+            free(ids);
+            continue;
+        }
+        found = true;
+        /* prompt text + result text == decode(prompt + ids) */
+        int32_t *both = malloc((n + (size_t)s0->n_ids) * sizeof *both);
+        memcpy(both, ids, n * sizeof *both);
+        memcpy(both + n, s0->ids, (size_t)s0->n_ids * sizeof *both);
+        char *pt = NULL, *full = NULL;
+        size_t pl = 0, fl = 0;
+        CHECK_OK(gllm_tok_decode(tok, ids, n, true, &pt, &pl));
+        CHECK_OK(gllm_tok_decode(tok, both, n + (size_t)s0->n_ids, true, &full, &fl));
+        CHECK_MSG(s0->text && s0->text[0] == ' ' && fl >= pl && strcmp(full + pl, s0->text) == 0,
+                  "'%s': text '%s', continuation '%s'", prompts[pi], s0->text ? s0->text : "",
+                  full ? full + pl : "");
+        /* " word" (the first token with its space) stops at once; "word" after the space */
+        char stop_sp[64], stop_word[64];
+        snprintf(stop_sp, sizeof stop_sp, " %s", first + 3);
+        snprintf(stop_word, sizeof stop_word, "%s", first + 3);
+        const char *const stops[2][1] = {{stop_sp}, {stop_word}};
+        const char *const want[2] = {"", " "};
+        for (int k = 0; k < 2; k++) {
+            q.stop = stops[k];
+            q.n_stop = 1;
+            gllm_result r1;
+            CHECK_OK(run_all(m, &o, &q, 1, &r1, NULL));
+            const gllm_sample_out *s1 = &r1.samples[0];
+            CHECK_MSG(s1->finish == GLLM_FINISH_STOP && s1->n_ids == 1 && s1->text &&
+                          strcmp(s1->text, want[k]) == 0,
+                      "'%s' + stop '%s': finish %d after %d ids, text '%s' (want '%s')",
+                      prompts[pi], stops[k][0], (int)s1->finish, s1->n_ids,
+                      s1->text ? s1->text : "(null)", want[k]);
+            gllm_result_free(&r1);
+        }
+        free(pt);
+        free(full);
+        free(both);
+        gllm_result_free(&r0);
+        free(ids);
+    }
+    CHECK_MSG(found, "no prompt's greedy continuation starts with a U+2581 token: pick others");
+    gllm_tok_free(tok);
+}
+
+/* The default KV budget. gllm_kv_budget_device's arithmetic on chosen numbers,
+ * then the engine's choice on a CPU backend that reports itself as a device of
+ * fake_total bytes, fake_used of them in use by others besides the backend's
+ * own live allocations (the weights, and the step workspace: the engine must
+ * ask after allocating it): the cache gets utilization * total - in use -
+ * 256 MiB, or an error naming the option. */
+static size_t fake_total, fake_used, live_at_query;
+static gllm_status (*cpu_info)(gllm_backend *, gllm_device_info *);
+
+static gllm_status fake_device_info(gllm_backend *be, gllm_device_info *out)
+{
+    GLLM_TRY(cpu_info(be, out));
+    live_at_query = gllm_cpu_ctx_of(be)->mem_live;
+    out->mem_total = fake_total;
+    out->mem_free = fake_total - fake_used - live_at_query;
+    return GLLM_OK;
+}
+
+static void kv_budget(gllm_model *m, const char *name)
+{
+    char label[128];
+    snprintf(label, sizeof label, "%s: default KV budget", name);
+    t_case = label;
+    const size_t G = (size_t)1 << 30, M = (size_t)1 << 20;
+    /* 80 GiB, 2 GiB in use: 0.9 * 80 - 2 - 0.25 = 69.75 GiB */
+    CHECK(gllm_kv_budget_device(80 * G, 78 * G, 0.9, 256 * M) == 69 * G + 768 * M);
+    CHECK(gllm_kv_budget_device(80 * G, 78 * G, 1.0, 0) == 78 * G);
+    /* a share smaller than what is in use leaves nothing */
+    CHECK(gllm_kv_budget_device(80 * G, 10 * G, 0.5, 256 * M) == 0);
+    CHECK(gllm_kv_budget_device(80 * G, 78 * G, 0.0, 0) == 0);
+    CHECK(gllm_kv_budget_device(10 * G, 11 * G, 0.9, 0) == 0); /* free > total: nonsense */
+    gllm_backend *be = gllm_model_backend(m);
+    const size_t bb = gllm_kv_block_bytes(m, 16);
+    cpu_info = be->device_info;
+    be->device_info = fake_device_info;
+    fake_total = G;
+    fake_used = 600 * M;
+    gllm_engine_options o = gllm_engine_options_default();
+    const float util[3] = {0.0f /* default 0.9 */, 1.0f, 0.95f};
+    const size_t live0 = gllm_cpu_ctx_of(be)->mem_live;
+    for (int k = 0; k < 3; k++) {
+        o.gpu_memory_utilization = util[k];
+        gllm_engine *e = NULL;
+        CHECK_OK(gllm_engine_create(m, &o, &e));
+        if (!e)
+            continue;
+        gllm_engine_stats st;
+        gllm_engine_get_stats(e, &st);
+        const double u = k == 0 ? 0.9 : util[k];
+        const size_t want =
+            gllm_kv_budget_device(G, G - fake_used - live_at_query, u, 256 * M) / bb;
+        CHECK_MSG(live_at_query > live0, "device memory asked before the workspace was "
+                  "allocated (%zu live bytes, %zu before the engine)", live_at_query, live0);
+        CHECK_MSG((size_t)st.kv_blocks_total == want && want > 0,
+                  "utilization %.2f: %d blocks of %zu bytes, want %zu", u, st.kv_blocks_total, bb,
+                  want);
+        gllm_engine_free(e);
+    }
+    /* too small a share: refused, naming the option */
+    o.gpu_memory_utilization = 0.5f;
+    gllm_engine *e = NULL;
+    gllm_status s = gllm_engine_create(m, &o, &e);
+    CHECK_MSG(s != GLLM_OK && !e && strstr(gllm_last_error(), "gpu_memory_utilization 0.50"),
+              "status %d: %s", (int)s, gllm_last_error());
+    o.gpu_memory_utilization = 1.5f;
+    s = gllm_engine_create(m, &o, &e);
+    CHECK(s == GLLM_ERR_INVALID && !e && strstr(gllm_last_error(), "must be in (0, 1]"));
+    /* kv_bytes given: used as is, whatever the device has */
+    o = gllm_engine_options_default();
+    o.kv_bytes = 7 * bb + bb / 2;
+    CHECK_OK(gllm_engine_create(m, &o, &e));
+    if (e) {
+        gllm_engine_stats st;
+        gllm_engine_get_stats(e, &st);
+        CHECK(st.kv_blocks_total == 7);
+        gllm_engine_free(e);
+    }
+    be->device_info = cpu_info;
+    /* the CPU: 1 GiB, capped at max_seqs full-context sequences */
+    o = gllm_engine_options_default();
+    o.max_seqs = 2;
+    CHECK_OK(gllm_engine_create(m, &o, &e));
+    if (e) {
+        gllm_engine_stats st;
+        gllm_engine_get_stats(e, &st);
+        const int bpseq = (gllm_model_cfg(m)->max_pos + 15) / 16;
+        const long cap = 2L * bpseq + 1, gib = (long)(G / bb);
+        CHECK_MSG(st.kv_blocks_total == (cap < gib ? cap : gib), "%d blocks, cap %ld, 1 GiB %ld",
+                  st.kv_blocks_total, cap, gib);
+        gllm_engine_free(e);
+    }
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -465,6 +632,7 @@ int main(void)
         sampling_distribution(m, "mistral fixture", 1.0f, 0, 1.0f, 0.0f);
         sampling_distribution(m, "mistral fixture", 0.7f, 30, 0.9f, 0.05f);
         stops_and_errors(m, "mistral fixture");
+        kv_budget(m, "mistral fixture");
         gllm_model_free(m);
     }
     snprintf(dir, sizeof dir, "%s/assets/models/stories260K-hf", GLLM_SHARED_DIR);
@@ -478,6 +646,7 @@ int main(void)
             invariance(m, "stories260K", prefix, 4, 40, 16, 0x19);
             sampling_distribution(m, "stories260K", 0.8f, 0, 0.95f, 0.0f);
             stop_strings(m, dir);
+            stop_after_leading_space(m, dir);
             gllm_model_free(m);
         }
     } else {
