@@ -28,6 +28,12 @@ bool gllm_backend_cpu_has_blas(void);
  * GLLM_ERR_UNSUPPORTED; `be` must come from gllm_backend_cpu_create. */
 gllm_status gllm_backend_cpu_set_blas(gllm_backend *be, bool on);
 
+/* The thread count a CPU backend takes by default: OMP_NUM_THREADS when it
+ * is a number; otherwise the physical cores in this process's CPU affinity
+ * mask (hardware threads of one core count once), capped by its cgroup CPU
+ * quota (v2 cpu.max or v1 cfs quota/period, rounded up). Read anew each call. */
+int gllm_cpu_default_threads(void);
+
 /* The uniform number in [0, 1) that sampling draws for `seed` (see above). */
 double gllm_sample_uniform(uint64_t seed);
 

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "dist/dist_internal.h"
+#include "gllm/backend_cpu.h"
 #include "gllm/dist.h"
 
 /* seconds the other workers get to stop by themselves after one failed */
@@ -168,15 +169,21 @@ gllm_status gllm_launch_init(gllm_launch *l, int workers, bool gpus)
 }
 
 /* CPU workers of one machine share its cores: unless OMP_NUM_THREADS says
- * otherwise, each takes cores / workers threads (OpenMP threads that outnumber
- * the cores spin against each other and slow every rank down many times). */
+ * otherwise, each takes cores / workers threads (threads that outnumber the
+ * cores slow every rank down), counting cores as the CPU backend does
+ * (affinity mask, physical cores, cgroup quota). Set in this worker's
+ * environment, so the CPU backend it creates and its OpenMP loops (data
+ * loading) both follow it. */
 static void share_cores(int local_world)
 {
     const char *v = getenv("OMP_NUM_THREADS");
     if ((v && *v) || local_world <= 1)
         return;
-    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    const int t = cores > local_world ? (int)(cores / local_world) : 1;
+    const int cores = gllm_cpu_default_threads();
+    const int t = cores > local_world ? cores / local_world : 1;
+    char buf[16];
+    snprintf(buf, sizeof buf, "%d", t);
+    setenv("OMP_NUM_THREADS", buf, 1);
     omp_set_num_threads(t);
 }
 

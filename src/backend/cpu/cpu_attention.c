@@ -2,10 +2,160 @@
  * flash-style backward (probabilities recomputed from the saved log-sum-exp),
  * and decode over the paged KV cache. */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+
+/* what the chunks of this file's ops read */
+typedef struct attn_ctx {
+    const gllm_attn_shape *s;
+    const float *x, *go, *o, *lse_in, *K, *V;
+    float *out, *lse, *dx, *Kw, *Vw;
+    const int32_t *pos, *slot, *block_table, *seq_len;
+    unsigned char *scr;
+    size_t stride, W, OW, HD;
+    int T, Hq, Hkv, D, group, bs, max_blocks, window;
+    float scale;
+} attn_ctx;
+
+static void attn_fwd_range(void *args, long b, long e, int tid)
+{
+    const attn_ctx *c = args;
+    const gllm_attn_shape *s = c->s;
+    const int T = c->T, Hq = c->Hq, Hkv = c->Hkv, D = c->D, group = c->group;
+    const size_t W = c->W;
+    const float *x = c->x;
+    float *p = (float *)(c->scr + (size_t)tid * c->stride);
+    for (long task = b; task < e; task++) {
+        long n = task / Hq;
+        int h = (int)(task % Hq), g = h / group;
+        long lo = gllm_cpu_attn_lo(n, n / T * T, c->pos, s->window);
+        const float *q = x + n * W + (size_t)h * D;
+        float mx = -INFINITY;
+        for (long m = lo; m <= n; m++) {
+            float sc = s->scale * gllm_cpu_dot(q, x + m * W + (size_t)(Hq + g) * D, D);
+            p[m - lo] = sc;
+            if (sc > mx)
+                mx = sc;
+        }
+        float sum = 0;
+        for (long m = lo; m <= n; m++) {
+            p[m - lo] = expf(p[m - lo] - mx);
+            sum += p[m - lo];
+        }
+        float *on = c->out + n * (size_t)Hq * D + (size_t)h * D;
+        memset(on, 0, (size_t)D * sizeof(float));
+        for (long m = lo; m <= n; m++) {
+            const float *v = x + m * W + (size_t)(Hq + Hkv + g) * D;
+            float pm = p[m - lo];
+            for (int d = 0; d < D; d++)
+                on[d] += pm * v[d];
+        }
+        float inv = 1.0f / sum;
+        for (int d = 0; d < D; d++)
+            on[d] *= inv;
+        c->lse[n * Hq + h] = mx + logf(sum);
+    }
+}
+
+/* One task per (row, kv head): it owns dk, dv of that head and dq of the query
+ * heads sharing it, so no two threads write the same element and the sums run
+ * in a fixed order. */
+static void attn_bwd_range(void *args, long b, long e, int tid)
+{
+    const attn_ctx *c = args;
+    const gllm_attn_shape *s = c->s;
+    const int T = c->T, Hq = c->Hq, Hkv = c->Hkv, D = c->D, group = c->group;
+    const size_t W = c->W, OW = c->OW;
+    const float *x = c->x, *go = c->go, *o = c->o;
+    float *dx = c->dx;
+    float *dq = (float *)(c->scr + (size_t)tid * c->stride);
+    for (long task = b; task < e; task++) {
+        long row0 = (task / Hkv) * T;
+        int g = (int)(task % Hkv);
+        for (long n = row0; n < row0 + T; n++) {
+            memset(dx + n * W + (size_t)(Hq + g) * D, 0, (size_t)D * sizeof(float));
+            memset(dx + n * W + (size_t)(Hq + Hkv + g) * D, 0, (size_t)D * sizeof(float));
+        }
+        for (long n = row0; n < row0 + T; n++) {
+            long lo = gllm_cpu_attn_lo(n, row0, c->pos, s->window);
+            for (int h = g * group; h < (g + 1) * group; h++) {
+                const float *q = x + n * W + (size_t)h * D;
+                const float *gn = go + n * OW + (size_t)h * D;
+                float di = gllm_cpu_dot(gn, o + n * OW + (size_t)h * D, D);
+                float l = c->lse_in[n * Hq + h];
+                memset(dq, 0, (size_t)D * sizeof(float));
+                for (long m = lo; m <= n; m++) {
+                    const float *k = x + m * W + (size_t)(Hq + g) * D;
+                    const float *v = k + (size_t)Hkv * D;
+                    float p = expf(s->scale * gllm_cpu_dot(q, k, D) - l);
+                    float ds = p * (gllm_cpu_dot(gn, v, D) - di) * s->scale;
+                    float *dk = dx + m * W + (size_t)(Hq + g) * D;
+                    float *dv = dk + (size_t)Hkv * D;
+                    for (int d = 0; d < D; d++) {
+                        dq[d] += ds * k[d];
+                        dk[d] += ds * q[d];
+                        dv[d] += p * gn[d];
+                    }
+                }
+                memcpy(dx + n * W + (size_t)h * D, dq, (size_t)D * sizeof(float));
+            }
+        }
+    }
+}
+
+static void kv_store_range(void *args, long b, long e, int tid)
+{
+    const attn_ctx *c = args;
+    const size_t W = c->W, HD = c->HD;
+    (void)tid;
+    for (long i = b; i < e; i++) {
+        memcpy(c->Kw + (size_t)c->slot[i] * HD, c->x + i * W + (size_t)c->Hq * c->D,
+               HD * sizeof(float));
+        memcpy(c->Vw + (size_t)c->slot[i] * HD, c->x + i * W + (size_t)(c->Hq + c->Hkv) * c->D,
+               HD * sizeof(float));
+    }
+}
+
+static void attn_decode_range(void *args, long b, long e, int tid)
+{
+    const attn_ctx *c = args;
+    const int Hq = c->Hq, D = c->D, group = c->group, bs = c->bs, window = c->window;
+    const size_t W = c->W, HD = c->HD;
+    float *p = (float *)(c->scr + (size_t)tid * c->stride);
+    for (long task = b; task < e; task++) {
+        int sq = (int)(task / Hq), h = (int)(task % Hq), g = h / group;
+        int L = c->seq_len[sq];
+        /* the query sits at position L-1; key j is visible iff L-1 - j < window */
+        int lo = window > 0 && L - window > 0 ? L - window : 0;
+        const int32_t *bt = c->block_table + (size_t)sq * c->max_blocks;
+        const float *q = c->x + sq * W + (size_t)h * D;
+        float mx = -INFINITY;
+        for (int j = lo; j < L; j++) {
+            size_t slot = (size_t)bt[j / bs] * bs + j % bs;
+            float sc = c->scale * gllm_cpu_dot(q, c->K + slot * HD + (size_t)g * D, D);
+            p[j - lo] = sc;
+            if (sc > mx)
+                mx = sc;
+        }
+        float sum = 0;
+        for (int j = lo; j < L; j++) {
+            p[j - lo] = expf(p[j - lo] - mx);
+            sum += p[j - lo];
+        }
+        float *on = c->out + (size_t)sq * Hq * D + (size_t)h * D;
+        memset(on, 0, (size_t)D * sizeof(float));
+        for (int j = lo; j < L; j++) {
+            size_t slot = (size_t)bt[j / bs] * bs + j % bs;
+            const float *v = c->V + slot * HD + (size_t)g * D;
+            for (int d = 0; d < D; d++)
+                on[d] += p[j - lo] * v[d];
+        }
+        float inv = 1.0f / sum;
+        for (int d = 0; d < D; d++)
+            on[d] *= inv;
+    }
+}
 
 static gllm_status attn_check(const char *op, const gllm_attn_shape *s)
 {
@@ -45,42 +195,10 @@ gllm_status gllm_cpu_attention_fwd(gllm_backend *be, void *out, float *lse, cons
     unsigned char *scr = gllm_cpu_scratch(be, (size_t)T * sizeof(float), "attention_fwd");
     if (!scr)
         return GLLM_ERR_OOM;
-    size_t stride = gllm_cpu_ctx_of(be)->scratch_stride;
-    const float *x = qkv;
-    float *o = out;
-    long tasks = (long)s->B * T * Hq;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(static)
-    for (long task = 0; task < tasks; task++) {
-        long n = task / Hq;
-        int h = (int)(task % Hq), g = h / group;
-        long lo = gllm_cpu_attn_lo(n, n / T * T, pos, s->window);
-        float *p = (float *)(scr + (size_t)omp_get_thread_num() * stride);
-        const float *q = x + n * W + (size_t)h * D;
-        float mx = -INFINITY;
-        for (long m = lo; m <= n; m++) {
-            float sc = s->scale * gllm_cpu_dot(q, x + m * W + (size_t)(Hq + g) * D, D);
-            p[m - lo] = sc;
-            if (sc > mx)
-                mx = sc;
-        }
-        float sum = 0;
-        for (long m = lo; m <= n; m++) {
-            p[m - lo] = expf(p[m - lo] - mx);
-            sum += p[m - lo];
-        }
-        float *on = o + n * (size_t)Hq * D + (size_t)h * D;
-        memset(on, 0, (size_t)D * sizeof(float));
-        for (long m = lo; m <= n; m++) {
-            const float *v = x + m * W + (size_t)(Hq + Hkv + g) * D;
-            float pm = p[m - lo];
-            for (int d = 0; d < D; d++)
-                on[d] += pm * v[d];
-        }
-        float inv = 1.0f / sum;
-        for (int d = 0; d < D; d++)
-            on[d] *= inv;
-        lse[n * Hq + h] = mx + logf(sum);
-    }
+    attn_ctx c = {.s = s, .x = qkv, .out = out, .lse = lse, .pos = pos, .scr = scr,
+                  .stride = gllm_cpu_ctx_of(be)->scratch_stride, .W = W, .T = T, .Hq = Hq,
+                  .Hkv = Hkv, .D = D, .group = group};
+    gllm_cpu_for(be, (long)s->B * T * Hq, 4.0 * D * (T / 2 + 1), attn_fwd_range, &c);
     return GLLM_OK;
 }
 
@@ -101,47 +219,10 @@ gllm_status gllm_cpu_attention_bwd(gllm_backend *be, void *dqkv, const void *dou
     unsigned char *scr = gllm_cpu_scratch(be, (size_t)D * sizeof(float), "attention_bwd");
     if (!scr)
         return GLLM_ERR_OOM;
-    size_t stride = gllm_cpu_ctx_of(be)->scratch_stride;
-    const float *x = qkv, *go = dout, *o = out;
-    float *dx = dqkv;
-    /* One task per (row, kv head): it owns dk, dv of that head and dq of the query
-     * heads sharing it, so no two threads write the same element and the sums
-     * run in a fixed order. */
-    int tasks = s->B * Hkv;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(dynamic, 1)
-    for (int task = 0; task < tasks; task++) {
-        long row0 = (long)(task / Hkv) * T;
-        int g = task % Hkv;
-        float *dq = (float *)(scr + (size_t)omp_get_thread_num() * stride);
-        for (long n = row0; n < row0 + T; n++) {
-            memset(dx + n * W + (size_t)(Hq + g) * D, 0, (size_t)D * sizeof(float));
-            memset(dx + n * W + (size_t)(Hq + Hkv + g) * D, 0, (size_t)D * sizeof(float));
-        }
-        for (long n = row0; n < row0 + T; n++) {
-            long lo = gllm_cpu_attn_lo(n, row0, pos, s->window);
-            for (int h = g * group; h < (g + 1) * group; h++) {
-                const float *q = x + n * W + (size_t)h * D;
-                const float *gn = go + n * OW + (size_t)h * D;
-                float di = gllm_cpu_dot(gn, o + n * OW + (size_t)h * D, D);
-                float l = lse[n * Hq + h];
-                memset(dq, 0, (size_t)D * sizeof(float));
-                for (long m = lo; m <= n; m++) {
-                    const float *k = x + m * W + (size_t)(Hq + g) * D;
-                    const float *v = k + (size_t)Hkv * D;
-                    float p = expf(s->scale * gllm_cpu_dot(q, k, D) - l);
-                    float ds = p * (gllm_cpu_dot(gn, v, D) - di) * s->scale;
-                    float *dk = dx + m * W + (size_t)(Hq + g) * D;
-                    float *dv = dk + (size_t)Hkv * D;
-                    for (int d = 0; d < D; d++) {
-                        dq[d] += ds * k[d];
-                        dk[d] += ds * q[d];
-                        dv[d] += p * gn[d];
-                    }
-                }
-                memcpy(dx + n * W + (size_t)h * D, dq, (size_t)D * sizeof(float));
-            }
-        }
-    }
+    attn_ctx c = {.s = s, .x = qkv, .go = dout, .o = out, .lse_in = lse, .dx = dqkv,
+                  .pos = pos, .scr = scr, .stride = gllm_cpu_ctx_of(be)->scratch_stride, .W = W,
+                  .OW = OW, .T = T, .Hq = Hq, .Hkv = Hkv, .D = D, .group = group};
+    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (long)s->B * Hkv, 1, attn_bwd_range, &c);
     return GLLM_OK;
 }
 
@@ -159,14 +240,10 @@ gllm_status gllm_cpu_kv_store(gllm_backend *be, gllm_kv_cache *kv, const void *q
             return gllm_fail(GLLM_ERR_INVALID,
                              "kv_store: slot[%d] = %d outside the cache's %ld slots", i, slot[i],
                              n_slots);
-    size_t W = (size_t)(Hq + 2 * Hkv) * D, HD = (size_t)Hkv * D;
-    const float *x = qkv;
-    float *K = kv->k, *V = kv->v;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(static)
-    for (int i = 0; i < n_tokens; i++) {
-        memcpy(K + (size_t)slot[i] * HD, x + i * W + (size_t)Hq * D, HD * sizeof(float));
-        memcpy(V + (size_t)slot[i] * HD, x + i * W + (size_t)(Hq + Hkv) * D, HD * sizeof(float));
-    }
+    attn_ctx c = {.x = qkv, .Kw = kv->k, .Vw = kv->v, .slot = slot,
+                  .W = (size_t)(Hq + 2 * Hkv) * D, .HD = (size_t)Hkv * D, .Hq = Hq, .Hkv = Hkv,
+                  .D = D};
+    gllm_cpu_for(be, n_tokens, 2.0 * Hkv * D, kv_store_range, &c);
     return GLLM_OK;
 }
 
@@ -200,44 +277,11 @@ gllm_status gllm_cpu_attention_decode(gllm_backend *be, void *out, const void *q
         gllm_cpu_scratch(be, (size_t)max_len * sizeof(float), "attention_decode");
     if (!scr)
         return GLLM_ERR_OOM;
-    size_t stride = gllm_cpu_ctx_of(be)->scratch_stride;
-    size_t W = (size_t)(Hq + 2 * Hkv) * D, HD = (size_t)Hkv * D;
-    const float *x = qkv, *K = kv->k, *V = kv->v;
-    float *o = out;
-    long tasks = (long)n_seq * Hq;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(static)
-    for (long task = 0; task < tasks; task++) {
-        int sq = (int)(task / Hq), h = (int)(task % Hq), g = h / group;
-        int L = seq_len[sq];
-        /* the query sits at position L-1; key j is visible iff L-1 - j < window */
-        int lo = window > 0 && L - window > 0 ? L - window : 0;
-        const int32_t *bt = block_table + (size_t)sq * max_blocks;
-        const float *q = x + sq * W + (size_t)h * D;
-        float *p = (float *)(scr + (size_t)omp_get_thread_num() * stride);
-        float mx = -INFINITY;
-        for (int j = lo; j < L; j++) {
-            size_t slot = (size_t)bt[j / bs] * bs + j % bs;
-            float sc = scale * gllm_cpu_dot(q, K + slot * HD + (size_t)g * D, D);
-            p[j - lo] = sc;
-            if (sc > mx)
-                mx = sc;
-        }
-        float sum = 0;
-        for (int j = lo; j < L; j++) {
-            p[j - lo] = expf(p[j - lo] - mx);
-            sum += p[j - lo];
-        }
-        float *on = o + (size_t)sq * Hq * D + (size_t)h * D;
-        memset(on, 0, (size_t)D * sizeof(float));
-        for (int j = lo; j < L; j++) {
-            size_t slot = (size_t)bt[j / bs] * bs + j % bs;
-            const float *v = V + slot * HD + (size_t)g * D;
-            for (int d = 0; d < D; d++)
-                on[d] += p[j - lo] * v[d];
-        }
-        float inv = 1.0f / sum;
-        for (int d = 0; d < D; d++)
-            on[d] *= inv;
-    }
+    attn_ctx c = {.x = qkv, .K = kv->k, .V = kv->v, .out = out, .block_table = block_table,
+                  .seq_len = seq_len, .scr = scr, .stride = gllm_cpu_ctx_of(be)->scratch_stride,
+                  .W = (size_t)(Hq + 2 * Hkv) * D, .HD = (size_t)Hkv * D, .Hq = Hq, .Hkv = Hkv,
+                  .D = D, .group = group, .bs = bs, .max_blocks = max_blocks, .window = window,
+                  .scale = scale};
+    gllm_cpu_for(be, (long)n_seq * Hq, 4.0 * D * max_len, attn_decode_range, &c);
     return GLLM_OK;
 }

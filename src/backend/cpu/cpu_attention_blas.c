@@ -8,7 +8,6 @@
  * block compute the same sums as the loops (in a different order). */
 #ifdef GLLM_HAVE_BLAS
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 /* before cblas.h, whose complex.h defines a macro I */
@@ -88,23 +87,28 @@ static void softmax_rows(const attn_geom *g, float *S, int rows, int L, int r0, 
     }
 }
 
-gllm_status gllm_cpu_attention_fwd_blas(gllm_backend *be, float *out, float *lse, const float *x,
-                                        const int32_t *pos, const gllm_attn_shape *s)
+/* what the chunks read: one task per (row, head) forward, per (row, kv head) backward */
+typedef struct attn_blas_ctx {
+    attn_geom g;
+    float *out, *lse, *dx;
+    const float *x, *dout, *o, *lse_in;
+    const int32_t *pos;
+    unsigned char *scr;
+    size_t stride;
+} attn_blas_ctx;
+
+static void fwd_range(void *args, long tb, long te, int tid)
 {
-    const attn_geom g = geom(s);
+    const attn_blas_ctx *c = args;
+    const attn_geom g = c->g;
     const int T = g.T, D = g.D;
-    /* per thread: K, V of the row [T, D] each, Q and O blocks [QB, D], S [QB, T], lse [QB] */
-    const size_t floats = 2 * (size_t)T * D + 2 * (size_t)QB * D + (size_t)QB * T + QB;
-    unsigned char *scr = gllm_cpu_scratch(be, floats * sizeof(float), "attention_fwd");
-    if (!scr)
-        return GLLM_ERR_OOM;
-    const size_t stride = gllm_cpu_ctx_of(be)->scratch_stride;
-    const int tasks = s->B * g.Hq;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(dynamic, 1)
-    for (int task = 0; task < tasks; task++) {
-        const int b = task / g.Hq, h = task % g.Hq, kvh = h / g.group;
+    const float *x = c->x;
+    const int32_t *pos = c->pos;
+    float *out = c->out, *lse = c->lse;
+    for (long task = tb; task < te; task++) {
+        const int b = (int)(task / g.Hq), h = (int)(task % g.Hq), kvh = h / g.group;
         const long row0 = (long)b * T;
-        float *K = (float *)(scr + (size_t)omp_get_thread_num() * stride);
+        float *K = (float *)(c->scr + (size_t)tid * c->stride);
         float *V = K + (size_t)T * D, *Q = V + (size_t)T * D, *O = Q + (size_t)QB * D;
         float *S = O + (size_t)QB * D, *L = S + (size_t)QB * T;
         const float *xr = x + row0 * g.W;
@@ -126,29 +130,38 @@ gllm_status gllm_cpu_attention_fwd_blas(gllm_backend *be, float *out, float *lse
             }
         }
     }
-    return GLLM_OK;
 }
 
-gllm_status gllm_cpu_attention_bwd_blas(gllm_backend *be, float *dx, const float *dout,
-                                        const float *x, const float *out, const float *lse,
+gllm_status gllm_cpu_attention_fwd_blas(gllm_backend *be, float *out, float *lse, const float *x,
                                         const int32_t *pos, const gllm_attn_shape *s)
 {
     const attn_geom g = geom(s);
     const int T = g.T, D = g.D;
-    /* per thread: K, V, dK, dV [T, D]; Q, dO, dQ blocks [QB, D]; P, dP [QB, T]; lse, Di [QB] */
-    const size_t floats = 4 * (size_t)T * D + 3 * (size_t)QB * D + 2 * (size_t)QB * T + 2 * QB;
-    unsigned char *scr = gllm_cpu_scratch(be, floats * sizeof(float), "attention_bwd");
+    /* per thread: K, V of the row [T, D] each, Q and O blocks [QB, D], S [QB, T], lse [QB] */
+    const size_t floats = 2 * (size_t)T * D + 2 * (size_t)QB * D + (size_t)QB * T + QB;
+    unsigned char *scr = gllm_cpu_scratch(be, floats * sizeof(float), "attention_fwd");
     if (!scr)
         return GLLM_ERR_OOM;
-    const size_t stride = gllm_cpu_ctx_of(be)->scratch_stride;
-    /* One task per (row, kv head) owns dK, dV of that head and dQ of its query
-     * heads; heads and blocks run in a fixed order, so the sums are repeatable. */
-    const int tasks = s->B * g.Hkv;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(dynamic, 1)
-    for (int task = 0; task < tasks; task++) {
-        const int b = task / g.Hkv, kvh = task % g.Hkv;
+    attn_blas_ctx c = {.g = g, .out = out, .lse = lse, .x = x, .pos = pos, .scr = scr,
+                       .stride = gllm_cpu_ctx_of(be)->scratch_stride};
+    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (long)s->B * g.Hq, 1, fwd_range, &c);
+    return GLLM_OK;
+}
+
+/* One task per (row, kv head) owns dK, dV of that head and dQ of its query
+ * heads; heads and blocks run in a fixed order, so the sums are repeatable. */
+static void bwd_range(void *args, long tb, long te, int tid)
+{
+    const attn_blas_ctx *c = args;
+    const attn_geom g = c->g;
+    const int T = g.T, D = g.D;
+    const float *x = c->x, *dout = c->dout, *out = c->o, *lse = c->lse_in;
+    const int32_t *pos = c->pos;
+    float *dx = c->dx;
+    for (long task = tb; task < te; task++) {
+        const int b = (int)(task / g.Hkv), kvh = (int)(task % g.Hkv);
         const long row0 = (long)b * T;
-        float *K = (float *)(scr + (size_t)omp_get_thread_num() * stride);
+        float *K = (float *)(c->scr + (size_t)tid * c->stride);
         float *V = K + (size_t)T * D, *dK = V + (size_t)T * D, *dV = dK + (size_t)T * D;
         float *Q = dV + (size_t)T * D, *dO = Q + (size_t)QB * D, *dQ = dO + (size_t)QB * D;
         float *P = dQ + (size_t)QB * D, *dP = P + (size_t)QB * T, *Lb = dP + (size_t)QB * T;
@@ -201,6 +214,22 @@ gllm_status gllm_cpu_attention_bwd_blas(gllm_backend *be, float *dx, const float
                    (size_t)D * sizeof(float));
         }
     }
+}
+
+gllm_status gllm_cpu_attention_bwd_blas(gllm_backend *be, float *dx, const float *dout,
+                                        const float *x, const float *out, const float *lse,
+                                        const int32_t *pos, const gllm_attn_shape *s)
+{
+    const attn_geom g = geom(s);
+    const int T = g.T, D = g.D;
+    /* per thread: K, V, dK, dV [T, D]; Q, dO, dQ blocks [QB, D]; P, dP [QB, T]; lse, Di [QB] */
+    const size_t floats = 4 * (size_t)T * D + 3 * (size_t)QB * D + 2 * (size_t)QB * T + 2 * QB;
+    unsigned char *scr = gllm_cpu_scratch(be, floats * sizeof(float), "attention_bwd");
+    if (!scr)
+        return GLLM_ERR_OOM;
+    attn_blas_ctx c = {.g = g, .dx = dx, .x = x, .dout = dout, .o = out, .lse_in = lse,
+                       .pos = pos, .scr = scr, .stride = gllm_cpu_ctx_of(be)->scratch_stride};
+    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (long)s->B * g.Hkv, 1, bwd_range, &c);
     return GLLM_OK;
 }
 #else

@@ -1,15 +1,10 @@
 /* The CPU reference backend: the op table, host memory and per-thread scratch. */
 #include <malloc.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
 #include "gllm/backend_cpu.h"
-
-#ifdef GLLM_HAVE_BLAS
-#include <cblas.h>
-#endif
 
 #define CPU_ALIGN 64
 
@@ -93,8 +88,10 @@ static void cpu_destroy(gllm_backend *be)
     if (!be)
         return;
     gllm_cpu_ctx *c = gllm_cpu_ctx_of(be);
-    if (c)
+    if (c) {
+        gllm_cpu_pool_free(c->pool);
         free(c->scratch);
+    }
     free(c);
     free(be);
 }
@@ -130,11 +127,14 @@ gllm_status gllm_backend_cpu_create(int n_threads, gllm_backend **out)
         free(c);
         return GLLM_ERR_OOM;
     }
-    c->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+    c->n_threads = n_threads > 0 ? n_threads : gllm_cpu_default_threads();
     c->use_blas = gllm_backend_cpu_has_blas();
-#ifdef GLLM_HAVE_BLAS
-    openblas_set_num_threads(c->n_threads);
-#endif
+    gllm_status st = gllm_cpu_pool_create(c->n_threads, &c->pool);
+    if (st != GLLM_OK) {
+        free(be);
+        free(c);
+        return st;
+    }
     be->name = "cpu";
     be->act_dtype = GLLM_F32;
     be->ctx = c;

@@ -6,11 +6,65 @@
  * on the other rows of the batch or on the thread count: this is what makes
  * the engine's results batch invariant. */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+
+typedef struct paged_ctx {
+    const gllm_paged_attn_args *a;
+    const float *x, *K, *V;
+    float *o;
+    const int32_t *row_seq;
+    unsigned char *scr;
+    size_t stride, W, HD;
+    int bs, Hq, D, group;
+} paged_ctx;
+
+static void paged_range(void *args, long tb, long te, int tid)
+{
+    const paged_ctx *c = args;
+    const gllm_paged_attn_args *a = c->a;
+    const int bs = c->bs, Hq = c->Hq, D = c->D, group = c->group;
+    const size_t W = c->W, HD = c->HD;
+    const float *x = c->x, *K = c->K, *V = c->V;
+    float *o = c->o;
+    const int32_t *row_seq = c->row_seq;
+    for (long task = tb; task < te; task++) {
+        const int row = (int)(task / Hq), h = (int)(task % Hq), g = h / group;
+        const int s = row_seq[row];
+        if (s < 0)
+            continue;
+        const int L = a->ctx_len[s], p = L - a->q_len[s] + (row - a->q_start[s]);
+        const int lo = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
+        const int32_t *bt = a->block_table + (size_t)s * a->max_blocks;
+        const float *q = x + (size_t)row * W + (size_t)h * D;
+        float *sc = (float *)(c->scr + (size_t)tid * c->stride);
+        float mx = -INFINITY;
+        for (int j = lo; j <= p; j++) {
+            const size_t slot = (size_t)bt[j / bs] * bs + j % bs;
+            const float v = a->scale * gllm_cpu_dot(q, K + slot * HD + (size_t)g * D, D);
+            sc[j - lo] = v;
+            mx = v > mx ? v : mx;
+        }
+        float sum = 0;
+        for (int j = lo; j <= p; j++) {
+            sc[j - lo] = expf(sc[j - lo] - mx);
+            sum += sc[j - lo];
+        }
+        float *on = o + (size_t)row * Hq * D + (size_t)h * D;
+        memset(on, 0, (size_t)D * sizeof(float));
+        for (int j = lo; j <= p; j++) {
+            const size_t slot = (size_t)bt[j / bs] * bs + j % bs;
+            const float *v = V + slot * HD + (size_t)g * D, w = sc[j - lo];
+            for (int d = 0; d < D; d++)
+                on[d] += w * v[d];
+        }
+        const float inv = 1.0f / sum;
+        for (int d = 0; d < D; d++)
+            on[d] *= inv;
+    }
+}
 
 gllm_status gllm_cpu_attention_paged(gllm_backend *be, void *out, const void *qkv,
                                      const gllm_kv_cache *kv, const gllm_paged_attn_args *a)
@@ -63,46 +117,11 @@ gllm_status gllm_cpu_attention_paged(gllm_backend *be, void *out, const void *qk
         free(row_seq);
         return GLLM_ERR_OOM;
     }
-    const size_t stride = gllm_cpu_ctx_of(be)->scratch_stride;
-    const size_t W = (size_t)(Hq + 2 * Hkv) * D, HD = (size_t)Hkv * D;
-    const float *x = qkv, *K = kv->k, *V = kv->v;
-    float *o = out;
-    const long tasks = (long)a->n_tokens * Hq;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(static)
-    for (long task = 0; task < tasks; task++) {
-        const int row = (int)(task / Hq), h = (int)(task % Hq), g = h / group;
-        const int s = row_seq[row];
-        if (s < 0)
-            continue;
-        const int L = a->ctx_len[s], p = L - a->q_len[s] + (row - a->q_start[s]);
-        const int lo = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
-        const int32_t *bt = a->block_table + (size_t)s * a->max_blocks;
-        const float *q = x + (size_t)row * W + (size_t)h * D;
-        float *sc = (float *)(scr + (size_t)omp_get_thread_num() * stride);
-        float mx = -INFINITY;
-        for (int j = lo; j <= p; j++) {
-            const size_t slot = (size_t)bt[j / bs] * bs + j % bs;
-            const float v = a->scale * gllm_cpu_dot(q, K + slot * HD + (size_t)g * D, D);
-            sc[j - lo] = v;
-            mx = v > mx ? v : mx;
-        }
-        float sum = 0;
-        for (int j = lo; j <= p; j++) {
-            sc[j - lo] = expf(sc[j - lo] - mx);
-            sum += sc[j - lo];
-        }
-        float *on = o + (size_t)row * Hq * D + (size_t)h * D;
-        memset(on, 0, (size_t)D * sizeof(float));
-        for (int j = lo; j <= p; j++) {
-            const size_t slot = (size_t)bt[j / bs] * bs + j % bs;
-            const float *v = V + slot * HD + (size_t)g * D, w = sc[j - lo];
-            for (int d = 0; d < D; d++)
-                on[d] += w * v[d];
-        }
-        const float inv = 1.0f / sum;
-        for (int d = 0; d < D; d++)
-            on[d] *= inv;
-    }
+    paged_ctx c = {.a = a, .x = qkv, .K = kv->k, .V = kv->v, .o = out, .row_seq = row_seq,
+                   .scr = scr, .stride = gllm_cpu_ctx_of(be)->scratch_stride,
+                   .W = (size_t)(Hq + 2 * Hkv) * D, .HD = (size_t)Hkv * D, .bs = bs, .Hq = Hq,
+                   .D = D, .group = group};
+    gllm_cpu_for(be, (long)a->n_tokens * Hq, 4.0 * D * max_ctx, paged_range, &c);
     free(row_seq);
     return GLLM_OK;
 }
@@ -304,6 +323,34 @@ static void sample_one(const float *x, int V, const gllm_sample_params *sp, cons
         *out_lp = (float)((double)x[chosen] - lse);
 }
 
+typedef struct sample_rows_ctx {
+    int32_t *out_ids, *top_ids;
+    float *out_logprob, *top_lp;
+    int max_top, V;
+    const float *x;
+    const gllm_sample_params *params;
+    const int32_t *pen_ids, *pen_off;
+    unsigned char *scr;
+    size_t stride;
+} sample_rows_ctx;
+
+static void sample_rows_range(void *args, long b, long e, int tid)
+{
+    const sample_rows_ctx *c = args;
+    const int V = c->V, max_top = c->max_top;
+    for (long n = b; n < e; n++) {
+        unsigned char *mine = c->scr + (size_t)tid * c->stride;
+        pid *buf = (pid *)mine;
+        float *z = (float *)(mine + (size_t)V * sizeof(pid));
+        const int32_t *pen = c->pen_off && c->pen_ids ? c->pen_ids + c->pen_off[n] : NULL;
+        const int n_pen = pen ? c->pen_off[n + 1] - c->pen_off[n] : 0;
+        sample_one(c->x + (size_t)n * V, V, &c->params[n], pen, n_pen, z, buf, &c->out_ids[n],
+                   c->out_logprob ? &c->out_logprob[n] : NULL,
+                   max_top ? c->top_ids + (size_t)n * max_top : NULL,
+                   max_top ? c->top_lp + (size_t)n * max_top : NULL);
+    }
+}
+
 gllm_status gllm_cpu_sample_rows(gllm_backend *be, int32_t *out_ids, float *out_logprob,
                                  int32_t *top_ids, float *top_lp, int max_top, const void *logits,
                                  int N, int V, const gllm_sample_params *params,
@@ -330,19 +377,10 @@ gllm_status gllm_cpu_sample_rows(gllm_backend *be, int32_t *out_ids, float *out_
     unsigned char *scr = gllm_cpu_scratch(be, need, "sample_rows");
     if (!scr)
         return GLLM_ERR_OOM;
-    const size_t stride = gllm_cpu_ctx_of(be)->scratch_stride;
-    const float *x = logits;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(dynamic, 1)
-    for (int n = 0; n < N; n++) {
-        unsigned char *mine = scr + (size_t)omp_get_thread_num() * stride;
-        pid *buf = (pid *)mine;
-        float *z = (float *)(mine + (size_t)V * sizeof(pid));
-        const int32_t *pen = pen_off && pen_ids ? pen_ids + pen_off[n] : NULL;
-        const int n_pen = pen ? pen_off[n + 1] - pen_off[n] : 0;
-        sample_one(x + (size_t)n * V, V, &params[n], pen, n_pen, z, buf, &out_ids[n],
-                   out_logprob ? &out_logprob[n] : NULL,
-                   max_top ? top_ids + (size_t)n * max_top : NULL,
-                   max_top ? top_lp + (size_t)n * max_top : NULL);
-    }
+    sample_rows_ctx c = {.out_ids = out_ids, .out_logprob = out_logprob, .top_ids = top_ids,
+                         .top_lp = top_lp, .max_top = max_top, .x = logits, .V = V,
+                         .params = params, .pen_ids = pen_ids, .pen_off = pen_off, .scr = scr,
+                         .stride = gllm_cpu_ctx_of(be)->scratch_stride};
+    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, N, 1, sample_rows_range, &c);
     return GLLM_OK;
 }

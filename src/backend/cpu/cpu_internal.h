@@ -3,6 +3,7 @@
 #define GLLM_CPU_INTERNAL_H
 
 #include <math.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,8 +11,38 @@
 #include "gllm/backend.h"
 #include "gllm/backend_cpu.h"
 
+/* The backend's thread pool (cpu_pool.c). fn runs items [begin, end) of a
+ * range on thread `tid` (0 = the caller, < n_threads): per-thread scratch is
+ * indexed by tid. */
+typedef struct gllm_cpu_pool gllm_cpu_pool;
+typedef void (*gllm_cpu_range_fn)(void *arg, long begin, long end, int tid);
+gllm_status gllm_cpu_pool_create(int n_threads, gllm_cpu_pool **out);
+void gllm_cpu_pool_free(gllm_cpu_pool *p);
+int gllm_cpu_pool_threads(const gllm_cpu_pool *p);
+/* Run fn over [0, n) in chunks of `grain` items, claimed by whichever thread
+ * is free (the caller too); returns when all are done. Chunks must own their
+ * outputs: which thread runs a chunk must not change any result. */
+void gllm_cpu_pool_run(gllm_cpu_pool *p, long n, long grain, gllm_cpu_range_fn fn, void *arg);
+/* A chunk size for n items of about work_per_item element operations each:
+ * small ranges run on the caller alone, larger ones in up to 8 chunks per thread. */
+long gllm_cpu_grain(const gllm_cpu_pool *p, long n, double work_per_item);
+
+/* Thread-count defaults (cpu_threads.c), exposed for tests. A CPU list as in
+ * sysfs and cpusets ("0-3,8,10-11") into *set: the number of CPUs, or -1 when
+ * malformed. */
+int gllm_cpu_list_parse(const char *list, cpu_set_t *set);
+/* CPUs granted by a cgroup v2 cpu.max line ("max 100000" -> 0 = no limit,
+ * "150000 100000" -> 1.5), or v1 cpu.cfs_quota_us / cpu.cfs_period_us
+ * (quota -1 -> 0); -1 when malformed. */
+double gllm_cpu_quota_v2(const char *cpu_max);
+double gllm_cpu_quota_v1(long quota_us, long period_us);
+/* The default thread count: OMP_NUM_THREADS's first number when it is one,
+ * else n_cores capped by a quota (quota_cpus > 0, rounded up). */
+int gllm_cpu_threads_from(const char *omp_num_threads, int n_cores, double quota_cpus);
+
 typedef struct gllm_cpu_ctx {
     int n_threads;
+    gllm_cpu_pool *pool;
     bool use_blas;
     /* Per-thread scratch, grown on demand and kept: thread i owns bytes
      * [i * stride, (i + 1) * stride). Ops run one at a time per backend. */
@@ -83,6 +114,14 @@ static inline float gllm_cpu_dot(const float *a, const float *b, int D)
 }
 
 static inline gllm_cpu_ctx *gllm_cpu_ctx_of(gllm_backend *be) { return (gllm_cpu_ctx *)be->ctx; }
+
+/* gllm_cpu_pool_run on be's pool, chunked by gllm_cpu_grain */
+static inline void gllm_cpu_for(gllm_backend *be, long n, double work_per_item,
+                                gllm_cpu_range_fn fn, void *arg)
+{
+    gllm_cpu_pool *p = gllm_cpu_ctx_of(be)->pool;
+    gllm_cpu_pool_run(p, n, gllm_cpu_grain(p, n, work_per_item), fn, arg);
+}
 
 /* Make sure every thread has `bytes_per_thread` of scratch (64-byte aligned);
  * returns NULL after gllm_fail on out-of-memory. */

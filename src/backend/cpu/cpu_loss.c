@@ -1,30 +1,30 @@
 /* Cross-entropy (fused forward and logits gradient) and token sampling. */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 
 #include "gllm/rng.h"
 #include "backend/cpu/cpu_internal.h"
 #include "gllm/backend_cpu.h"
 
-gllm_status gllm_cpu_xent_fwd_bwd(gllm_backend *be, float *loss, void *logits,
-                                  const int32_t *targets, const float *loss_mask, int N, int V,
-                                  float dlogits_scale)
+typedef struct xent_args {
+    float *x, *loss;
+    const int32_t *targets;
+    const float *loss_mask;
+    int V;
+    float dlogits_scale;
+} xent_args;
+
+static void xent_range(void *args, long b, long e, int tid)
 {
-    if (!loss || !logits || !targets || N < 0 || V <= 0)
-        return gllm_fail(GLLM_ERR_INVALID, "xent_fwd_bwd: bad arguments (N=%d V=%d)", N, V);
-    for (int n = 0; n < N; n++)
-        if ((!loss_mask || loss_mask[n] != 0) && (targets[n] < 0 || targets[n] >= V))
-            return gllm_fail(GLLM_ERR_INVALID,
-                             "xent_fwd_bwd: targets[%d] = %d outside vocabulary %d", n,
-                             targets[n], V);
-    float *x = logits;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *row = x + (size_t)n * V;
-        float mask = loss_mask ? loss_mask[n] : 1.0f;
+    const xent_args *a = args;
+    const int V = a->V;
+    const float dlogits_scale = a->dlogits_scale;
+    (void)tid;
+    for (long n = b; n < e; n++) {
+        float *row = a->x + (size_t)n * V;
+        float mask = a->loss_mask ? a->loss_mask[n] : 1.0f;
         if (mask == 0) {
-            loss[n] = 0;
+            a->loss[n] = 0;
             if (dlogits_scale != 0)
                 for (int v = 0; v < V; v++)
                     row[v] = 0;
@@ -39,8 +39,8 @@ gllm_status gllm_cpu_xent_fwd_bwd(gllm_backend *be, float *loss, void *logits,
         for (int v = 0; v < V; v++)
             sum += gllm_cpu_exp(row[v] - mx);
         float lse = mx + (float)log(sum);
-        int t = targets[n];
-        loss[n] = lse - row[t];
+        int t = a->targets[n];
+        a->loss[n] = lse - row[t];
         if (dlogits_scale != 0) {
             float k = dlogits_scale * mask;
 #pragma omp simd
@@ -49,6 +49,22 @@ gllm_status gllm_cpu_xent_fwd_bwd(gllm_backend *be, float *loss, void *logits,
             row[t] -= k;
         }
     }
+}
+
+gllm_status gllm_cpu_xent_fwd_bwd(gllm_backend *be, float *loss, void *logits,
+                                  const int32_t *targets, const float *loss_mask, int N, int V,
+                                  float dlogits_scale)
+{
+    if (!loss || !logits || !targets || N < 0 || V <= 0)
+        return gllm_fail(GLLM_ERR_INVALID, "xent_fwd_bwd: bad arguments (N=%d V=%d)", N, V);
+    for (int n = 0; n < N; n++)
+        if ((!loss_mask || loss_mask[n] != 0) && (targets[n] < 0 || targets[n] >= V))
+            return gllm_fail(GLLM_ERR_INVALID,
+                             "xent_fwd_bwd: targets[%d] = %d outside vocabulary %d", n,
+                             targets[n], V);
+    xent_args a = {.x = logits, .loss = loss, .targets = targets, .loss_mask = loss_mask,
+                   .V = V, .dlogits_scale = dlogits_scale};
+    gllm_cpu_for(be, N, 40.0 * V, xent_range, &a);
     return GLLM_OK;
 }
 
@@ -111,6 +127,25 @@ static int32_t sample_row(const float *row, int V, const gllm_sample_args *a, ui
     return buf[keep - 1].id;
 }
 
+typedef struct sample_ctx {
+    int32_t *out_ids;
+    const float *x;
+    const gllm_sample_args *a;
+    const uint64_t *seeds;
+    unsigned char *scr;
+    size_t stride;
+    int V;
+} sample_ctx;
+
+static void sample_range(void *args, long b, long e, int tid)
+{
+    const sample_ctx *c = args;
+    for (long n = b; n < e; n++)
+        c->out_ids[n] = sample_row(c->x + (size_t)n * c->V, c->V, c->a,
+                                   c->seeds ? c->seeds[n] : 0,
+                                   (prob_id *)(c->scr + (size_t)tid * c->stride));
+}
+
 gllm_status gllm_cpu_sample(gllm_backend *be, int32_t *out_ids, const void *logits, int N,
                             int V, const gllm_sample_args *a, const uint64_t *seeds)
 {
@@ -122,11 +157,7 @@ gllm_status gllm_cpu_sample(gllm_backend *be, int32_t *out_ids, const void *logi
     unsigned char *scr = gllm_cpu_scratch(be, (size_t)V * sizeof(prob_id), "sample");
     if (!scr)
         return GLLM_ERR_OOM;
-    size_t stride = gllm_cpu_ctx_of(be)->scratch_stride;
-    const float *x = logits;
-#pragma omp parallel for num_threads(gllm_cpu_ctx_of(be)->n_threads) schedule(dynamic, 1)
-    for (int n = 0; n < N; n++)
-        out_ids[n] = sample_row(x + (size_t)n * V, V, a, seeds ? seeds[n] : 0,
-                                (prob_id *)(scr + (size_t)omp_get_thread_num() * stride));
+    sample_ctx c = {out_ids, logits, a, seeds, scr, gllm_cpu_ctx_of(be)->scratch_stride, V};
+    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, N, 1, sample_range, &c);
     return GLLM_OK;
 }

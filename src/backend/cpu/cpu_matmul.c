@@ -1,6 +1,5 @@
 /* CPU matmul: cblas_sgemm when built with OpenBLAS, else (or when forced) plain
- * OpenMP loops; bias, GELU and residual are applied row by row afterwards. */
-#include <omp.h>
+ * loops; bias, GELU and residual are applied afterwards, by the same chunk. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,41 +42,56 @@ static gllm_status mm_check(const void *C, const void *A, const void *B,
     return GLLM_OK;
 }
 
-/* c already holds alpha*AB + beta*c; add bias, apply GELU, add residual. */
-static void mm_epilogue_row(float *c, const gllm_matmul_args *a, const float *res_row)
+/* c[n0..n1) of one row already holds alpha*AB + beta*c; add bias, apply
+ * GELU, add residual. */
+static void mm_epilogue_cols(float *c, const gllm_matmul_args *a, const float *res_row, int n0,
+                             int n1)
 {
     const float *bias = a->bias;
-    int N = a->N;
     if (bias)
-        for (int n = 0; n < N; n++)
+        for (int n = n0; n < n1; n++)
             c[n] += bias[n];
     if (a->epilogue == GLLM_EPI_GELU)
-        for (int n = 0; n < N; n++)
+        for (int n = n0; n < n1; n++)
             c[n] = gllm_cpu_gelu(c[n]);
     if (res_row)
-        for (int n = 0; n < N; n++)
+        for (int n = n0; n < n1; n++)
             c[n] += res_row[n];
 }
 
-static gllm_status mm_loops(gllm_backend *be, float *C, const float *A, const float *B,
-                            const gllm_matmul_args *a, const mm_dims *d, int batch)
+static void mm_epilogue_row(float *c, const gllm_matmul_args *a, const float *res_row)
 {
-    int M = a->M, N = a->N, K = a->K, nt = gllm_cpu_ctx_of(be)->n_threads;
-    size_t stride = ((size_t)N + (size_t)K) * sizeof(float);
-    unsigned char *scr = gllm_cpu_scratch(be, stride, "matmul");
-    if (!scr)
-        return GLLM_ERR_OOM;
-    stride = gllm_cpu_ctx_of(be)->scratch_stride;
-    const float *R = a->residual;
-    long rows = (long)batch * M;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (long r = 0; r < rows; r++) {
+    mm_epilogue_cols(c, a, res_row, 0, a->N);
+}
+
+/* what the matmul chunks read */
+typedef struct mm_ctx {
+    float *C;
+    const float *A, *B;
+    const gllm_matmul_args *a;
+    const mm_dims *d;
+    unsigned char *scr;
+    size_t stride;
+    /* sgemm tiles: boundaries of op(A)'s rows and of C's columns */
+    int n_tm, n_tn;
+    const int *mb, *nb;
+} mm_ctx;
+
+static void mm_loops_range(void *args, long rb, long re, int tid)
+{
+    const mm_ctx *x = args;
+    const gllm_matmul_args *a = x->a;
+    const mm_dims *d = x->d;
+    const int M = a->M, N = a->N, K = a->K;
+    const float *A = x->A, *B = x->B, *R = a->residual;
+    float *C = x->C;
+    for (long r = rb; r < re; r++) {
         long bi = r / M;
         int m = (int)(r % M);
         const float *Ab = A + bi * a->stride_a;
         const float *Bb = B + bi * a->stride_b;
         float *c = C + bi * a->stride_c + (size_t)m * d->ldc;
-        float *acc = (float *)(scr + (size_t)omp_get_thread_num() * stride);
+        float *acc = (float *)(x->scr + (size_t)tid * x->stride);
         float *arow = acc + N;
         if (a->trans_a) /* gather column m of A so the inner loops read it contiguously */
             for (int k = 0; k < K; k++)
@@ -110,6 +124,18 @@ static gllm_status mm_loops(gllm_backend *be, float *C, const float *A, const fl
                 c[n] = a->alpha * acc[n] + a->beta * c[n];
         mm_epilogue_row(c, a, R ? R + bi * a->stride_c + (size_t)m * d->ldc : NULL);
     }
+}
+
+static gllm_status mm_loops(gllm_backend *be, float *C, const float *A, const float *B,
+                            const gllm_matmul_args *a, const mm_dims *d, int batch)
+{
+    size_t stride = ((size_t)a->N + (size_t)a->K) * sizeof(float);
+    unsigned char *scr = gllm_cpu_scratch(be, stride, "matmul");
+    if (!scr)
+        return GLLM_ERR_OOM;
+    mm_ctx x = {.C = C, .A = A, .B = B, .a = a, .d = d, .scr = scr,
+                .stride = gllm_cpu_ctx_of(be)->scratch_stride};
+    gllm_cpu_for(be, (long)batch * a->M, 2.0 * a->N * a->K, mm_loops_range, &x);
     return GLLM_OK;
 }
 
@@ -119,21 +145,129 @@ static bool mm_has_epilogue(const gllm_matmul_args *a)
     return a->bias || a->residual || a->epilogue != GLLM_EPI_NONE;
 }
 
+/* sgemm runs in tiles of C, one single-threaded cblas_sgemm per tile, handed
+ * out by the pool like any other chunk: one pool for everything, no libgomp
+ * team inside OpenBLAS spinning against it, and a descheduled thread's tiles
+ * taken by the others. Tile boundaries depend on M, N and K only, never on the
+ * thread count, and every element of C is one tile's full sum over K in
+ * OpenBLAS's order: the result is the same for any number of threads.
+ * Each sub-call packs its own panels of A and B, a cost of about 1/rows +
+ * 1/columns of the multiply-adds, so tiles are as large as balance allows:
+ * about 1/32 of the product, between 2e6 and 64e6 multiply-adds (square
+ * edges of 64..512; measured on gpt2-14m and llama-6m training steps, 4e6
+ * tiles were up to 10% slower than OpenBLAS's own threading, these are not). */
+#define ROWINV_MIN_M 16     /* see mm_blas_rowinv */
+#define ROWINV_MIN_MNK 1.2e6
+#define TILE_MIN 64
+#define TILE_MAX 512
+#define MM_MAX_TILES 4096
+
+static int mm_tile_edge(double total_work, int K)
+{
+    double target = total_work / 32;
+    target = target < 2e6 ? 2e6 : target > 64e6 ? 64e6 : target;
+    int e = TILE_MIN;
+    while (e < TILE_MAX && (double)e * e * K < target)
+        e *= 2;
+    return e;
+}
+
+/* n_parts boundaries of [0, len) in steps of 16 (the last one ends at len) */
+static int mm_split(int len, int edge, int *bounds, int max_parts)
+{
+    int parts = len / edge;
+    if (parts < 1)
+        parts = 1;
+    if (parts > max_parts)
+        parts = max_parts;
+    for (int i = 0; i < parts; i++)
+        bounds[i] = (int)((long)len * i / parts) & ~15;
+    bounds[parts] = len;
+    return parts;
+}
+
+/* the narrowest tile of a split (row invariance needs its M*N*K) */
+static int mm_min_part(const int *bounds, int parts)
+{
+    int w = bounds[1] - bounds[0];
+    for (int i = 1; i < parts; i++)
+        if (bounds[i + 1] - bounds[i] < w)
+            w = bounds[i + 1] - bounds[i];
+    return w;
+}
+
+static void mm_tile_range(void *args, long tb, long te, int tid)
+{
+    const mm_ctx *x = args;
+    const gllm_matmul_args *a = x->a;
+    const mm_dims *d = x->d;
+    const long per_batch = (long)x->n_tm * x->n_tn;
+    (void)tid;
+    for (long t = tb; t < te; t++) {
+        const long bi = t / per_batch, r = t % per_batch;
+        const int m0 = x->mb[r / x->n_tn], m1 = x->mb[r / x->n_tn + 1];
+        const int n0 = x->nb[r % x->n_tn], n1 = x->nb[r % x->n_tn + 1];
+        const float *Ab = x->A + bi * a->stride_a, *Bb = x->B + bi * a->stride_b;
+        float *Cb = x->C + bi * a->stride_c;
+        const float *At = a->trans_a ? Ab + m0 : Ab + (size_t)m0 * d->lda;
+        const float *Bt = a->trans_b ? Bb + (size_t)n0 * d->ldb : Bb + n0;
+        float *Ct = Cb + (size_t)m0 * d->ldc + n0;
+        cblas_sgemm(CblasRowMajor, a->trans_a ? CblasTrans : CblasNoTrans,
+                    a->trans_b ? CblasTrans : CblasNoTrans, m1 - m0, n1 - n0, a->K, a->alpha, At,
+                    d->lda, Bt, d->ldb, a->beta, Ct, d->ldc);
+        if (!mm_has_epilogue(a))
+            continue;
+        const float *R = a->residual ? (const float *)a->residual + bi * a->stride_c : NULL;
+        for (int m = m0; m < m1; m++)
+            mm_epilogue_cols(Cb + (size_t)m * d->ldc, a, R ? R + (size_t)m * d->ldc : NULL, n0,
+                             n1);
+    }
+}
+
+/* C = op(A) op(B) (+ epilogue) in tiles; rows_whole keeps every tile at all
+ * M rows (row invariance: a row's sum never depends on which rows share its call) */
+static gllm_status mm_blas(gllm_backend *be, float *C, const float *A, const float *B,
+                           const gllm_matmul_args *a, const mm_dims *d, int batch,
+                           bool rows_whole)
+{
+    /* row-invariant tiles must not depend on M: sized as for ROWINV_MIN_M rows */
+    const double rows = rows_whole ? ROWINV_MIN_M : a->M;
+    const int edge = mm_tile_edge(rows * a->N * a->K, a->K);
+    int *bounds = malloc((2 * (size_t)MM_MAX_TILES + 2) * sizeof *bounds);
+    if (!bounds)
+        return gllm_fail(GLLM_ERR_OOM, "matmul: out of memory for tile bounds");
+    int *mb = bounds, *nb = bounds + MM_MAX_TILES + 1;
+    mm_ctx x = {.C = C, .A = A, .B = B, .a = a, .d = d, .mb = mb, .nb = nb};
+    if (rows_whole) {
+        mb[0] = 0, mb[1] = a->M, x.n_tm = 1;
+    } else {
+        x.n_tm = mm_split(a->M, edge, mb, MM_MAX_TILES);
+    }
+    x.n_tn = mm_split(a->N, edge, nb, MM_MAX_TILES);
+    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (long)batch * x.n_tm * x.n_tn, 1, mm_tile_range,
+                      &x);
+    free(bounds);
+    return GLLM_OK;
+}
+
 /* Batch invariance with OpenBLAS (measured on 0.3.21 with its SkylakeX kernels on
  * this project's CPU machine): a row of sgemm's C is bit-identical for every
  * M once M * N * K exceeds the "small matrix" threshold (1e6 there) and M >= 3;
  * below it OpenBLAS switches to a small-matrix kernel (and newer releases forward
- * M = 1 to gemv), whose summation order differs. So row-invariant calls pad M up
- * to the first M past both limits (rows copied into scratch, extra rows zero);
- * every real row then goes through the same kernel whatever the batch. The
- * padding costs nothing at the model sizes that matter (it only ever applies to
- * tiny matrices or M < 16). tests/backend checks the property for many M. */
-#define ROWINV_MIN_M 16
-#define ROWINV_MIN_MNK 1.2e6
+ * M = 1 to gemv), whose summation order differs. So row-invariant calls keep all
+ * M rows in every tile (tiles split the columns only, at bounds that depend on N
+ * and K), and pad M up to the first M past both limits for the narrowest tile
+ * (rows copied into a buffer, extra rows zero); every real row then goes through
+ * the same kernel whatever the batch. The padding costs nothing at the model
+ * sizes that matter (it only ever applies to tiny matrices or M < 16).
+ * tests/backend checks the property for many M. */
 
 static int rowinv_pad_m(const gllm_matmul_args *a)
 {
-    double nk = (double)a->N * (double)a->K;
+    int nb[MM_MAX_TILES + 1];
+    const int parts =
+        mm_split(a->N, mm_tile_edge((double)ROWINV_MIN_M * a->N * a->K, a->K), nb, MM_MAX_TILES);
+    double nk = (double)mm_min_part(nb, parts) * (double)a->K;
     long m = (long)(ROWINV_MIN_MNK / nk) + 1;
     if (m < ROWINV_MIN_M)
         m = ROWINV_MIN_M;
@@ -145,7 +279,7 @@ static gllm_status mm_blas_rowinv(gllm_backend *be, float *C, const float *A, co
 {
     const int Mp = rowinv_pad_m(a);
     if (Mp == a->M)
-        return GLLM_ERR_UNSUPPORTED; /* no padding needed: the normal path */
+        return mm_blas(be, C, A, B, a, d, 1, true);
     /* padded A [Mp, K] and C [Mp, N] in one heap block (scratch belongs to threads) */
     size_t na = (size_t)Mp * a->K, nc = (size_t)Mp * a->N;
     float *buf = calloc(na + nc, sizeof(float));
@@ -157,9 +291,12 @@ static gllm_status mm_blas_rowinv(gllm_backend *be, float *C, const float *A, co
     if (a->beta != 0.0f)
         for (int m = 0; m < a->M; m++)
             memcpy(cp + (size_t)m * a->N, C + (size_t)m * d->ldc, (size_t)a->N * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, a->trans_b ? CblasTrans : CblasNoTrans, Mp, a->N,
-                a->K, a->alpha, buf, a->K, B, d->ldb, a->beta, cp, a->N);
-    for (int m = 0; m < a->M; m++) {
+    gllm_matmul_args pa = *a;
+    pa.M = Mp;
+    pa.bias = NULL, pa.residual = NULL, pa.epilogue = GLLM_EPI_NONE;
+    mm_dims pd = {.lda = a->K, .ldb = d->ldb, .ldc = a->N};
+    gllm_status st = mm_blas(be, cp, buf, B, &pa, &pd, 1, true);
+    for (int m = 0; st == GLLM_OK && m < a->M; m++) {
         float *c = C + (size_t)m * d->ldc;
         memcpy(c, cp + (size_t)m * a->N, (size_t)a->N * sizeof(float));
         if (mm_has_epilogue(a))
@@ -167,29 +304,7 @@ static gllm_status mm_blas_rowinv(gllm_backend *be, float *C, const float *A, co
                                               : NULL);
     }
     free(buf);
-    (void)be;
-    return GLLM_OK;
-}
-
-static void mm_blas(gllm_backend *be, float *C, const float *A, const float *B,
-                    const gllm_matmul_args *a, const mm_dims *d, int batch)
-{
-    int nt = gllm_cpu_ctx_of(be)->n_threads;
-    for (int bi = 0; bi < batch; bi++)
-        cblas_sgemm(CblasRowMajor, a->trans_a ? CblasTrans : CblasNoTrans,
-                    a->trans_b ? CblasTrans : CblasNoTrans, a->M, a->N, a->K, a->alpha,
-                    A + bi * a->stride_a, d->lda, B + bi * a->stride_b, d->ldb, a->beta,
-                    C + bi * a->stride_c, d->ldc);
-    if (!mm_has_epilogue(a))
-        return;
-    const float *R = a->residual;
-    long rows = (long)batch * a->M;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (long r = 0; r < rows; r++) {
-        long bi = r / a->M;
-        size_t off = (size_t)(bi * a->stride_c) + (size_t)(r % a->M) * d->ldc;
-        mm_epilogue_row(C + off, a, R ? R + off : NULL);
-    }
+    return st;
 }
 #endif
 
@@ -201,34 +316,41 @@ gllm_status gllm_cpu_matmul(gllm_backend *be, void *C, const void *A, const void
     int batch = a->batch > 1 ? a->batch : 1;
 #ifdef GLLM_HAVE_BLAS
     if (gllm_cpu_ctx_of(be)->use_blas) {
-        if (a->row_invariant && batch == 1 && !a->trans_a) {
-            gllm_status s = mm_blas_rowinv(be, C, A, B, a, &d);
-            if (s != GLLM_ERR_UNSUPPORTED)
-                return s;
-        }
-        mm_blas(be, C, A, B, a, &d, batch);
-        return GLLM_OK;
+        if (a->row_invariant && batch == 1 && !a->trans_a)
+            return mm_blas_rowinv(be, C, A, B, a, &d);
+        return mm_blas(be, C, A, B, a, &d, batch, false);
     }
 #endif
     return mm_loops(be, C, A, B, a, &d, batch);
+}
+
+typedef struct bias_bwd_ctx {
+    float *dbias;
+    const float *g;
+    int M, N;
+} bias_bwd_ctx;
+
+/* Columns are split in blocks of 64 and rows summed in order, so the result
+ * does not depend on the thread count. */
+static void bias_bwd_range(void *args, long b, long e, int tid)
+{
+    const bias_bwd_ctx *x = args;
+    (void)tid;
+    for (long blk = b; blk < e; blk++) {
+        int c0 = (int)blk * 64, c1 = c0 + 64 < x->N ? c0 + 64 : x->N;
+        for (int m = 0; m < x->M; m++) {
+            const float *row = x->g + (size_t)m * x->N;
+            for (int c = c0; c < c1; c++)
+                x->dbias[c] += row[c];
+        }
+    }
 }
 
 gllm_status gllm_cpu_bias_bwd(gllm_backend *be, float *dbias, const void *dout, int M, int N)
 {
     if (!dbias || !dout || M < 0 || N <= 0)
         return gllm_fail(GLLM_ERR_INVALID, "bias_bwd: bad arguments (M=%d N=%d)", M, N);
-    const float *g = dout;
-    int nt = gllm_cpu_ctx_of(be)->n_threads;
-    /* Columns are split across threads and rows summed in order, so the result
-     * does not depend on the thread count. */
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int c0 = 0; c0 < N; c0 += 64) {
-        int c1 = c0 + 64 < N ? c0 + 64 : N;
-        for (int m = 0; m < M; m++) {
-            const float *row = g + (size_t)m * N;
-            for (int c = c0; c < c1; c++)
-                dbias[c] += row[c];
-        }
-    }
+    bias_bwd_ctx x = {dbias, dout, M, N};
+    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (N + 63) / 64, 1, bias_bwd_range, &x);
     return GLLM_OK;
 }

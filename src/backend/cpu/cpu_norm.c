@@ -7,36 +7,151 @@
  * columns and sums rows in order, so dw is deterministic and race-free. */
 #define COL_BLOCK 64
 
+/* arguments of the norm chunks */
+typedef struct norm_args {
+    const float *x, *g, *w, *b, *mean_in, *rstd_in;
+    float *y, *mean, *rstd, *dw, *db;
+    int N, C;
+    float eps;
+} norm_args;
+
+static void layernorm_fwd_range(void *v, long b, long e, int tid)
+{
+    const norm_args *a = v;
+    const int C = a->C;
+    (void)tid;
+    for (long n = b; n < e; n++) {
+        const float *xr = a->x + (size_t)n * C;
+        double s = 0;
+        for (int c = 0; c < C; c++)
+            s += xr[c];
+        double mu = s / C, var = 0;
+        for (int c = 0; c < C; c++) {
+            double dx = xr[c] - mu;
+            var += dx * dx;
+        }
+        float m = (float)mu;
+        float r = (float)(1.0 / sqrt(var / C + a->eps)); /* biased variance, as torch */
+        float *yr = a->y + (size_t)n * C;
+        for (int c = 0; c < C; c++)
+            yr[c] = (xr[c] - m) * r * a->w[c] + (a->b ? a->b[c] : 0.0f);
+        if (a->mean)
+            a->mean[n] = m;
+        if (a->rstd)
+            a->rstd[n] = r;
+    }
+}
+
+static void layernorm_bwd_rows(void *v, long b, long e, int tid)
+{
+    const norm_args *a = v;
+    const int C = a->C;
+    const float *wt = a->w;
+    (void)tid;
+    for (long n = b; n < e; n++) {
+        const float *xr = a->x + (size_t)n * C, *gr = a->g + (size_t)n * C;
+        float m = a->mean_in[n], r = a->rstd_in[n];
+        double sg = 0, sgx = 0;
+        for (int c = 0; c < C; c++) {
+            float gn = gr[c] * wt[c];
+            sg += gn;
+            sgx += gn * ((xr[c] - m) * r);
+        }
+        float mg = (float)(sg / C), mgx = (float)(sgx / C);
+        float *dr = a->y + (size_t)n * C;
+        for (int c = 0; c < C; c++) {
+            float xh = (xr[c] - m) * r;
+            dr[c] += (gr[c] * wt[c] - mg - xh * mgx) * r;
+        }
+    }
+}
+
+/* parameter gradients: each chunk owns column blocks and sums rows in order */
+static void layernorm_bwd_cols(void *v, long b, long e, int tid)
+{
+    const norm_args *a = v;
+    const int C = a->C;
+    float *dw = a->dw, *db = a->db;
+    (void)tid;
+    for (long blk = b; blk < e; blk++) {
+        int c0 = (int)blk * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
+        for (int n = 0; n < a->N; n++) {
+            const float *xr = a->x + (size_t)n * C, *gr = a->g + (size_t)n * C;
+            float m = a->mean_in[n], r = a->rstd_in[n];
+            for (int c = c0; c < c1; c++) {
+                if (dw)
+                    dw[c] += gr[c] * ((xr[c] - m) * r);
+                if (db)
+                    db[c] += gr[c];
+            }
+        }
+    }
+}
+
+static void rmsnorm_fwd_range(void *v, long b, long e, int tid)
+{
+    const norm_args *a = v;
+    const int C = a->C;
+    (void)tid;
+    for (long n = b; n < e; n++) {
+        const float *xr = a->x + (size_t)n * C;
+        double ss = 0;
+        for (int c = 0; c < C; c++)
+            ss += (double)xr[c] * xr[c];
+        float r = (float)(1.0 / sqrt(ss / C + a->eps));
+        float *yr = a->y + (size_t)n * C;
+        for (int c = 0; c < C; c++)
+            yr[c] = a->w[c] * (xr[c] * r);
+        if (a->rstd)
+            a->rstd[n] = r;
+    }
+}
+
+/* y = w x r with r = (mean(x^2) + eps)^-1/2, so dx = r (g w) - x r^3 mean(g w x). */
+static void rmsnorm_bwd_rows(void *v, long b, long e, int tid)
+{
+    const norm_args *a = v;
+    const int C = a->C;
+    const float *wt = a->w;
+    (void)tid;
+    for (long n = b; n < e; n++) {
+        const float *xr = a->x + (size_t)n * C, *gr = a->g + (size_t)n * C;
+        float r = a->rstd_in[n];
+        double s = 0;
+        for (int c = 0; c < C; c++)
+            s += (double)gr[c] * wt[c] * xr[c];
+        float k = (float)(s / C) * r * r * r;
+        float *dr = a->y + (size_t)n * C;
+        for (int c = 0; c < C; c++)
+            dr[c] += gr[c] * wt[c] * r - xr[c] * k;
+    }
+}
+
+static void rmsnorm_bwd_cols(void *v, long b, long e, int tid)
+{
+    const norm_args *a = v;
+    const int C = a->C;
+    (void)tid;
+    for (long blk = b; blk < e; blk++) {
+        int c0 = (int)blk * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
+        for (int n = 0; n < a->N; n++) {
+            const float *xr = a->x + (size_t)n * C, *gr = a->g + (size_t)n * C;
+            float r = a->rstd_in[n];
+            for (int c = c0; c < c1; c++)
+                a->dw[c] += gr[c] * (xr[c] * r);
+        }
+    }
+}
+
 gllm_status gllm_cpu_layernorm_fwd(gllm_backend *be, void *out, float *mean, float *rstd,
                                    const void *inp, const void *w, const void *b, int N, int C,
                                    float eps)
 {
     if (!out || !inp || !w || N < 0 || C <= 0)
         return gllm_fail(GLLM_ERR_INVALID, "layernorm_fwd: bad arguments (N=%d C=%d)", N, C);
-    const float *x = inp, *wt = w, *bs = b;
-    float *y = out;
-    int nt = gllm_cpu_ctx_of(be)->n_threads;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        double s = 0;
-        for (int c = 0; c < C; c++)
-            s += xr[c];
-        double mu = s / C, v = 0;
-        for (int c = 0; c < C; c++) {
-            double dx = xr[c] - mu;
-            v += dx * dx;
-        }
-        float m = (float)mu;
-        float r = (float)(1.0 / sqrt(v / C + eps)); /* biased variance, as torch */
-        float *yr = y + (size_t)n * C;
-        for (int c = 0; c < C; c++)
-            yr[c] = (xr[c] - m) * r * wt[c] + (bs ? bs[c] : 0.0f);
-        if (mean)
-            mean[n] = m;
-        if (rstd)
-            rstd[n] = r;
-    }
+    norm_args a = {.x = inp, .w = w, .b = b, .y = out, .mean = mean, .rstd = rstd, .N = N,
+                   .C = C, .eps = eps};
+    gllm_cpu_for(be, N, 6.0 * C, layernorm_fwd_range, &a);
     return GLLM_OK;
 }
 
@@ -46,42 +161,13 @@ gllm_status gllm_cpu_layernorm_bwd(gllm_backend *be, void *dinp, float *dw, floa
 {
     if (!dinp || !dout || !inp || !w || !mean || !rstd || N < 0 || C <= 0)
         return gllm_fail(GLLM_ERR_INVALID, "layernorm_bwd: bad arguments (N=%d C=%d)", N, C);
-    const float *x = inp, *g = dout, *wt = w;
-    float *dx = dinp;
-    int nt = gllm_cpu_ctx_of(be)->n_threads;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C, *gr = g + (size_t)n * C;
-        float m = mean[n], r = rstd[n];
-        double sg = 0, sgx = 0;
-        for (int c = 0; c < C; c++) {
-            float gn = gr[c] * wt[c];
-            sg += gn;
-            sgx += gn * ((xr[c] - m) * r);
-        }
-        float mg = (float)(sg / C), mgx = (float)(sgx / C);
-        float *dr = dx + (size_t)n * C;
-        for (int c = 0; c < C; c++) {
-            float xh = (xr[c] - m) * r;
-            dr[c] += (gr[c] * wt[c] - mg - xh * mgx) * r;
-        }
-    }
+    norm_args a = {.x = inp, .g = dout, .w = w, .mean_in = mean, .rstd_in = rstd, .y = dinp,
+                   .dw = dw, .db = db, .N = N, .C = C};
+    gllm_cpu_for(be, N, 10.0 * C, layernorm_bwd_rows, &a);
     if (!dw && !db)
         return GLLM_OK;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int c0 = 0; c0 < C; c0 += COL_BLOCK) {
-        int c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
-        for (int n = 0; n < N; n++) {
-            const float *xr = x + (size_t)n * C, *gr = g + (size_t)n * C;
-            float m = mean[n], r = rstd[n];
-            for (int c = c0; c < c1; c++) {
-                if (dw)
-                    dw[c] += gr[c] * ((xr[c] - m) * r);
-                if (db)
-                    db[c] += gr[c];
-            }
-        }
-    }
+    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (C + COL_BLOCK - 1) / COL_BLOCK, 1,
+                      layernorm_bwd_cols, &a);
     return GLLM_OK;
 }
 
@@ -90,22 +176,8 @@ gllm_status gllm_cpu_rmsnorm_fwd(gllm_backend *be, void *out, float *rstd, const
 {
     if (!out || !inp || !w || N < 0 || C <= 0)
         return gllm_fail(GLLM_ERR_INVALID, "rmsnorm_fwd: bad arguments (N=%d C=%d)", N, C);
-    const float *x = inp, *wt = w;
-    float *y = out;
-    int nt = gllm_cpu_ctx_of(be)->n_threads;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        double ss = 0;
-        for (int c = 0; c < C; c++)
-            ss += (double)xr[c] * xr[c];
-        float r = (float)(1.0 / sqrt(ss / C + eps));
-        float *yr = y + (size_t)n * C;
-        for (int c = 0; c < C; c++)
-            yr[c] = wt[c] * (xr[c] * r);
-        if (rstd)
-            rstd[n] = r;
-    }
+    norm_args a = {.x = inp, .w = w, .y = out, .rstd = rstd, .N = N, .C = C, .eps = eps};
+    gllm_cpu_for(be, N, 4.0 * C, rmsnorm_fwd_range, &a);
     return GLLM_OK;
 }
 
@@ -115,35 +187,13 @@ gllm_status gllm_cpu_rmsnorm_bwd(gllm_backend *be, void *dinp, float *dw, const 
 {
     if (!dinp || !dout || !inp || !w || !rstd || N < 0 || C <= 0)
         return gllm_fail(GLLM_ERR_INVALID, "rmsnorm_bwd: bad arguments (N=%d C=%d)", N, C);
-    const float *x = inp, *g = dout, *wt = w;
-    float *dx = dinp;
-    int nt = gllm_cpu_ctx_of(be)->n_threads;
-    /* y = w x r with r = (mean(x^2) + eps)^-1/2, so
-     * dx = r (g w) - x r^3 mean(g w x). */
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C, *gr = g + (size_t)n * C;
-        float r = rstd[n];
-        double s = 0;
-        for (int c = 0; c < C; c++)
-            s += (double)gr[c] * wt[c] * xr[c];
-        float k = (float)(s / C) * r * r * r;
-        float *dr = dx + (size_t)n * C;
-        for (int c = 0; c < C; c++)
-            dr[c] += gr[c] * wt[c] * r - xr[c] * k;
-    }
+    norm_args a = {.x = inp, .g = dout, .w = w, .rstd_in = rstd, .y = dinp, .dw = dw, .N = N,
+                   .C = C};
+    gllm_cpu_for(be, N, 8.0 * C, rmsnorm_bwd_rows, &a);
     if (!dw)
         return GLLM_OK;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int c0 = 0; c0 < C; c0 += COL_BLOCK) {
-        int c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
-        for (int n = 0; n < N; n++) {
-            const float *xr = x + (size_t)n * C, *gr = g + (size_t)n * C;
-            float r = rstd[n];
-            for (int c = c0; c < c1; c++)
-                dw[c] += gr[c] * (xr[c] * r);
-        }
-    }
+    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (C + COL_BLOCK - 1) / COL_BLOCK, 1,
+                      rmsnorm_bwd_cols, &a);
     return GLLM_OK;
 }
 
@@ -161,14 +211,22 @@ static gllm_status rope_check(const char *op, const void *x, const int32_t *pos,
     return GLLM_OK;
 }
 
-/* sign = +1 rotates by +angle (forward), -1 by -angle (the transpose, for backward). */
-static void rope_apply(gllm_backend *be, float *x, const int32_t *pos, const gllm_rope_args *a,
-                       float sign)
+typedef struct rope_ctx {
+    float *x;
+    const int32_t *pos;
+    const gllm_rope_args *a;
+    float sign;
+} rope_ctx;
+
+static void rope_range(void *v, long b, long e, int tid)
 {
-    int half = a->rot_dim / 2, nt = gllm_cpu_ctx_of(be)->n_threads;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int n = 0; n < a->n_tokens; n++) {
-        float p = (float)pos[n];
+    const rope_ctx *r = v;
+    const gllm_rope_args *a = r->a;
+    float *x = r->x, sign = r->sign;
+    const int half = a->rot_dim / 2;
+    (void)tid;
+    for (long n = b; n < e; n++) {
+        float p = (float)r->pos[n];
         for (int i = 0; i < half; i++) {
             /* the angle is rounded to fp32 first, as HF computes inv_freq @ pos in fp32 */
             float th = p * a->inv_freq[i];
@@ -181,6 +239,15 @@ static void rope_apply(gllm_backend *be, float *x, const int32_t *pos, const gll
             }
         }
     }
+}
+
+/* sign = +1 rotates by +angle (forward), -1 by -angle (the transpose, for backward). */
+static void rope_apply(gllm_backend *be, float *x, const int32_t *pos, const gllm_rope_args *a,
+                       float sign)
+{
+    rope_ctx r = {x, pos, a, sign};
+    gllm_cpu_for(be, a->n_tokens, 40.0 * a->rot_dim + 3.0 * a->rot_dim * a->n_heads,
+                 rope_range, &r);
 }
 
 gllm_status gllm_cpu_rope_fwd(gllm_backend *be, void *x, const int32_t *pos,

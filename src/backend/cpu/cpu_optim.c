@@ -1,12 +1,55 @@
 /* Gradient sum of squares and AdamW on the CPU. */
 #include <math.h>
-#include <omp.h>
 
 #include "backend/cpu/cpu_internal.h"
 
 /* sumsq adds fixed-size chunks in double, then the chunk sums in index order:
  * the result is the same for any thread count. */
 #define SUMSQ_CHUNK 16384
+
+typedef struct sumsq_args {
+    const float *x;
+    double *part;
+    size_t n;
+} sumsq_args;
+
+static void sumsq_range(void *v, long b, long e, int tid)
+{
+    const sumsq_args *a = v;
+    (void)tid;
+    for (long k = b; k < e; k++) {
+        size_t i1 = (size_t)(k + 1) * SUMSQ_CHUNK < a->n ? (size_t)(k + 1) * SUMSQ_CHUNK : a->n;
+        double s = 0;
+        for (size_t i = (size_t)k * SUMSQ_CHUNK; i < i1; i++)
+            s += (double)a->x[i] * a->x[i];
+        a->part[k] = s;
+    }
+}
+
+typedef struct adamw_ctx {
+    float *w, *p, *m, *v;
+    const float *grads;
+    float b1, b2, eps, gs, bc2_sqrt, step_size, decay;
+} adamw_ctx;
+
+static void adamw_range(void *args, long b, long e, int tid)
+{
+    const adamw_ctx *a = args;
+    float *w = a->w, *p = a->p, *m = a->m, *v = a->v;
+    const float b1 = a->b1, b2 = a->b2;
+    (void)tid;
+    for (long i = b; i < e; i++) {
+        float g = a->grads[i] * a->gs;
+        float mi = m[i] + (1.0f - b1) * (g - m[i]); /* torch's lerp_ */
+        float vi = b2 * v[i] + (1.0f - b2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        float wi = w[i] * a->decay;
+        wi -= a->step_size * mi / (sqrtf(vi) / a->bc2_sqrt + a->eps);
+        w[i] = wi;
+        p[i] = wi;
+    }
+}
 
 gllm_status gllm_cpu_sumsq(gllm_backend *be, float *out, const float *x, size_t n)
 {
@@ -19,14 +62,8 @@ gllm_status gllm_cpu_sumsq(gllm_backend *be, float *out, const float *x, size_t 
     double *part = (double *)gllm_cpu_scratch(be, per_thread * sizeof(double), "sumsq");
     if (!part)
         return GLLM_ERR_OOM;
-#pragma omp parallel for num_threads(c->n_threads) schedule(static)
-    for (size_t k = 0; k < n_chunks; k++) {
-        size_t i1 = (k + 1) * SUMSQ_CHUNK < n ? (k + 1) * SUMSQ_CHUNK : n;
-        double s = 0;
-        for (size_t i = k * SUMSQ_CHUNK; i < i1; i++)
-            s += (double)x[i] * x[i];
-        part[k] = s;
-    }
+    sumsq_args a = {x, part, n};
+    gllm_cpu_for(be, (long)n_chunks, 2.0 * SUMSQ_CHUNK, sumsq_range, &a);
     double s = 0;
     for (size_t k = 0; k < n_chunks; k++)
         s += part[k];
@@ -48,22 +85,13 @@ gllm_status gllm_cpu_adamw(gllm_backend *be, void *params, float *master, const 
      * scalars computed in double as Python does */
     float bc2_sqrt = (float)sqrt(1.0 - pow(b2, a->step));
     float step_size = (float)(lr / (1.0 - pow(b1, a->step)));
-    int nt = gllm_cpu_ctx_of(be)->n_threads;
     for (int s = 0; s < n_segs; s++) {
         size_t off = segs[s].offset, n = segs[s].n;
-        float decay = (float)(1.0 - (double)lr * segs[s].weight_decay);
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (size_t i = off; i < off + n; i++) {
-            float g = grads[i] * gs;
-            float mi = m[i] + (1.0f - b1) * (g - m[i]); /* torch's lerp_ */
-            float vi = b2 * v[i] + (1.0f - b2) * g * g;
-            m[i] = mi;
-            v[i] = vi;
-            float wi = w[i] * decay;
-            wi -= step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
-            w[i] = wi;
-            p[i] = wi;
-        }
+        adamw_ctx c = {.w = w + off, .p = p + off, .m = m + off, .v = v + off,
+                       .grads = grads + off, .b1 = b1, .b2 = b2, .eps = eps, .gs = gs,
+                       .bc2_sqrt = bc2_sqrt, .step_size = step_size,
+                       .decay = (float)(1.0 - (double)lr * segs[s].weight_decay)};
+        gllm_cpu_for(be, (long)n, 15, adamw_range, &c);
     }
     return GLLM_OK;
 }
