@@ -43,6 +43,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import statistics
 import struct
@@ -307,6 +308,19 @@ class Lock:
 
 
 TIME = "/usr/bin/time"
+_child = []  # the running measurement, for the SIGTERM handler
+
+
+def _on_term(signum, frame):
+    """Killed (the GPU check's step timeout): end the running measurement too (it runs in its own
+    session, so the signal to this process group does not reach it), then unwind, so that the
+    temporary models are removed; the results so far are already in --partial."""
+    for p in _child:
+        try:
+            os.killpg(p.pid, 9)
+        except ProcessLookupError:
+            pass
+    raise SystemExit(128 + signum)
 
 
 def run_child(cmd, env, timeout, cwd=None):
@@ -316,32 +330,35 @@ def run_child(cmd, env, timeout, cwd=None):
     Python process, which a forked child would inherit into its ru_maxrss, does not count; with
     --ranks it includes the worker processes gtrain waits for. rc 124 = killed at the timeout."""
     t0 = time.monotonic()
-    out = tempfile.TemporaryFile()
     rss_file = None
     if os.access(TIME, os.X_OK):
         fd, rss_file = tempfile.mkstemp(prefix="gllm_sizes_rss_")
         os.close(fd)
         cmd = [TIME, "-f", "%M", "-o", rss_file] + list(cmd)
-    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                         start_new_session=True)
     try:
-        rc = p.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, 9)
-        p.wait()
-        rc = 124
-    wall = time.monotonic() - t0
-    out.seek(0)
-    text = out.read().decode(errors="replace")
-    out.close()
-    rss = None
-    if rss_file:
-        try:
+        with tempfile.TemporaryFile() as out:
+            p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+            _child.append(p)
+            try:
+                rc = p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, 9)
+                p.wait()
+                rc = 124
+            finally:
+                _child.remove(p)
+            wall = time.monotonic() - t0
+            out.seek(0)
+            text = out.read().decode(errors="replace")
+        rss = None
+        if rss_file:
             lines = [l for l in open(rss_file).read().split() if l.isdigit()]
             rss = int(lines[-1]) / 1024.0 if lines else None
-        finally:
+        return rc, wall, rss, text
+    finally:
+        if rss_file:
             os.unlink(rss_file)
-    return rc, wall, rss, text
 
 
 def words_text(rng, n_chars):
@@ -917,6 +934,7 @@ def main(argv=None):
     ap.add_argument("--shared", default=os.environ.get("GLLM_SHARED_DIR",
                                                        os.path.join(ROOT, "..", "shared")))
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_term)
     args.shared = os.path.abspath(args.shared)
     args.bin = os.path.abspath(args.bin)
     with open(args.config) as f:
