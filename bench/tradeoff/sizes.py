@@ -705,6 +705,7 @@ class Sweep:
             keep = set(self.args.only.split(","))
             models = [m for m in models if m["name"] in keep]
         out = {"study": "sizes", "issue": "12 item 2", "device": self.device,
+               "commit": git_commit(),
                "date": cost.now_utc(), "backend": self.backend, "threads": self.threads,
                "precision": self.prec, "config": self.cfg, "lock": self.lock or None,
                "models": []}
@@ -882,6 +883,18 @@ class Sweep:
                 "the smallest model of this sweep that failed for memory")
         res["largest"] = largest
         return res
+
+
+def git_commit():
+    """The commit the binaries were presumably built from ("?" outside a git checkout)."""
+    try:
+        c = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD"],
+                               timeout=10).returncode
+        return (c + (" (with uncommitted changes)" if dirty else "")) if c else "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
 
 
 def check_config(cfg, path):

@@ -65,9 +65,9 @@ def human_params(n):
 def markdown(res, name):
     dev = res["device"]
     L = ["## Resource intensity by model size (%s)" % dev["label"], "",
-         "Made by `bench/tradeoff/sizes.py` (config `%s`) on %s, %s UTC; backend `%s`. %s." % (
-             res.get("config_path", "?"), dev["name"], res["date"], res["backend"],
-             res["quiet"]),
+         "Made by `bench/tradeoff/sizes.py` (config `%s`) at gllm commit %s on %s, %s UTC; "
+         "backend `%s`. %s." % (res.get("config_path", "?"), res.get("commit", "?"), dev["name"],
+                                res["date"], res["backend"], res["quiet"]),
          "Every figure in %s.json carries its kind (measured / computed), device and time; "
          "here *m* = measured, *c* = computed (bench/tradeoff/cost.py). Precision of gllm on this "
          "backend: %s." % (name, res["precision"]["note"]), "",
