@@ -16,11 +16,15 @@ extern "C" {
 gllm_status gllm_tok_gguf_to_hf(const char *gguf_path, char **tokenizer_json,
                                 char **tokenizer_config_json);
 
-/* Add tokenizer.ggml.* metadata (model "gpt2": tokens, token types, merges,
- * pre-tokenizer name, special ids, add_bos/add_eos) and tokenizer.chat_template
- * describing tok to w. Byte-level BPE tokenizers whose pre-tokenizer is one
- * llama.cpp names (gpt2, smollm, llama-bpe, qwen2, tekken) are supported;
- * others are refused with GLLM_ERR_UNSUPPORTED naming what is missing. */
+/* Add tokenizer.ggml.* metadata and tokenizer.chat_template describing tok to
+ * w. Byte-level BPE tokenizers whose pre-tokenizer is one llama.cpp names
+ * (gpt2, smollm, llama-bpe, qwen2, tekken) are written as model "gpt2"
+ * (tokens, token types, merges, pre-tokenizer name, special ids,
+ * add_bos/add_eos); SentencePiece-style ones (byte fallback, spaces as U+2581
+ * by Metaspace or Prepend/Replace, as Llama 2 and Mistral) as model "llama"
+ * (tokens, scores that give back the merge order, token types with bytes and
+ * unknown, add_space_prefix, special ids, add_bos/add_eos). Others are
+ * refused with GLLM_ERR_UNSUPPORTED naming what is missing. */
 gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w);
 
 #ifdef __cplusplus

@@ -3,6 +3,7 @@
  * back by gllm_model_save), weights dequantized on load into gllm's layout,
  * and the reverse for export. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,117 @@ static gllm_status meta_float(const gllm_gguf *g, const char *arch, const char *
     return gllm_gguf_get_float(g, full, out);
 }
 
+/* ---------------------------------------------------------------- rope_freqs */
+
+/* Llama-3.1 RoPE scaling in a GGUF file: llama.cpp's converter stores no
+ * parameters, only `rope_freqs` (one factor per frequency pair: 1 for short
+ * wavelengths, `factor` for long ones, 1 / ((1 - s) / factor + s) between),
+ * by which it divides each rotation frequency. gllm has one representation,
+ * transformers' rope_scaling {"rope_type": "llama3", factor, low_freq_factor,
+ * high_freq_factor, original_max_position_embeddings}, so the parameters are
+ * recovered from the factors (the smooth region s = (1/w - l) / (h - l), with
+ * w the wavelength, l = 1/low_wavelen and h = 1/high_wavelen, fitted by least
+ * squares, or placed inside the gaps the classes leave when fewer than two
+ * factors lie between), then checked: the frequencies they give must equal
+ * base / rope_freqs to 1e-5 relative, or the file is refused. */
+static gllm_status fit_rope_freqs(const gllm_gguf *g, double theta, int64_t head_dim, cJSON *c)
+{
+    const char *path = gllm_gguf_path(g);
+    const gllm_gguf_tensor *t = gllm_gguf_find_tensor(g, "rope_freqs.weight");
+    const int half = (int)(head_dim / 2);
+    if (t->ndim != 1 || t->ne[0] != half || half < 1 || half > 1024)
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: tensor 'rope_freqs.weight' has %lld elements, "
+                         "expected head_dim / 2 = %d", path, (long long)t->ne[0], half);
+    float ff[1024], base[1024];
+    GLLM_TRY(gllm_gguf_read_f32(g, t, ff));
+    double u[1024], F = 0;
+    for (int i = 0; i < half; i++) {
+        if (!(ff[i] > 0) || !isfinite(ff[i]))
+            return gllm_fail(GLLM_ERR_FORMAT, "%s: tensor 'rope_freqs.weight' element %d is %g "
+                             "(factors must be positive)", path, i, (double)ff[i]);
+        /* as gllm_rope_inv_freq computes it */
+        base[i] = 1.0f / powf((float)theta, (float)(2 * i) / (float)head_dim);
+        u[i] = base[i] / (2.0 * 3.14159265358979323846); /* 1 / wavelength */
+        F = ff[i] > F ? ff[i] : F;
+    }
+    const double tol = 1e-5;
+    if (F <= 1 + tol)
+        return GLLM_OK; /* all 1: no scaling */
+    /* classes by wavelength (u falls with i): ones, then smooth, then F */
+    int n1 = 0, nF = 0;
+    while (n1 < half && fabs(ff[n1] - 1.0) <= tol)
+        n1++;
+    while (nF < half - n1 && fabs(ff[half - 1 - nF] - F) <= tol * F)
+        nF++;
+    const int s0 = n1, s1 = half - nF; /* smooth: [s0, s1) */
+    double su = 0, ss = 0, suu = 0, sus = 0;
+    bool ok = nF > 0;
+    for (int i = s0; i < s1 && ok; i++) {
+        double sm = (1.0 / ff[i] - 1.0 / F) / (1.0 - 1.0 / F);
+        ok = sm > 0 && sm < 1;
+        su += u[i];
+        ss += sm;
+        suu += u[i] * u[i];
+        sus += u[i] * sm;
+    }
+    double l = 0, h = 0;
+    const int ns = s1 - s0;
+    const double u_full = nF ? u[s1] : 0;              /* largest u of the F class */
+    const double u_one = n1 ? u[n1 - 1] : INFINITY;    /* smallest u of the ones */
+    if (ok && ns >= 2) { /* s = alpha u + beta */
+        double det = ns * suu - su * su;
+        double alpha = (ns * sus - su * ss) / det, beta = (ss - alpha * su) / ns;
+        ok = det > 0 && alpha > 0;
+        l = -beta / alpha;
+        h = (1.0 - beta) / alpha;
+    } else if (ok && ns == 1) { /* l between the F class and the point, h from s */
+        const double sm = ss, up = u[s0];
+        double lo = u_full, hi = up;
+        ok = false;
+        for (int k = 0; k < 60 && !ok; k++) {
+            l = 0.5 * (lo + hi);
+            h = l + (up - l) / sm;
+            ok = h < u_one;
+            lo = l; /* closer to the point keeps h lower */
+        }
+    } else if (ok) { /* no smooth factor: l and h inside the gap between the classes */
+        const double upper = n1 ? u_one : 2 * u_full;
+        l = u_full + 0.25 * (upper - u_full);
+        h = u_full + 0.75 * (upper - u_full);
+    }
+    ok = ok && l > 0 && h > l;
+    gllm_model_config cfg = {0};
+    if (ok) {
+        /* any original length L gives the same frequencies; L = 1/l makes low 1 */
+        double L = floor(1.0 / l + 0.5);
+        if (L < 1)
+            L = 1;
+        cfg.head_dim = (int)head_dim;
+        cfg.rope_theta = (float)theta;
+        cfg.rope_llama3 = true;
+        cfg.rope_factor = (float)F;
+        cfg.rope_low_freq_factor = (float)(L * l);
+        cfg.rope_high_freq_factor = (float)(L * h);
+        cfg.rope_original_max_pos = (int)L;
+        float inv[1024];
+        gllm_rope_inv_freq(&cfg, inv);
+        for (int i = 0; i < half && ok; i++)
+            ok = fabs(inv[i] - base[i] / ff[i]) <= tol * (base[i] / ff[i]);
+    }
+    if (!ok)
+        return gllm_fail(GLLM_ERR_UNSUPPORTED, "%s: tensor 'rope_freqs.weight': its factors are "
+                         "not Llama-3.1 RoPE scaling (1, then a smooth ramp, then one factor, by "
+                         "wavelength), the only per-frequency scaling gllm supports", path);
+    cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
+    cJSON_AddStringToObject(rs, "rope_type", "llama3");
+    cJSON_AddNumberToObject(rs, "factor", (double)cfg.rope_factor);
+    cJSON_AddNumberToObject(rs, "low_freq_factor", (double)cfg.rope_low_freq_factor);
+    cJSON_AddNumberToObject(rs, "high_freq_factor", (double)cfg.rope_high_freq_factor);
+    cJSON_AddNumberToObject(rs, "original_max_position_embeddings",
+                            (double)cfg.rope_original_max_pos);
+    return GLLM_OK;
+}
+
 /* a: the metadata prefix (general.architecture); ai: the HF class to build */
 static gllm_status build_config(const gllm_gguf *g, const char *a, const arch_info *ai, cJSON *c)
 {
@@ -146,9 +258,8 @@ static gllm_status build_config(const gllm_gguf *g, const char *a, const arch_in
             return gllm_fail(GLLM_ERR_UNSUPPORTED, "%s: key '%s': rope scaling is not supported "
                              "for GGUF models", path, key);
     }
-    if (gllm_gguf_find_tensor(g, "rope_freqs.weight"))
-        return gllm_fail(GLLM_ERR_UNSUPPORTED, "%s: tensor 'rope_freqs.weight': per-frequency "
-                         "RoPE factors (Llama-3.1 scaling) are not supported for GGUF models",
+    if (gllm_gguf_find_tensor(g, "rope_freqs.weight") && ai->arch == GLLM_ARCH_GPT2)
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: tensor 'rope_freqs.weight' in a gpt2 model",
                          path);
     const gllm_gguf_tensor *emb = gllm_gguf_find_tensor(g, "token_embd.weight");
     if (!emb || emb->ndim != 2)
@@ -199,6 +310,8 @@ static gllm_status build_config(const gllm_gguf *g, const char *a, const arch_in
         cJSON_AddNumberToObject(c, "rms_norm_eps", (double)(float)eps);
         cJSON_AddNumberToObject(c, "rope_theta", (double)(float)theta);
         cJSON_AddStringToObject(c, "hidden_act", "silu");
+        if (gllm_gguf_find_tensor(g, "rope_freqs.weight"))
+            GLLM_TRY(fit_rope_freqs(g, (double)(float)theta, head_dim, c));
         if (ai->arch == GLLM_ARCH_MISTRAL) {
             int64_t sw;
             GLLM_TRY(meta_int(g, a, "attention.sliding_window", false, 0, &sw));
@@ -400,9 +513,6 @@ gllm_status gllm_model_export_gguf(gllm_model *m, gllm_gguf_writer *w, int type,
 {
     const gllm_model_config *c = &m->cfg;
     const arch_info *ai = find_arch_gllm(c->arch);
-    if (c->rope_llama3)
-        return gllm_fail(GLLM_ERR_UNSUPPORTED, "GGUF export: llama3 rope scaling is not supported "
-                         "(it needs a rope_freqs tensor)");
     /* llama.cpp runs Mistral checkpoints as "llama" */
     const char *a = c->arch == GLLM_ARCH_MISTRAL ? "llama" : ai->gguf;
     GLLM_TRY(gllm_gguf_add_str(w, "general.architecture", a));
@@ -428,6 +538,20 @@ gllm_status gllm_model_export_gguf(gllm_model *m, gllm_gguf_writer *w, int type,
         GLLM_TRY(add_u32k(w, a, "vocab_size", (uint32_t)c->vocab_size));
         if (c->sliding_window > 0)
             GLLM_TRY(add_u32k(w, a, "attention.sliding_window", (uint32_t)c->sliding_window));
+    }
+    if (c->rope_llama3) { /* as llama.cpp's converter: the divisor of each frequency */
+        const int half = c->head_dim / 2;
+        float inv[1024], ff[1024];
+        if (half > 1024)
+            return gllm_fail(GLLM_ERR_UNSUPPORTED, "GGUF export: head_dim %d", c->head_dim);
+        gllm_model_config plain = *c;
+        plain.rope_llama3 = false;
+        gllm_rope_inv_freq(c, inv);
+        gllm_rope_inv_freq(&plain, ff);
+        for (int i = 0; i < half; i++)
+            ff[i] = (float)((double)ff[i] / (double)inv[i]);
+        const int64_t ne[1] = {half};
+        GLLM_TRY(gllm_gguf_add_tensor(w, "rope_freqs.weight", GLLM_GGML_F32, 1, ne, ff));
     }
     size_t maxn = 0;
     for (int i = 0; i < m->n_params; i++)

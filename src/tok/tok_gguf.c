@@ -2,9 +2,11 @@
  * same tokenizer.json / tokenizer_config.json objects that transformers' GGUF
  * loader builds (vocabulary, merges, control tokens as special added tokens,
  * user-defined ones as plain added tokens, bos/eos/unk/pad strings, the chat
- * template), then loaded by the tokenizer.json code.
+ * template), then loaded by the tokenizer.json code. Two models:
+ * "gpt2" (byte-level BPE with the file's merges) and "llama" (SentencePiece:
+ * BPE with byte fallback, merges recovered from the scores; build_llama).
  *
- * One deliberate difference: `tokenizer.ggml.pre` is mapped to the
+ * One deliberate difference for "gpt2": `tokenizer.ggml.pre` is mapped to the
  * pre-tokenizer llama.cpp runs for that name, for every name gllm knows.
  * transformers maps only some names (llama3, qwen2, tekken, ...) and falls
  * back to GPT-2's split for the rest, "smollm" included, whose llama.cpp
@@ -55,8 +57,10 @@ static const struct {
     {"megrez", PRE_REGEX, QWEN2_SPLIT}, {"tekken", PRE_REGEX, TEKKEN_SPLIT},
 };
 
+#define TOKEN_UNKNOWN 2
 #define TOKEN_CONTROL 3
 #define TOKEN_USER_DEFINED 4
+#define TOKEN_BYTE 6
 
 static cJSON *byte_level(bool use_regex)
 {
@@ -185,6 +189,78 @@ static const char *token_of(const gllm_gguf_kv *tokens, const gllm_gguf *g, cons
     return buf;
 }
 
+/* The post-processor (BOS/EOS as add_bos_token/add_eos_token say, add_bos
+ * defaulting to bos_default) and tokenizer_config.json (special token
+ * strings, chat template). */
+static gllm_status post_and_config(const gllm_gguf *g, const gllm_gguf_kv *tokens,
+                                   bool bos_default, cJSON *tj, cJSON *cfg)
+{
+    /* BOS/EOS added on encode as llama.cpp's add_bos/add_eos say */
+    bool add_bos = bos_default, add_eos = false;
+    if (gllm_gguf_find_kv(g, "tokenizer.ggml.add_bos_token"))
+        GLLM_TRY(gllm_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos));
+    if (gllm_gguf_find_kv(g, "tokenizer.ggml.add_eos_token"))
+        GLLM_TRY(gllm_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &add_eos));
+    char bos[256], eos[256];
+    const char *bs = token_of(tokens, g, "tokenizer.ggml.bos_token_id", bos, sizeof bos);
+    const char *es = token_of(tokens, g, "tokenizer.ggml.eos_token_id", eos, sizeof eos);
+    cJSON *post = cJSON_AddObjectToObject(tj, "post_processor");
+    cJSON_AddStringToObject(post, "type", "TemplateProcessing");
+    cJSON *single = cJSON_AddArrayToObject(post, "single");
+    cJSON *specials = cJSON_AddObjectToObject(post, "special_tokens");
+    const char *ends[2] = {add_bos ? bs : NULL, add_eos ? es : NULL};
+    const char *ids_key[2] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
+    for (int side = 0; side < 2; side++) {
+        if (side == 1) {
+            cJSON *seq = cJSON_CreateObject();
+            cJSON *in = cJSON_AddObjectToObject(seq, "Sequence");
+            cJSON_AddStringToObject(in, "id", "A");
+            cJSON_AddNumberToObject(in, "type_id", 0);
+            cJSON_AddItemToArray(single, seq);
+        }
+        if (!ends[side])
+            continue;
+        int64_t id;
+        GLLM_TRY(gllm_gguf_get_int(g, ids_key[side], &id));
+        cJSON *sp = cJSON_CreateObject();
+        cJSON *in = cJSON_AddObjectToObject(sp, "SpecialToken");
+        cJSON_AddStringToObject(in, "id", ends[side]);
+        cJSON_AddNumberToObject(in, "type_id", 0);
+        cJSON_AddItemToArray(single, sp);
+        cJSON *e = cJSON_AddObjectToObject(specials, ends[side]);
+        cJSON_AddStringToObject(e, "id", ends[side]);
+        cJSON *idl = cJSON_AddArrayToObject(e, "ids");
+        cJSON_AddItemToArray(idl, cJSON_CreateNumber((double)id));
+        cJSON *tl = cJSON_AddArrayToObject(e, "tokens");
+        cJSON_AddItemToArray(tl, cJSON_CreateString(ends[side]));
+    }
+    cJSON *pair = cJSON_Duplicate(single, 1);
+    cJSON *seqb = cJSON_CreateObject();
+    cJSON *inb = cJSON_AddObjectToObject(seqb, "Sequence");
+    cJSON_AddStringToObject(inb, "id", "B");
+    cJSON_AddNumberToObject(inb, "type_id", 1);
+    cJSON_AddItemToArray(pair, seqb);
+    cJSON_AddItemToObject(post, "pair", pair);
+    /* tokenizer_config.json */
+    static const char *const names[][2] = {{"bos_token", "tokenizer.ggml.bos_token_id"},
+                                           {"eos_token", "tokenizer.ggml.eos_token_id"},
+                                           {"unk_token", "tokenizer.ggml.unknown_token_id"},
+                                           {"pad_token", "tokenizer.ggml.padding_token_id"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char buf[256];
+        const char *t = token_of(tokens, g, names[i][1], buf, sizeof buf);
+        if (t)
+            cJSON_AddStringToObject(cfg, names[i][0], t);
+    }
+    if (gllm_gguf_find_kv(g, "tokenizer.chat_template")) {
+        char *tpl;
+        GLLM_TRY(gllm_gguf_get_str(g, "tokenizer.chat_template", &tpl));
+        cJSON_AddStringToObject(cfg, "chat_template", tpl);
+        free(tpl);
+    }
+    return GLLM_OK;
+}
+
 static gllm_status build_gpt2(const gllm_gguf *g, cJSON *tj, cJSON *cfg)
 {
     const char *path = gllm_gguf_path(g);
@@ -253,70 +329,274 @@ static gllm_status build_gpt2(const gllm_gguf *g, cJSON *tj, cJSON *cfg)
     GLLM_TRY(pre_tokenizer(g, &pre));
     cJSON_AddItemToObject(tj, "pre_tokenizer", pre);
     cJSON_AddItemToObject(tj, "decoder", byte_level(true));
-    /* BOS/EOS added on encode as llama.cpp's add_bos/add_eos say */
-    bool add_bos = false, add_eos = false;
-    if (gllm_gguf_find_kv(g, "tokenizer.ggml.add_bos_token"))
-        GLLM_TRY(gllm_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos));
-    if (gllm_gguf_find_kv(g, "tokenizer.ggml.add_eos_token"))
-        GLLM_TRY(gllm_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &add_eos));
-    char bos[256], eos[256];
-    const char *bs = token_of(tokens, g, "tokenizer.ggml.bos_token_id", bos, sizeof bos);
-    const char *es = token_of(tokens, g, "tokenizer.ggml.eos_token_id", eos, sizeof eos);
-    cJSON *post = cJSON_AddObjectToObject(tj, "post_processor");
-    cJSON_AddStringToObject(post, "type", "TemplateProcessing");
-    cJSON *single = cJSON_AddArrayToObject(post, "single");
-    cJSON *specials = cJSON_AddObjectToObject(post, "special_tokens");
-    const char *ends[2] = {add_bos ? bs : NULL, add_eos ? es : NULL};
-    const char *ids_key[2] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
-    for (int side = 0; side < 2; side++) {
-        if (side == 1) {
-            cJSON *seq = cJSON_CreateObject();
-            cJSON *in = cJSON_AddObjectToObject(seq, "Sequence");
-            cJSON_AddStringToObject(in, "id", "A");
-            cJSON_AddNumberToObject(in, "type_id", 0);
-            cJSON_AddItemToArray(single, seq);
+    return post_and_config(g, tokens, false, tj, cfg);
+}
+
+/* ---------------------------------------------------------------- SentencePiece */
+
+/* One merge recovered from the vocabulary: left + right = a token. */
+typedef struct spm_merge {
+    int32_t a, b;
+    double score;   /* the merged token's score */
+    uint32_t la, lb; /* lengths in code points */
+    uint64_t seq;    /* position in transformers' list before its sort */
+} spm_merge;
+
+static int cmp_local(const void *x, const void *y)
+{
+    const spm_merge *p = x, *q = y;
+    if (p->a != q->a)
+        return p->a < q->a ? -1 : 1;
+    return p->b < q->b ? -1 : p->b > q->b;
+}
+
+/* best first: higher score, then longer left, then longer right, then earlier */
+static int cmp_best(const void *x, const void *y)
+{
+    const spm_merge *p = x, *q = y;
+    if (p->score != q->score)
+        return p->score > q->score ? -1 : 1;
+    if (p->la != q->la)
+        return p->la > q->la ? -1 : 1;
+    if (p->lb != q->lb)
+        return p->lb > q->lb ? -1 : 1;
+    return p->seq < q->seq ? -1 : p->seq > q->seq;
+}
+
+static uint32_t cp_count(const char *s, size_t n)
+{
+    uint32_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return k;
+}
+
+/* The merges a SentencePiece vocabulary implies, as transformers derives
+ * them (tokenization_utils_base.generate_merges with the scores): every split
+ * of every token into two tokens, a token's splits ordered by (left id, right
+ * id), then all of them by the token's score, highest first, then longer left
+ * and longer right pieces first; ties keep that order. Appends [left, right]
+ * pairs to `out`. */
+static gllm_status spm_merges(char **strs, const uint32_t *lens, const double *scores, int n,
+                              const tok_strmap *map, cJSON *out)
+{
+    size_t cap = 1024, nm = 0;
+    spm_merge *m = malloc(cap * sizeof *m);
+    if (!m)
+        return gllm_fail(GLLM_ERR_OOM, "tokenizer: out of memory for merges");
+    for (int id = 0; id < n; id++) {
+        const size_t start = nm;
+        for (uint32_t k = 1; k < lens[id]; k++) {
+            if (((unsigned char)strs[id][k] & 0xC0) == 0x80)
+                continue; /* not a code point boundary */
+            int32_t a = tok_strmap_get(map, strs, lens, strs[id], k);
+            int32_t b = a < 0 ? -1 : tok_strmap_get(map, strs, lens, strs[id] + k, lens[id] - k);
+            if (b < 0)
+                continue;
+            if (nm == cap) {
+                spm_merge *g = realloc(m, 2 * cap * sizeof *m);
+                if (!g) {
+                    free(m);
+                    return gllm_fail(GLLM_ERR_OOM, "tokenizer: out of memory for merges");
+                }
+                m = g;
+                cap *= 2;
+            }
+            m[nm++] = (spm_merge){a, b, scores[id], cp_count(strs[id], k),
+                                  cp_count(strs[id] + k, lens[id] - k), 0};
         }
-        if (!ends[side])
-            continue;
-        int64_t id;
-        GLLM_TRY(gllm_gguf_get_int(g, ids_key[side], &id));
-        cJSON *sp = cJSON_CreateObject();
-        cJSON *in = cJSON_AddObjectToObject(sp, "SpecialToken");
-        cJSON_AddStringToObject(in, "id", ends[side]);
-        cJSON_AddNumberToObject(in, "type_id", 0);
-        cJSON_AddItemToArray(single, sp);
-        cJSON *e = cJSON_AddObjectToObject(specials, ends[side]);
-        cJSON_AddStringToObject(e, "id", ends[side]);
-        cJSON *idl = cJSON_AddArrayToObject(e, "ids");
-        cJSON_AddItemToArray(idl, cJSON_CreateNumber((double)id));
-        cJSON *tl = cJSON_AddArrayToObject(e, "tokens");
-        cJSON_AddItemToArray(tl, cJSON_CreateString(ends[side]));
+        qsort(m + start, nm - start, sizeof *m, cmp_local);
     }
-    cJSON *pair = cJSON_Duplicate(single, 1);
-    cJSON *seqb = cJSON_CreateObject();
-    cJSON *inb = cJSON_AddObjectToObject(seqb, "Sequence");
-    cJSON_AddStringToObject(inb, "id", "B");
-    cJSON_AddNumberToObject(inb, "type_id", 1);
-    cJSON_AddItemToArray(pair, seqb);
-    cJSON_AddItemToObject(post, "pair", pair);
-    /* tokenizer_config.json */
-    static const char *const names[][2] = {{"bos_token", "tokenizer.ggml.bos_token_id"},
-                                           {"eos_token", "tokenizer.ggml.eos_token_id"},
-                                           {"unk_token", "tokenizer.ggml.unknown_token_id"},
-                                           {"pad_token", "tokenizer.ggml.padding_token_id"}};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char buf[256];
-        const char *t = token_of(tokens, g, names[i][1], buf, sizeof buf);
-        if (t)
-            cJSON_AddStringToObject(cfg, names[i][0], t);
+    for (size_t i = 0; i < nm; i++)
+        m[i].seq = i;
+    qsort(m, nm, sizeof *m, cmp_best);
+    for (size_t i = 0; i < nm; i++) {
+        cJSON *pair = cJSON_CreateArray();
+        cJSON_AddItemToArray(pair, cJSON_CreateString(strs[m[i].a]));
+        cJSON_AddItemToArray(pair, cJSON_CreateString(strs[m[i].b]));
+        cJSON_AddItemToArray(out, pair);
     }
-    if (gllm_gguf_find_kv(g, "tokenizer.chat_template")) {
-        char *tpl;
-        GLLM_TRY(gllm_gguf_get_str(g, "tokenizer.chat_template", &tpl));
-        cJSON_AddStringToObject(cfg, "chat_template", tpl);
-        free(tpl);
-    }
+    free(m);
     return GLLM_OK;
+}
+
+static cJSON *replace_decoder(const char *from, const char *to)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "Replace");
+    cJSON *p = cJSON_AddObjectToObject(o, "pattern");
+    cJSON_AddStringToObject(p, "String", from);
+    cJSON_AddStringToObject(o, "content", to);
+    return o;
+}
+
+static cJSON *typed(const char *type)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", type);
+    return o;
+}
+
+#define SPM_SPACE "\xe2\x96\x81" /* U+2581 */
+
+/* tokenizer.ggml.model = "llama": a SentencePiece vocabulary with scores,
+ * built as transformers' LlamaTokenizer is from it: BPE over the tokens
+ * (byte fallback to <0xNN> tokens, unknowns fused), merges recovered from the
+ * scores (or the file's own tokenizer.ggml.merges when it has them), a
+ * Metaspace pre-tokenizer ("▁" for spaces, one prepended to the text's first
+ * word), control tokens and the bos/eos/unk/pad tokens as special added
+ * tokens, user-defined ones as plain added tokens, and the decoder that undoes
+ * it all. add_bos defaults to true, as in llama.cpp.
+ *
+ * One deliberate difference: tokenizer.ggml.add_space_prefix = false is
+ * followed (no "▁" prepended, none stripped when decoding), as llama.cpp
+ * does; transformers ignores that key. */
+static gllm_status build_llama(const gllm_gguf *g, cJSON *tj, cJSON *cfg)
+{
+    const char *path = gllm_gguf_path(g);
+    char *arch = NULL;
+    if (gllm_gguf_find_kv(g, "general.architecture"))
+        GLLM_TRY(gllm_gguf_get_str(g, "general.architecture", &arch));
+    /* these spell spaces or split merges differently (transformers has a
+     * builder for each); gllm does not build them */
+    static const char *const other[] = {"gemma", "gemma2", "gemma3", "gemma3n", "phi3"};
+    for (size_t i = 0; arch && i < sizeof other / sizeof other[0]; i++)
+        if (strcmp(arch, other[i]) == 0) {
+            gllm_status s = gllm_fail(GLLM_ERR_UNSUPPORTED, "%s: key 'tokenizer.ggml.model': the "
+                                      "SentencePiece tokenizer of architecture \"%s\" is not "
+                                      "supported (llama-style ones are)", path, arch);
+            free(arch);
+            return s;
+        }
+    free(arch);
+    const gllm_gguf_kv *tokens, *merges = gllm_gguf_find_kv(g, "tokenizer.ggml.merges");
+    GLLM_TRY(string_array(g, "tokenizer.ggml.tokens", &tokens));
+    if (merges)
+        GLLM_TRY(string_array(g, "tokenizer.ggml.merges", &merges));
+    if (tokens->n == 0 || tokens->n > (1u << 24))
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.tokens': %llu tokens",
+                         path, (unsigned long long)tokens->n);
+    const gllm_gguf_kv *types = gllm_gguf_find_kv(g, "tokenizer.ggml.token_type");
+    if (types && (types->type != GLLM_GGUF_ARRAY || types->n != tokens->n ||
+                  types->arr_type == GLLM_GGUF_STRING || types->arr_type == GLLM_GGUF_ARRAY))
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.token_type' must be an array "
+                         "of %llu integers", path, (unsigned long long)tokens->n);
+    const gllm_gguf_kv *scores = gllm_gguf_find_kv(g, "tokenizer.ggml.scores");
+    if (!scores && !merges)
+        return gllm_fail(GLLM_ERR_NOT_FOUND, "%s: key 'tokenizer.ggml.scores' is missing (a "
+                         "SentencePiece vocabulary needs scores or merges)", path);
+    if (scores && (scores->type != GLLM_GGUF_ARRAY || scores->n != tokens->n ||
+                   scores->arr_type == GLLM_GGUF_STRING || scores->arr_type == GLLM_GGUF_ARRAY))
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.scores' must be an array of "
+                         "%llu numbers", path, (unsigned long long)tokens->n);
+    bool prefix = true;
+    if (gllm_gguf_find_kv(g, "tokenizer.ggml.add_space_prefix"))
+        GLLM_TRY(gllm_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &prefix));
+    int64_t special_ids[4] = {-1, -1, -1, -1};
+    static const char *const special_keys[4] = {
+        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
+    for (int k = 0; k < 4; k++)
+        if (gllm_gguf_find_kv(g, special_keys[k]) &&
+            gllm_gguf_get_int(g, special_keys[k], &special_ids[k]) != GLLM_OK)
+            special_ids[k] = -1;
+
+    const int n = (int)tokens->n;
+    char **strs = calloc((size_t)n, sizeof *strs);
+    uint32_t *lens = calloc((size_t)n, sizeof *lens);
+    double *sc = calloc((size_t)n, sizeof *sc);
+    tok_strmap map = {0};
+    gllm_status s = strs && lens && sc ? GLLM_OK : gllm_fail(GLLM_ERR_OOM, "tokenizer: out of memory");
+    for (int i = 0; s == GLLM_OK && i < n; i++) {
+        s = cstr(g, "tokenizer.ggml.tokens", &tokens->strs[i], (uint64_t)i, &strs[i]);
+        if (s != GLLM_OK)
+            break;
+        lens[i] = (uint32_t)tokens->strs[i].len;
+        if (!tok_utf8_valid(strs[i], lens[i]))
+            s = gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.tokens' element %d is not "
+                          "valid UTF-8", path, i);
+        sc[i] = scores ? gllm_gguf_arr_float(scores, (uint64_t)i) : 0;
+        if (s == GLLM_OK && sc[i] != sc[i])
+            s = gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.scores' element %d is NaN",
+                          path, i);
+    }
+    if (s == GLLM_OK)
+        s = tok_strmap_build(&map, strs, lens, n, NULL);
+    for (int i = 0; s == GLLM_OK && i < n; i++) {
+        int32_t first = tok_strmap_get(&map, strs, lens, strs[i], lens[i]);
+        if (first != i)
+            s = gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.tokens': element %d (\"%s\") "
+                          "repeats element %d", path, i, strs[i], first);
+    }
+    cJSON *model = s == GLLM_OK ? cJSON_AddObjectToObject(tj, "model") : NULL;
+    if (model) {
+        cJSON_AddStringToObject(model, "type", "BPE");
+        cJSON_AddNullToObject(model, "dropout");
+        cJSON_AddNullToObject(model, "unk_token");
+        cJSON_AddBoolToObject(model, "fuse_unk", true);
+        cJSON_AddBoolToObject(model, "byte_fallback", true);
+        cJSON_AddBoolToObject(model, "ignore_merges", false);
+        cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
+        cJSON *added = cJSON_AddArrayToObject(tj, "added_tokens");
+        for (int i = 0; i < n; i++) {
+            cJSON_AddNumberToObject(vocab, strs[i], (double)i);
+            const int64_t type = types ? gllm_gguf_arr_int(types, (uint64_t)i) : 1;
+            bool special = type == TOKEN_CONTROL;
+            for (int k = 0; k < 4; k++)
+                special |= special_ids[k] == i;
+            if (!special && type != TOKEN_USER_DEFINED)
+                continue;
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddNumberToObject(a, "id", (double)i);
+            cJSON_AddStringToObject(a, "content", strs[i]);
+            cJSON_AddBoolToObject(a, "single_word", false);
+            cJSON_AddBoolToObject(a, "lstrip", false);
+            cJSON_AddBoolToObject(a, "rstrip", false);
+            cJSON_AddBoolToObject(a, "normalized", false);
+            cJSON_AddBoolToObject(a, "special", special);
+            cJSON_AddItemToArray(added, a);
+        }
+        cJSON *ml = cJSON_AddArrayToObject(model, "merges");
+        if (merges) {
+            for (uint64_t i = 0; s == GLLM_OK && i < merges->n; i++) {
+                char *m;
+                s = cstr(g, "tokenizer.ggml.merges", &merges->strs[i], i, &m);
+                if (s == GLLM_OK) {
+                    cJSON_AddItemToArray(ml, cJSON_CreateString(m));
+                    free(m);
+                }
+            }
+        } else {
+            s = spm_merges(strs, lens, sc, n, &map, ml);
+        }
+    }
+    tok_strmap_free(&map);
+    for (int i = 0; strs && i < n; i++)
+        free(strs[i]);
+    free(strs);
+    free(lens);
+    free(sc);
+    GLLM_TRY(s);
+    cJSON_AddNullToObject(tj, "normalizer");
+    cJSON *pre = cJSON_AddObjectToObject(tj, "pre_tokenizer");
+    cJSON_AddStringToObject(pre, "type", "Metaspace");
+    cJSON_AddStringToObject(pre, "replacement", SPM_SPACE);
+    cJSON_AddStringToObject(pre, "prepend_scheme", prefix ? "first" : "never");
+    cJSON_AddBoolToObject(pre, "split", false);
+    cJSON *dec = cJSON_AddObjectToObject(tj, "decoder");
+    cJSON_AddStringToObject(dec, "type", "Sequence");
+    cJSON *dl = cJSON_AddArrayToObject(dec, "decoders");
+    cJSON_AddItemToArray(dl, replace_decoder(SPM_SPACE, " "));
+    cJSON_AddItemToArray(dl, typed("ByteFallback"));
+    cJSON_AddItemToArray(dl, typed("Fuse"));
+    if (prefix) {
+        cJSON *strip = typed("Strip");
+        cJSON_AddStringToObject(strip, "content", " ");
+        cJSON_AddNumberToObject(strip, "start", 1);
+        cJSON_AddNumberToObject(strip, "stop", 0);
+        cJSON_AddItemToArray(dl, strip);
+    }
+    return post_and_config(g, tokens, true, tj, cfg);
 }
 
 /* The tokenizer.json and tokenizer_config.json objects of a GGUF file. */
@@ -337,9 +617,11 @@ static gllm_status build_objects(const char *path, cJSON **tj_out, cJSON **cfg_o
         cJSON_AddNullToObject(tj, "padding");
         if (strcmp(model, "gpt2") == 0)
             s = build_gpt2(g, tj, cfg);
+        else if (strcmp(model, "llama") == 0)
+            s = build_llama(g, tj, cfg);
         else
             s = gllm_fail(GLLM_ERR_UNSUPPORTED, "%s: key 'tokenizer.ggml.model': \"%s\" is not "
-                          "supported (supported: gpt2)", path, model);
+                          "supported (supported: gpt2, llama)", path, model);
     }
     free(model);
     gllm_gguf_close(g);
@@ -418,14 +700,36 @@ static const char *pre_name(const gllm_tokenizer *tok)
     return NULL;
 }
 
+/* 1 (add_space_prefix) or 0 when tok is a SentencePiece-style BPE llama.cpp
+ * reads as tokenizer.ggml.model "llama": byte fallback, no byte-level step,
+ * spaces as "▁" either by a Metaspace pre-tokenizer (no split) or by the
+ * older Prepend("▁") + Replace(" ", "▁") normalizers; -1 otherwise. */
+static int spm_style(const gllm_tokenizer *tok)
+{
+    if (tok->byte_level || !tok->byte_fallback)
+        return -1;
+    const tok_pre *p = tok->pre;
+    if (tok->n_norm == 0 && tok->n_pre == 1 && p[0].kind == PRE_METASPACE && !p[0].split &&
+        strcmp(p[0].replacement, SPM_SPACE) == 0)
+        return p[0].prepend != PREPEND_NEVER;
+    const tok_norm *q = tok->norm;
+    if (tok->n_pre == 0 && tok->n_norm == 2 && q[0].kind == NORM_PREPEND &&
+        strcmp(q[0].a, SPM_SPACE) == 0 && q[1].kind == NORM_REPLACE && strcmp(q[1].a, " ") == 0 &&
+        strcmp(q[1].b, SPM_SPACE) == 0)
+        return 1;
+    return -1;
+}
+
 gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w)
 {
     const char *pre = pre_name(tok);
-    if (!pre)
+    const int spm = spm_style(tok);
+    if (!pre && spm < 0)
         return gllm_fail(GLLM_ERR_UNSUPPORTED, "%s: GGUF export needs a byte-level BPE tokenizer "
                          "without normalizer whose pre-tokenizer llama.cpp names (ByteLevel, "
-                         "or a Split of \\p{N}, the Llama-3, Qwen2 or Tekken pattern before it)",
-                         tok->json_path);
+                         "or a Split of \\p{N}, the Llama-3, Qwen2 or Tekken pattern before it), "
+                         "or a SentencePiece-style BPE (byte fallback, Metaspace or "
+                         "Prepend/Replace of U+2581)", tok->json_path);
     const int n = tok->n_vocab;
     const char **strs = calloc((size_t)n, sizeof *strs);
     char **pads = calloc((size_t)n, sizeof *pads);
@@ -434,10 +738,19 @@ gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w)
     merge_rank *mr = calloc(cap, sizeof *mr);
     gllm_status s = strs && pads && types && mr ? GLLM_OK
                                                 : gllm_fail(GLLM_ERR_OOM, "tokenizer export: out of memory");
+    float *scores = spm >= 0 ? calloc((size_t)n, sizeof *scores) : NULL;
+    if (s == GLLM_OK && spm >= 0 && !scores)
+        s = gllm_fail(GLLM_ERR_OOM, "tokenizer export: out of memory");
     for (int i = 0; s == GLLM_OK && i < n; i++) {
         if (tok->tok_str[i]) {
             strs[i] = tok->tok_str[i];
             types[i] = !tok->is_added[i] ? 1 : tok->is_special[i] ? TOKEN_CONTROL : TOKEN_USER_DEFINED;
+            if (spm >= 0 && i == tok->unk_id)
+                types[i] = TOKEN_UNKNOWN;
+            if (spm >= 0 && !tok->is_added[i])
+                for (int b = 0; b < 256; b++)
+                    if (tok->byte_fallback_id[b] == i)
+                        types[i] = TOKEN_BYTE;
         } else { /* an id no token uses: llama.cpp's converter writes [PAD<id>], unused */
             pads[i] = malloc(24);
             if (!pads[i]) {
@@ -457,8 +770,35 @@ gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w)
             mr[nm++].b = (int32_t)(k & 0xffffffffu);
         }
     char **ms = NULL;
-    if (s == GLLM_OK) {
+    if (s == GLLM_OK)
         qsort(mr, nm, sizeof *mr, cmp_rank);
+    if (s == GLLM_OK && spm >= 0) {
+        /* Scores that give back the merge order when llama.cpp (highest
+         * score merged first) or transformers (merges recovered from the
+         * scores) read them: the token the k-th merge (0-based) makes first
+         * scores -(k + 1). Tokens no merge makes score 0 if they are one
+         * code point, added or bytes (nothing merges into them), and below
+         * every merge otherwise. */
+        for (int i = 0; i < n; i++)
+            scores[i] = tok->tok_str[i] && !tok->is_added[i] && types[i] == 1 &&
+                                cp_count(tok->tok_str[i], tok->tok_len[i]) > 1
+                            ? -(float)(nm + 1)
+                            : 0.0f;
+        for (size_t i = nm; i-- > 0;) {
+            const char *a = tok->tok_str[mr[i].a], *b = tok->tok_str[mr[i].b];
+            size_t la = strlen(a), lb = strlen(b);
+            char buf[1024];
+            if (la + lb >= sizeof buf)
+                continue;
+            memcpy(buf, a, la);
+            memcpy(buf + la, b, lb);
+            int32_t t = tok_strmap_get(&tok->vocab, tok->tok_str, tok->tok_len, buf, la + lb);
+            if (t >= 0)
+                scores[t] = -(float)(i + 1);
+        }
+        nm = 0; /* llama.cpp's SentencePiece vocabularies carry no merges */
+    }
+    if (s == GLLM_OK) {
         ms = calloc(nm ? nm : 1, sizeof *ms);
         if (!ms)
             s = gllm_fail(GLLM_ERR_OOM, "tokenizer export: out of memory");
@@ -473,20 +813,25 @@ gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w)
         sprintf(ms[i], "%s %s", a, b);
     }
     if (s == GLLM_OK)
-        s = gllm_gguf_add_str(w, "tokenizer.ggml.model", "gpt2");
-    if (s == GLLM_OK)
+        s = gllm_gguf_add_str(w, "tokenizer.ggml.model", spm >= 0 ? "llama" : "gpt2");
+    if (s == GLLM_OK && spm < 0)
         s = gllm_gguf_add_str(w, "tokenizer.ggml.pre", pre);
     if (s == GLLM_OK)
         s = gllm_gguf_add_arr_str(w, "tokenizer.ggml.tokens", strs, (uint64_t)n);
+    if (s == GLLM_OK && spm >= 0)
+        s = gllm_gguf_add_arr_f32(w, "tokenizer.ggml.scores", scores, (uint64_t)n);
     if (s == GLLM_OK)
         s = gllm_gguf_add_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n);
-    if (s == GLLM_OK)
+    if (s == GLLM_OK && spm < 0)
         s = gllm_gguf_add_arr_str(w, "tokenizer.ggml.merges", (const char *const *)ms, nm);
+    if (s == GLLM_OK && spm >= 0)
+        s = gllm_gguf_add_bool(w, "tokenizer.ggml.add_space_prefix", spm == 1);
     const struct {
         const char *key;
         int id;
     } ids[] = {{"tokenizer.ggml.bos_token_id", tok->bos_id},
                {"tokenizer.ggml.eos_token_id", tok->eos_id},
+               {"tokenizer.ggml.unknown_token_id", spm >= 0 ? tok->unk_id : -1},
                {"tokenizer.ggml.padding_token_id", tok->pad_id}};
     for (size_t i = 0; s == GLLM_OK && i < sizeof ids / sizeof ids[0]; i++)
         if (ids[i].id >= 0)
@@ -507,6 +852,7 @@ gllm_status gllm_tok_export_gguf(const gllm_tokenizer *tok, gllm_gguf_writer *w)
     free(pads);
     free(strs);
     free(types);
+    free(scores);
     free(mr);
     return s;
 }

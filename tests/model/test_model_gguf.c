@@ -54,14 +54,7 @@ static void test_fixture_roundtrip(gllm_backend *be)
             CHECK_OK(gllm_model_load(dir, be, &m));
             if (!m)
                 continue;
-            gllm_status s = export(m, path, GLLM_GGML_F32);
-            if (s == GLLM_ERR_UNSUPPORTED && gllm_model_cfg(m)->rope_llama3) {
-                printf("%s: llama3 rope scaling is not exported (%s)\n", k_fixture_archs[a],
-                       gllm_last_error());
-                gllm_model_free(m);
-                continue;
-            }
-            CHECK_OK(s);
+            CHECK_OK(export(m, path, GLLM_GGML_F32));
             CHECK_OK(gllm_model_load(path, be, &g));
             if (g) {
                 const gllm_model_config *c0 = gllm_model_cfg(m), *c1 = gllm_model_cfg(g);
@@ -75,9 +68,15 @@ static void test_fixture_roundtrip(gllm_backend *be)
                     ids[i] = (int32_t)(test_rand_u64() % (uint64_t)V);
                 float *x = forward(m, ids, T), *y = forward(g, ids, T);
                 double e = rel_err(y, x, (size_t)T * V);
-                CHECK_MSG(memcmp(x, y, (size_t)T * V * sizeof(float)) == 0,
-                          "%s: logits differ after the GGUF round trip (rel err %.2e)",
-                          k_fixture_archs[a], e);
+                /* llama3 rope scaling travels as rope_freqs factors, from which
+                 * the parameters are fitted back: frequencies equal to ~1e-7 */
+                if (c0->rope_llama3)
+                    CHECK_MSG(c1->rope_llama3 && e < 1e-6, "%s: logits rel err %.2e after the GGUF "
+                              "round trip (rope_freqs)", k_fixture_archs[a], e);
+                else
+                    CHECK_MSG(memcmp(x, y, (size_t)T * V * sizeof(float)) == 0,
+                              "%s: logits differ after the GGUF round trip (rel err %.2e)",
+                              k_fixture_archs[a], e);
                 /* the q/k permutation is not the identity: a file read without
                  * undoing it gives other logits (llama family only) */
                 free(x);
@@ -88,6 +87,93 @@ static void test_fixture_roundtrip(gllm_backend *be)
             unlink(path);
         }
     }
+}
+
+/* Llama-3.1 RoPE scaling on both load paths against transformers
+ * (scripts/make_gguf_rope_fixtures.py: a tiny random model with Llama 3.1's
+ * rope settings, 3 of its 32 frequency pairs on the ramp; over its 2048
+ * tokens the scaling changes the logits by 11%): the HF folder (rope_scaling llama3), the GGUF as llama.cpp
+ * writes it (rope_freqs, q/k permuted), gllm's own export of the HF folder
+ * (its rope_freqs equal llama.cpp's formula), and a rope_freqs tensor that is
+ * not Llama-3.1 scaling refused. */
+static void test_llama31(gllm_backend *be)
+{
+    char dir[1024], gg[1024], bad[1024], refp[1024], out[512];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/gguf/llama31", GLLM_SOURCE_DIR);
+    snprintf(gg, sizeof gg, "%s/tests/fixtures/gguf/llama31.gguf", GLLM_SOURCE_DIR);
+    snprintf(bad, sizeof bad, "%s/tests/fixtures/gguf/llama31_badfreqs.gguf", GLLM_SOURCE_DIR);
+    snprintf(refp, sizeof refp, "%s/tests/fixtures/gguf/llama31_reference.safetensors",
+             GLLM_SOURCE_DIR);
+    snprintf(out, sizeof out, "%s/llama31_gllm.gguf", g_tmp);
+    gllm_safetensors *ref = NULL;
+    CHECK_OK(gllm_st_open(refp, &ref));
+    if (!ref)
+        return;
+    size_t T = 0, R = 0, nl = 0;
+    int32_t *ids = fixture_tensor(ref, "ids", &T), *rows = fixture_tensor(ref, "rows", &R);
+    float *want = fixture_tensor(ref, "logits", &nl), *inv_ref = fixture_tensor(ref, "inv_freq", NULL);
+    const char *paths[3] = {dir, gg, out};
+    const char *what[3] = {"HF folder (rope_scaling llama3)", "llama.cpp-style GGUF (rope_freqs)",
+                           "gllm's GGUF export of the HF folder"};
+    for (int k = 0; k < 3 && ids && rows && want && inv_ref; k++) {
+        TEST_CASE(what[k])
+        {
+            gllm_model *m = NULL;
+            CHECK_OK(gllm_model_load(paths[k], be, &m));
+            if (!m)
+                continue;
+            const gllm_model_config *c = gllm_model_cfg(m);
+            const size_t V = (size_t)c->vocab_size;
+            CHECK(c->rope_llama3 && c->head_dim == 64 && R * V == nl);
+            float inv[32];
+            gllm_rope_inv_freq(c, inv);
+            double ei = rel_err(inv, inv_ref, 32);
+            float *all = forward(m, ids, (int)T), *got = malloc(nl * sizeof(float));
+            for (size_t r = 0; r < R && R * V == nl; r++)
+                memcpy(got + r * V, all + (size_t)rows[r] * V, V * sizeof(float));
+            double e = rel_err(got, want, nl);
+            free(all);
+            printf("%s: inv_freq rel err %.2e, logits rel err vs transformers %.2e (fitted: "
+                   "factor %g, low %g, high %g, original %d)\n", what[k], ei, e,
+                   (double)c->rope_factor, (double)c->rope_low_freq_factor,
+                   (double)c->rope_high_freq_factor, c->rope_original_max_pos);
+            CHECK_MSG(ei < 1e-6, "inv_freq rel err %.2e", ei);
+            CHECK_MSG(e < 1e-5, "logits rel err %.2e", e);
+            free(got);
+            if (k == 0) { /* write gllm's export for k == 2 and compare its factors */
+                CHECK_OK(export(m, out, GLLM_GGML_F32));
+                gllm_gguf *a = NULL, *b = NULL;
+                CHECK_OK(gllm_gguf_open(out, &a));
+                CHECK_OK(gllm_gguf_open(gg, &b));
+                const gllm_gguf_tensor *ta = a ? gllm_gguf_find_tensor(a, "rope_freqs.weight") : NULL;
+                const gllm_gguf_tensor *tb = b ? gllm_gguf_find_tensor(b, "rope_freqs.weight") : NULL;
+                CHECK(ta && tb && ta->ne[0] == 32 && tb->ne[0] == 32);
+                if (ta && tb) {
+                    float fa[32], fb[32];
+                    CHECK_OK(gllm_gguf_read_f32(a, ta, fa));
+                    CHECK_OK(gllm_gguf_read_f32(b, tb, fb));
+                    double ef = rel_err(fa, fb, 32);
+                    printf("rope_freqs of gllm's export vs llama.cpp's formula: rel err %.2e\n", ef);
+                    CHECK_MSG(ef < 1e-6, "rope_freqs rel err %.2e", ef);
+                }
+                gllm_gguf_close(a);
+                gllm_gguf_close(b);
+            }
+            gllm_model_free(m);
+        }
+    }
+    TEST_CASE("rope_freqs that are not Llama-3.1 scaling are refused")
+    {
+        gllm_model *m = NULL;
+        CHECK_ERR(gllm_model_load(bad, be, &m), GLLM_ERR_UNSUPPORTED, "rope_freqs.weight");
+        CHECK(m == NULL && strstr(gllm_last_error(), "llama31_badfreqs.gguf"));
+    }
+    unlink(out);
+    free(ids);
+    free(rows);
+    free(want);
+    free(inv_ref);
+    gllm_st_close(ref);
 }
 
 static void check_logits(gllm_model *m, const gllm_safetensors *ref, const char *what)
@@ -188,6 +274,7 @@ int main(void)
         return 1;
     }
     test_fixture_roundtrip(be);
+    test_llama31(be);
     test_smollm2(be);
     be->destroy(be);
     char cmd[256];
