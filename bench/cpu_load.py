@@ -197,16 +197,27 @@ def main():
                             results.setdefault((name, cond, side), []).append(v)
                             print(f"rep {rep + 1}/{args.reps} {name} {cond} {side}: {v:.1f} tok/s",
                                   flush=True)
+            if args.save:  # after every unit: a partial table survives an interrupted run
+                save(args, wl, sides, results, started, n_load, f"{rep + 1} of {args.reps}")
     md = report(args, wl, sides, results, started, n_load)
     print(md)
     if args.save:
-        path = os.path.join(ROOT, "bench", "results", f"cpu_load_{started:%Y-%m-%d}.md")
-        with open(path, "w") as f:
-            f.write(md)
-        with open(path.replace(".md", ".json"), "w") as f:
-            json.dump({f"{k[0]}|{k[1]}|{k[2]}": v for k, v in results.items()}, f, indent=1)
-        print(f"wrote {path}")
+        save(args, wl, sides, results, started, n_load, None)
     return 0
+
+
+def save(args, wl, sides, results, started, n_load, partial):
+    done = [e for e in wl if all((e[0], c, s) in results for c in ("idle", "loaded")
+                                 for s in ("gllm", "pytorch"))]
+    md = report(args, done, sides, results, started, n_load)
+    if partial:
+        md += f"\nPartial: written after repetition {partial} of this workload's unit.\n"
+    path = os.path.join(ROOT, "bench", "results", f"cpu_load_{started:%Y-%m-%d}.md")
+    with open(path, "w") as f:
+        f.write(md)
+    with open(path.replace(".md", ".json"), "w") as f:
+        json.dump({f"{k[0]}|{k[1]}|{k[2]}": v for k, v in results.items()}, f, indent=1)
+    print(f"wrote {path}", flush=True)
 
 
 def report(args, wl, sides, results, started, n_load):
@@ -246,7 +257,7 @@ def report(args, wl, sides, results, started, n_load):
         L.append("|" + "---|" * (len(sides) + 3))
         for entry in wl:
             n = entry[0]
-            cells = [f"{med[(n, cond, s)]:.1f}" for s in sides]
+            cells = [f"{med[(n, cond, s)]:.1f}" if (n, cond, s) in med else "-" for s in sides]
             ratio = med[(n, cond, "gllm")] / med[(n, cond, "pytorch")]
             runs = "; ".join(f"{a:.0f}, {b:.0f}" for a, b in
                              zip(results[(n, cond, "gllm")], results[(n, cond, "pytorch")]))
@@ -260,11 +271,12 @@ def report(args, wl, sides, results, started, n_load):
     L.append("|" + "---|" * (len(sides) + 3))
     for entry in wl:
         n = entry[0]
-        sl = {s: med[(n, "idle", s)] / med[(n, "loaded", s)] for s in sides}
+        sl = {s: med[(n, "idle", s)] / med[(n, "loaded", s)] for s in sides
+              if (n, "loaded", s) in med}
         ok = "yes" if sl["gllm"] <= sl["pytorch"] else "no"
         idle_vs = (f"{med[(n, 'idle', 'gllm')] / med[(n, 'idle', 'old')]:.2f}x"
                    if "old" in sides else "-")
-        L.append(f"| {n} | " + " | ".join(f"{sl[s]:.2f}x" for s in sides) +
+        L.append(f"| {n} | " + " | ".join(f"{sl[s]:.2f}x" if s in sl else "-" for s in sides) +
                  f" | {ok} | {idle_vs} |")
     L.append("")
     return "\n".join(L) + "\n"
