@@ -18,6 +18,7 @@ extern "C" {
 typedef struct gllm_train_config {
     char model[4096];         /* HF model folder (config.json, *.safetensors, tokenizer.json) */
     char data[4096];          /* JSONL (or JSON array) training records */
+    char val_data[4096];      /* "" = none; else records whose loss is the validation loss (not with val_fraction) */
     char out_dir[4096];       /* run folder: metrics.jsonl, summary.json, final/ */
     char backend[32];         /* "auto", "cpu", "cuda", "cuda:N" */
     char chat_template[256];  /* "" = the model's own; or a built-in name */

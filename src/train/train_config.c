@@ -25,6 +25,7 @@ typedef struct key_spec {
 static const key_spec k_keys[] = {
     {"model", K_PATH, F(model), S(model), true},
     {"data", K_PATH, F(data), S(data), true},
+    {"val_data", K_PATH, F(val_data), S(val_data), false},
     {"out_dir", K_PATH, F(out_dir), S(out_dir), true},
     {"backend", K_STR, F(backend), S(backend), false},
     {"chat_template", K_STR, F(chat_template), S(chat_template), false},
@@ -94,7 +95,8 @@ static gllm_status set_key(const char *file, const char *dir, const key_spec *k,
         if (k->kind == K_PATH && !v->valuestring[0])
             return gllm_fail(GLLM_ERR_FORMAT, "%s: key \"%s\" is empty: expected %s", file, k->name,
                              !strcmp(k->name, "model") ? "the path of a Hugging Face model folder"
-                             : !strcmp(k->name, "data") ? "the path of a JSONL (or JSON array) file"
+                             : !strcmp(k->name, "data") || !strcmp(k->name, "val_data")
+                                 ? "the path of a JSONL (or JSON array) file"
                                                         : "the path of the run folder");
         if (k->kind == K_PATH && v->valuestring[0] != '/')
             snprintf(base, k->size, "%s/%s", dir, v->valuestring);
@@ -141,6 +143,9 @@ static gllm_status validate(const char *file, const gllm_train_config *c)
         return gllm_fail(GLLM_ERR_INVALID, "%s: beta1, beta2 must be in [0, 1) and eps > 0", file);
     if (c->val_fraction < 0 || c->val_fraction >= 1)
         return gllm_fail(GLLM_ERR_INVALID, "%s: val_fraction must be in [0, 1)", file);
+    if (c->val_data[0] && c->val_fraction > 0)
+        return gllm_fail(GLLM_ERR_INVALID, "%s: val_data and val_fraction both set: validate on one or the other",
+                         file);
     if (c->max_grad_norm < 0)
         return gllm_fail(GLLM_ERR_INVALID, "%s: max_grad_norm must be >= 0 (0: no clipping), got %g", file,
                          c->max_grad_norm);

@@ -92,12 +92,13 @@ static gllm_status reduce_scalars(gllm_comm *comm, float *dev, float *vals, int 
     return be->download(be, vals, dev, (size_t)n * sizeof(float));
 }
 
-/* Mean loss over the validation split (token-weighted), over all ranks. */
-static gllm_status evaluate(gllm_model *m, const gllm_dataset *ds, const gllm_train_config *c,
+/* Mean loss over the validation documents (token-weighted), over all ranks:
+ * split 1 of the training data, or split 0 (all) of the val_data file. */
+static gllm_status evaluate(gllm_model *m, const gllm_dataset *ds, int split, const gllm_train_config *c,
                             gllm_comm *comm, float *dev, gllm_batch *b, float *val_loss)
 {
     gllm_data_loader *l;
-    GLLM_TRY(gllm_data_loader_new(ds, 1, c->batch_size, c->seq_len, c->packing, 0, comm->rank,
+    GLLM_TRY(gllm_data_loader_new(ds, split, c->batch_size, c->seq_len, c->packing, 0, comm->rank,
                                   comm->world, &l));
     double sum = 0, count = 0;
     gllm_status s = GLLM_OK;
@@ -125,6 +126,7 @@ typedef struct run {
     gllm_tokenizer *tok;
     gllm_chat_template *chat;
     gllm_dataset *ds;
+    gllm_dataset *val_ds; /* the val_data file, or NULL */
     gllm_batch micro;   /* one micro-batch buffer, whatever grad_accum is */
     gllm_comm *comm;
     gllm_grad_sync *sync; /* gradient buckets over the ranks (ZeRO-1 slices) */
@@ -151,6 +153,7 @@ static void run_free(run *r)
     if (r->comm)
         r->comm->destroy(r->comm);
     gllm_data_free(r->ds);
+    gllm_data_free(r->val_ds);
     gllm_chat_free(r->chat);
     gllm_tok_free(r->tok);
     gllm_model_free(r->m);
@@ -456,7 +459,8 @@ static gllm_status report_data(run *r, gllm_train_callback cb, void *user)
             cJSON_AddStringToObject(o, "event", "data");
             cJSON_AddNumberToObject(o, "records", (double)st->n_records);
             cJSON_AddNumberToObject(o, "train_docs", (double)st->n_train);
-            cJSON_AddNumberToObject(o, "val_docs", (double)st->n_val);
+            cJSON_AddNumberToObject(o, "val_docs",
+                                    (double)(r->val_ds ? gllm_data_stats_of(r->val_ds)->n_docs : st->n_val));
             cJSON_AddNumberToObject(o, "bad_skipped", (double)st->n_bad);
             cJSON_AddNumberToObject(o, "truncated", (double)st->n_truncated);
             cJSON_AddNumberToObject(o, "no_target_docs", (double)st->n_no_target);
@@ -556,8 +560,20 @@ static gllm_status setup(run *r, const gllm_comm_factory *make_comm, gllm_train_
     ls = gllm_data_load(c->data, &enc, &o, &r->ds);
     if (r->comm->rank == 0 && r->comm->world > 1)
         GLLM_TRY(r->comm->barrier(r->comm));
-    r->comm->timeout_s = 0;
     GLLM_TRY(ls);
+    if (c->val_data[0]) { /* every rank reads the validation file (its token cache is rank 0's) */
+        gllm_data_options vo = o;
+        vo.val_fraction = 0;
+        if (r->comm->rank != 0)
+            GLLM_TRY(r->comm->barrier(r->comm));
+        ls = gllm_data_load(c->val_data, &enc, &vo, &r->val_ds);
+        if (r->comm->rank == 0 && r->comm->world > 1)
+            GLLM_TRY(r->comm->barrier(r->comm));
+        GLLM_TRY(ls);
+        if (gllm_data_stats_of(r->val_ds)->n_loss_tokens == 0)
+            return gllm_fail(GLLM_ERR_INVALID, "%s: val_data has no target token", c->val_data);
+    }
+    r->comm->timeout_s = 0;
     gllm_train_identity_of(c, r->comm->world, gllm_data_stats_of(r->ds)->file_hash, &r->id);
     if (r->resume_dir[0])
         GLLM_TRY(gllm_train_check_identity(r->resume_dir, &r->saved, &r->id));
@@ -650,7 +666,7 @@ static gllm_status write_summary(run *r, const gllm_train_summary *sum, const do
     cJSON_AddNumberToObject(o, "skipped_steps", (double)sum->skipped_steps);
     gllm_json_add_number(o, "first_loss", f9(sum->first_loss));
     gllm_json_add_number(o, "final_loss", f9(sum->final_loss));
-    if (c->val_fraction > 0)
+    if (c->val_fraction > 0 || c->val_data[0])
         gllm_json_add_number(o, "final_val_loss", f9(sum->final_val_loss));
     else
         cJSON_AddNullToObject(o, "final_val_loss");
@@ -812,8 +828,8 @@ gllm_status gllm_train_run(const gllm_train_config *c, const gllm_comm_factory *
         mfu_time += step_s;
         comm_total += comm_s;
         if (s == GLLM_OK && ((c->eval_every > 0 && step % c->eval_every == 0) ||
-                             (step == total && c->val_fraction > 0))) {
-            s = evaluate(r.m, r.ds, c, r.comm, r.dev_scalars, &r.micro, &p.val_loss);
+                             (step == total && (c->val_fraction > 0 || r.val_ds)))) {
+            s = evaluate(r.m, r.val_ds ? r.val_ds : r.ds, r.val_ds ? 0 : 1, c, r.comm, r.dev_scalars, &r.micro, &p.val_loss);
             summary->final_val_loss = p.val_loss;
             if (s == GLLM_OK && r.metrics) {
                 cJSON *o = event("eval", step);

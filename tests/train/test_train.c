@@ -181,6 +181,68 @@ int main(void)
         gllm_model_free(m2);
         gllm_tok_free(t2);
     }
+    TEST_CASE("val_data: a separate validation file gives the run and the loss of the val_fraction split")
+    {
+        /* the documents val_fraction 0.2 (seed 7) held out above go to val.jsonl, the rest to
+         * train.jsonl in file order: the same training (bit for bit), the same validation loss */
+        gllm_data_options o = gllm_data_default_options();
+        o.max_len = 64;
+        o.overlong = GLLM_DATA_OVERLONG_TRUNCATE;
+        o.val_fraction = 0.2;
+        o.seed = 7;
+        gllm_data_encoder enc = gllm_data_encoder_tok(tok);
+        gllm_dataset *sd = NULL;
+        CHECK_OK(gllm_data_load(data, &enc, &o, &sd));
+        char tp[1200], vp[1200], cfg_path[1200], cfg[8192];
+        snprintf(tp, sizeof tp, "%s/train.jsonl", tmp);
+        snprintf(vp, sizeof vp, "%s/val.jsonl", tmp);
+        FILE *ft = fopen(tp, "w"), *fv = fopen(vp, "w");
+        int n_val = 0;
+        for (size_t i = 0; sd && i < gllm_data_n_docs(sd); i++) {
+            int split;
+            size_t line;
+            gllm_data_doc(sd, i, NULL, NULL, NULL, &split, &line);
+            fprintf(split ? fv : ft, "{\"text\": \"%s\"}\n", k_docs[line - 1]);
+            n_val += split;
+        }
+        fclose(ft);
+        fclose(fv);
+        gllm_data_free(sd);
+        CHECK(n_val >= 1 && n_val < N_DOCS);
+        snprintf(cfg_path, sizeof cfg_path, "%s/split.json", tmp);
+        snprintf(cfg, sizeof cfg,
+                 "{\"model\": \"%s\", \"data\": \"train.jsonl\", \"val_data\": \"val.jsonl\", "
+                 "\"out_dir\": \"split\", \"backend\": \"cpu\", \"seq_len\": 64, \"batch_size\": 2, "
+                 "\"grad_accum\": 2, \"max_steps\": 12, \"lr\": 3e-3, \"warmup_steps\": 2, "
+                 "\"weight_decay\": 0.1, \"eval_every\": 6, \"seed\": 7}",
+                 model_dir);
+        write_text(cfg_path, cfg);
+        gllm_train_config c;
+        gllm_train_summary s_split, s_frac;
+        CHECK_OK(gllm_train_config_load(cfg_path, &c));
+        CHECK_OK(gllm_train_run(&c, NULL, NULL, NULL, &s_split));
+        snprintf(cfg_path, sizeof cfg_path, "%s/run.json", tmp);
+        CHECK_OK(gllm_train_config_load(cfg_path, &c));
+        c.overwrite = true;
+        CHECK_OK(gllm_train_run(&c, NULL, NULL, NULL, &s_frac));
+        char a[1300], b[1300];
+        snprintf(a, sizeof a, "%s/split/final/model.safetensors", tmp);
+        snprintf(b, sizeof b, "%s/run/final/model.safetensors", tmp);
+        CHECK_MSG(files_equal(a, b), "training on train.jsonl differs from training on the val_fraction split");
+        printf("val_data: val loss %.7f, val_fraction split %.7f (%d of %d documents)\n",
+               s_split.final_val_loss, s_frac.final_val_loss, n_val, N_DOCS);
+        CHECK(isfinite(s_split.final_val_loss));
+        CHECK(fabs(s_split.final_val_loss - s_frac.final_val_loss) <= 1e-5 * fabs(s_frac.final_val_loss));
+        snprintf(a, sizeof a, "%s/split/metrics.jsonl", tmp);
+        CHECK(count_lines(a, "\"event\":\"eval\"") == 2);
+        /* both at once is refused */
+        snprintf(cfg_path, sizeof cfg_path, "%s/both.json", tmp);
+        snprintf(cfg, sizeof cfg,
+                 "{\"model\": \"%s\", \"data\": \"train.jsonl\", \"val_data\": \"val.jsonl\", "
+                 "\"val_fraction\": 0.1, \"out_dir\": \"both\", \"max_steps\": 1}", model_dir);
+        write_text(cfg_path, cfg);
+        CHECK_ERR(gllm_train_config_load(cfg_path, &c), GLLM_ERR_INVALID, "val_data and val_fraction");
+    }
     TEST_CASE("an interrupted run resumes from its checkpoint bit for bit")
     {
         char cfg_path[1200], cfg[8192];

@@ -1,0 +1,132 @@
+"""CI test of the trade-off suite (ctest: bench/tradeoff_study): runs the cut-down study
+studies/ci.json (the tiny stories260K model from ../shared, SST-2, every kind of arm) end to end
+through build/ginfer and build/gtrain into a temporary folder, then checks that the report's
+numbers are consistent with the raw per-example scores and with the cost model:
+  - every accuracy (per arm, per group, in arms.csv, results.json and report.md) recomputed from
+    the per-example logprobs in examples.csv;
+  - every break-even point is where the two total-cost lines cross (equal there, ordered either
+    side), and the report prints the same query count;
+  - training FLOPs match cost.train_flops for the tokens gtrain reported and agree with gtrain's
+    own count (independent C code) within 2%; every query's FLOPs match cost.query_flops of its
+    token counts;
+  - the plots are PNG files and the claims table comes first.
+Exit 77 (skip) without ../shared, the binaries or matplotlib."""
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def main():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("SKIP: matplotlib is not installed")
+        return 77
+    import cost
+    import report
+    out = tempfile.mkdtemp(prefix="gllm_tradeoff_ci_")
+    env = dict(os.environ)
+    env.pop("GLLM_BENCH_LOCK", None)  # ctest itself runs under the lock
+    r = subprocess.run([sys.executable, os.path.join(HERE, "run.py"), os.path.join(HERE, "studies", "ci.json"),
+                        "--out", out], env=env)
+    if r.returncode == 77:
+        print("SKIP: the ci study's assets are missing (see above)")
+        return 77
+    if r.returncode != 0:
+        print("FAIL: run.py exited %d" % r.returncode)
+        return 1
+    fails = []
+
+    def check(cond, msg):
+        if not cond:
+            fails.append(msg)
+
+    res = json.load(open(os.path.join(out, "results.json")))
+    shape = cost.Shape(**{k: v for k, v in res["shape"].items() if k not in ("name", "n_matmul")})
+    # per-example scores -> accuracy per arm
+    ex = {}
+    for row in csv.DictReader(open(os.path.join(out, "examples.csv"))):
+        lps = [float(x) for x in row["logprobs"].split()]
+        pred = max(range(len(lps)), key=lambda i: lps[i])
+        check(pred == int(row["pred"]), "%s #%s: pred %s but the logprobs say %d" % (row["arm"], row["index"], row["pred"], pred))
+        ex.setdefault(row["arm"], []).append(pred == int(row["gold"]))
+        cands = [int(x) for x in row["candidate_tokens"].split()]
+        f = cost.query_flops(shape, int(row["prompt_tokens"]), cands, int(row["cached_tokens"]))
+        check(f == int(row["flops"]), "%s #%s: FLOPs %s, formula %d" % (row["arm"], row["index"], row["flops"], f))
+        f0 = cost.query_flops(shape, int(row["prompt_tokens"]), cands, 0)
+        check(f0 == int(row["flops_nocache"]), "%s: FLOPs without cache differ from the formula" % row["arm"])
+    acc = {a: sum(v) / len(v) for a, v in ex.items()}
+    check(len(acc) >= 10, "only %d scored arms" % len(acc))
+    for row in csv.DictReader(open(os.path.join(out, "arms.csv"))):
+        if row["accuracy"]:
+            check(abs(float(row["accuracy"]) - acc[row["arm"]]) < 1e-6, "arms.csv accuracy of %s" % row["arm"])
+    md = open(os.path.join(out, "report.md")).read()
+    n_groups = n_be = 0
+    for tname, t in res["tasks"].items():
+        for g in t["groups"]:
+            scored = [a for a in g["arms"] if a in acc]
+            m = sum(acc[a] for a in scored) / len(scored)
+            check(abs(g["acc"] - m) < 1e-9, "%s %s: accuracy %.6f, recomputed %.6f" % (tname, g["label"], g["acc"], m))
+            check(("| %s | %.3f ±" % (g["label"], m)) in md, "report.md lacks the row of %s with accuracy %.3f" % (g["label"], m))
+            n_groups += 1
+            if g["type"] == "ft":
+                f = cost.train_flops(shape, g["train_tokens"], g["seq_len"])
+                check(f == g["train_flops"], "%s: training FLOPs %s, formula %d" % (g["label"], g["train_flops"], f))
+                check(abs(f - g["gtrain_flops"]) / f < 0.02, "%s: cost.py %.4g vs gtrain %.4g FLOPs" % (g["label"], f, g["gtrain_flops"]))
+                # N x 6 per token plus attention: above 6N, below 6N + 12 L d_attn T
+                per_tok = f / g["train_tokens"]
+                check(6 * shape.n_matmul < per_tok <= 6 * shape.n_matmul + 12 * shape.n_layers * shape.d_attn * g["seq_len"],
+                      "%s: %.4g FLOPs per token outside 6N + attention" % (g["label"], per_tok))
+        for b in t["break_even"]:
+            if not b.get("vs"):
+                continue
+            for q, fa, pa, pb, what in ((b["q_seconds"], b["ft_fixed_s"], b["ft_per_query_s"], b["p_per_query_s"], "seconds"),
+                                        (b["q_flops"], b["ft_fixed_flops"], b["ft_per_query_flops"], b["p_per_query_flops"], "FLOPs")):
+                if q is None:
+                    check(pa >= pb, "%s %s: no break-even though fine-tuned is cheaper per query" % (b["ft"], what))
+                    continue
+                n_be += 1
+                ca, cb = cost.total_cost(fa, pa, q), cost.total_cost(0, pb, q)
+                check(abs(ca - cb) <= 1e-9 * max(ca, cb, 1e-30), "%s %s: costs %.6g vs %.6g at the break-even %.6g" % (b["ft"], what, ca, cb, q))
+                if q > 0:
+                    check(cost.total_cost(fa, pa, q / 2) > cost.total_cost(0, pb, q / 2), "%s %s: not dearer before" % (b["ft"], what))
+                    check(cost.total_cost(fa, pa, q * 2) < cost.total_cost(0, pb, q * 2), "%s %s: not cheaper after" % (b["ft"], what))
+            check(("| %s | %.3f | %s | %.3f | %s |" % (b["ft"], b["ft_acc"], b["vs"], b["vs_acc"], report.fq(b["q_seconds"]))) in md,
+                  "report.md lacks the break-even row of %s" % b["ft"])
+            # the prompting arm it is compared with is the best one not more accurate than it
+            better = [g for g in t["groups"] if g["type"] == "prompt" and b["vs_acc"] < g["acc"] <= b["ft_acc"]]
+            check(not better, "%s: compared with %s though %s is as accurate" % (b["ft"], b["vs"], better[:1]))
+    check(n_groups >= 4, "only %d arm groups" % n_groups)
+    check(n_be >= 1, "no finite break-even point was checked")
+    check(md.index("## Claims") < md.index("accuracy and cost per arm"), "the claims table is not first")
+    for p in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md):
+        with open(os.path.join(out, p), "rb") as f:
+            check(f.read(8) == b"\x89PNG\r\n\x1a\n", "%s is not a PNG" % p)
+    check(len(re.findall(r"!\[", md)) >= 3, "fewer than 3 plots")
+    # the runner resumes: a second run does no work and gives the same results
+    r = subprocess.run([sys.executable, os.path.join(HERE, "run.py"), os.path.join(HERE, "studies", "ci.json"),
+                        "--out", out], env=env, capture_output=True, text=True)
+    check(r.returncode == 0 and "accuracy" not in r.stdout, "the rerun did work again: %s" % r.stdout[-500:])
+    check(json.load(open(os.path.join(out, "results.json")))["tasks"] == res["tasks"], "the rerun changed the results")
+    for f_ in fails:
+        print("FAIL:", f_)
+    print("%d groups, %d break-even points, %d scored arms checked; %d failures" % (n_groups, n_be, len(acc), len(fails)))
+    if not fails:
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        print("results kept in", out)
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
