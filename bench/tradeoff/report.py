@@ -393,8 +393,20 @@ def claims(tasks, arms, shape):
     # 10. dependent on the base model
     extra = [a for a in arms.values() if a.get("kind") == "model_dep"]
     if extra:
-        rows.append(("Prompting: dependent on the base model", "; ".join(
-            "%s on %s: %.3f" % (a["model_label"], a["task"], accuracy(a)) for a in extra), "see numbers"))
+        parts, gaps = [], []
+        for t in tasks:
+            zs = [g for g in t.groups if g["type"] == "prompt" and g["k"] == 0]
+            mine = [a for a in extra if a["task"] == t.name]
+            if zs and mine:
+                acc_o = mean([accuracy(a) for a in mine])
+                labels = sorted({a["model_label"] for a in mine})
+                parts.append("%s zero-shot: %.3f with %s vs %.3f with %s (same prompts)" %
+                             (t.name, zs[0]["acc"], os.path.basename(shape.name or "the study model"), acc_o,
+                              ", ".join(labels)))
+                gaps.append(abs(zs[0]["acc"] - acc_o))
+        rows.append(("Prompting: dependent on the base model", "; ".join(parts) or "n/a",
+                     "supported (accuracy moves by up to %.3f with the model)" % max(gaps) if gaps and max(gaps) > 0.05
+                     else "not shown"))
     else:
         rows.append(("Prompting: dependent on the base model", "one model in this study (SmolLM2-135M-Instruct); "
                      "bench/tradeoff/sizes* covers other sizes", "not measured here"))

@@ -288,8 +288,9 @@ class Runner:
                 "disk_bytes": size, "config": cfg, "pieces": k + 1}
 
     def run_piece(self, argv, log_path, run, unit_s):
-        """One piece of a long training: SIGINT once unit_s/2 has passed and a new checkpoint is
-        written (or at unit_s). Returns (wall, peak RSS MiB, finished)."""
+        """One piece of a long training: SIGINT once unit_s/2 has passed and a new checkpoint has
+        been written (gtrain stops at the next step; the steps after the checkpoint are redone by
+        the next piece). Returns (wall, peak RSS MiB, finished)."""
         import signal
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
         latest = os.path.join(run, "latest")
@@ -310,11 +311,11 @@ class Runner:
                 if pid:
                     break
                 el = time.time() - t0
-                mk = mark()
-                if not sent and mk is not None and ((el > unit_s / 2 and mk != m0) or el > unit_s):
+                mk = mark()  # a piece always ends just after a new checkpoint, so every piece makes progress
+                if not sent and mk is not None and mk != m0 and el > unit_s / 2:
                     p.send_signal(signal.SIGINT)
                     sent = True
-                time.sleep(0.5)
+                time.sleep(0.02)
         wall = time.time() - t0
         code = os.waitstatus_to_exitcode(status)
         with open(log_path) as f:
@@ -385,7 +386,8 @@ class Study:
         return sample(t["test"], self.s["eval_n"], t["cfg"].get("seed", 1) + 101)
 
     # a scoring run over rows with prompts built by make(text)
-    def scoring_arm(self, name, tname, kind, make, model=None, rows=None, sharing=True, extra=None):
+    def scoring_arm(self, name, tname, kind, make, model=None, rows=None, sharing=True, extra=None, shape=None,
+                    template=None):
         if self.done(name):
             return
         task = self.tasks[tname]["cfg"]
@@ -393,9 +395,10 @@ class Study:
         model = model or self.r.model
 
         def unit():
-            prompts = [render(self.s, make(text)) for text, _ in rows]
+            st = dict(self.s, template=template) if template else self.s
+            prompts = [render(st, make(text)) for text, _ in rows]
             res, sm, wall, rss = self.r.ginfer(model, score_lines(task, prompts, rows), name, sharing)
-            ex = per_example(task, rows, res, self.r.shape, self.score)
+            ex = per_example(task, rows, res, shape or self.r.shape, self.score)
             rec = {"task": tname, "kind": kind, "n_queries": len(rows), "sharing": sharing,
                    "wall_s": wall, "ginfer_wall_s": sm["wall_s"], "peak_rss_mib": rss,
                    "peak_memory_bytes": sm.get("peak_memory_bytes"), "examples": ex,
@@ -566,6 +569,19 @@ class Study:
                 self.ft_arm(tname, n, ft, ph, ks)
         if s.get("versatility"):
             self.versatility(None, "base", self.r.model, s["versatility"], ph)
+        for om in s.get("other_models", []):  # "dependent on the base model": the same prompts, another model
+            try:
+                path = first_existing(om["model"], self.base, "model %s" % om["label"])
+            except Skip as e:
+                log("other model skipped: %s" % e)
+                continue
+            shape = cost.load_shape(path)
+            for tname in order:
+                for p in om.get("phrasings", [ph]):
+                    self.scoring_arm("%s.model.%s.p%d" % (tname, om["tag"], p), tname, "model_dep",
+                                     lambda text, p=p, tname=tname: content(self.tasks[tname]["cfg"], p, [], text),
+                                     model=path, shape=shape, template=om.get("template"),
+                                     extra={"model_label": om["label"], "phrasing": p, "k": 0})
 
     def ft_arm(self, tname, n, ft, ph, ks):
         s = self.s
