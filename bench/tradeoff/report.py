@@ -495,6 +495,9 @@ def write_md(out, study, results, tasks, cl, pngs, arms):
              (os.path.basename(results["model"]), results["shape"]["n_params"], results["shape"]["n_matmul"],
               results["device"], d[0] if d else "-", d[1] if d else "-", study["eval_n"], study.get("score", "sum")))
     L.append("")
+    work = sum(a.get("wall_s", 0) for a in arms.values())
+    L.append("Measured time of all arms together (each alone on the machine): %.0f s (%.1f min)." % (work, work / 60))
+    L.append("")
     rp = os.path.join(out, "runs.jsonl")
     if os.path.exists(rp):
         runs = [json.loads(x) for x in open(rp) if x.strip()]

@@ -288,6 +288,14 @@ class Runner:
                 "disk_bytes": size, "config": cfg, "pieces": k + 1}
 
     def run_piece(self, argv, log_path, run, unit_s):
+        def steps_left(path):
+            """Steps still to run after the one in progress, from gtrain's last "step a/b" line:
+            SIGINT stops gtrain after the step in progress, which must not be the last one (a
+            run stopped after its last checkpoint cannot be resumed to write final/)."""
+            with open(path, errors="replace") as f:
+                m = re.findall(r"step (\d+)/(\d+)", f.read()[-4000:])
+            return int(m[-1][1]) - int(m[-1][0]) - 1 if m else 0
+
         """One piece of a long training: SIGINT once unit_s/2 has passed and a new checkpoint has
         been written (gtrain stops at the next step; the steps after the checkpoint are redone by
         the next piece). Returns (wall, peak RSS MiB, finished)."""
@@ -312,7 +320,7 @@ class Runner:
                     break
                 el = time.time() - t0
                 mk = mark()  # a piece always ends just after a new checkpoint, so every piece makes progress
-                if not sent and mk is not None and mk != m0 and el > unit_s / 2:
+                if not sent and mk is not None and mk != m0 and el > unit_s / 2 and steps_left(log_path) >= 2:
                     p.send_signal(signal.SIGINT)
                     sent = True
                 time.sleep(0.02)
@@ -660,14 +668,16 @@ def main():
             print("SKIP: %s" % e)
             return 77
         started = cost.now_utc()
+        import signal
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))  # a stopped study still logs its time
         try:
             st.run()
         finally:
             st.r.unlock()
-        with open(os.path.join(out, "runs.jsonl"), "a") as f:
-            f.write(json.dumps({"started": started, "ended": cost.now_utc(), "elapsed_s": time.time() - t0,
-                                "lock_wait_s": st.r.waited_s, "busy_s": st.r.busy_s,
-                                "lock": st.r.lock_path}) + "\n")
+            with open(os.path.join(out, "runs.jsonl"), "a") as f:
+                f.write(json.dumps({"started": started, "ended": cost.now_utc(), "elapsed_s": time.time() - t0,
+                                    "lock_wait_s": st.r.waited_s, "busy_s": st.r.busy_s,
+                                    "lock": st.r.lock_path}) + "\n")
     import report  # noqa: E402
     report.build(out, publish=a.publish)
     log("done in %.0f s: %s" % (time.time() - t0, os.path.join(out, "report.md")))
