@@ -357,12 +357,12 @@ def claims(tasks, arms, shape):
             if w and wb:
                 parts.append("%s: WikiText-2 NLL %.3f -> %.3f after fine-tuning" % (g["arms"][0], wb["nll"], w["nll"]))
                 worse += w["nll"] > wb["nll"]
-            for o in tasks:
-                if o is t:
-                    continue
-                a, b = arms.get("other.%s.%s" % (g["arms"][0], o.name)), arms.get("other.base.%s" % o.name)
-                if a and b:
-                    parts.append("%s accuracy %.3f -> %.3f" % (o.name, accuracy(b), accuracy(a)))
+            pre = "other.%s." % g["arms"][0]
+            for name in sorted(n for n in arms if n.startswith(pre)):
+                o = name[len(pre):]
+                a, b = arms[name], arms.get("other.base.%s" % o)
+                if b:
+                    parts.append("%s zero-shot accuracy %.3f -> %.3f" % (o, accuracy(b), accuracy(a)))
                     worse += accuracy(a) < accuracy(b)
     if parts:
         rows.append(("Prompting: versatile (fine-tuning costs general ability)", "; ".join(parts),
