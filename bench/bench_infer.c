@@ -1,7 +1,9 @@
-/* Batched inference throughput of the engine (include/gllm/infer.h) on the CPU.
+/* Batched inference throughput of the engine (include/gllm/infer.h) on the CPU
+ * (GLLM_BENCH_BACKEND=cuda, or any gllm_backend_open name, runs it on that
+ * backend instead; --threads is then ignored).
  *
  *   bench_infer MODEL_DIR PROMPTS OUT_JSON [--no-sharing] [--threads N]
- *               [--max-batch-tokens N] [--max-seqs N] [--ids OUT_IDS]
+ *               [--max-batch-tokens N] [--max-seqs N] [--kv-bytes N] [--ids OUT_IDS]
  *
  * PROMPTS: one request per line, "max_tokens id id id ...". Every request is
  * greedy with eos ignored (so every system generates exactly max_tokens). All
@@ -9,7 +11,9 @@
  * result. GLLM_BATCH_INVARIANT=0 in the environment turns the row-invariant
  * matmul padding off (to measure what batch invariance costs). Writes a JSON
  * object with wall time, tokens, tokens/s and engine stats; with --ids, the
- * generated ids per request (one line each) for comparison. */
+ * generated ids per request (one line each) for comparison. --kv-bytes sets the
+ * KV cache budget (default: the engine's), so that peak_bytes holds the KV cache
+ * the requests need rather than a default reservation. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +38,22 @@ static double cpu_now(void)
     getrusage(RUSAGE_SELF, &u);
     return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec +
            (double)u.ru_stime.tv_sec + 1e-6 * (double)u.ru_stime.tv_usec;
+}
+
+/* Peak resident memory of this process in MiB: VmHWM, the high-water mark of this
+ * program's own address space (getrusage's ru_maxrss would also carry the RSS of the
+ * process that forked it, from before the exec); 0 where /proc is absent. */
+static double peak_rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lf kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib / 1024.0;
 }
 
 typedef struct prompt {
@@ -80,7 +100,8 @@ int main(int argc, char **argv)
 {
     if (argc < 4) {
         fprintf(stderr, "usage: %s MODEL_DIR PROMPTS OUT_JSON [--no-sharing] [--threads N] "
-                        "[--max-batch-tokens N] [--max-seqs N] [--ids OUT_IDS]\n", argv[0]);
+                        "[--max-batch-tokens N] [--max-seqs N] [--kv-bytes N] [--ids OUT_IDS]\n",
+                argv[0]);
         return 2;
     }
     gllm_engine_options o = gllm_engine_options_default();
@@ -95,7 +116,16 @@ int main(int argc, char **argv)
             o.max_batch_tokens = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-seqs") && i + 1 < argc)
             o.max_seqs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--ids") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--kv-bytes") && i + 1 < argc) {
+            char *end;
+            const unsigned long long v = strtoull(argv[++i], &end, 10);
+            if (*end || v == 0) {
+                fprintf(stderr, "bench_infer: --kv-bytes takes a positive byte count, not %s\n",
+                        argv[i]);
+                return 2;
+            }
+            o.kv_bytes = (size_t)v;
+        } else if (!strcmp(argv[i], "--ids") && i + 1 < argc)
             ids_path = argv[++i];
         else {
             fprintf(stderr, "bench_infer: unknown option %s\n", argv[i]);
@@ -111,7 +141,10 @@ int main(int argc, char **argv)
     gllm_backend *be = NULL;
     gllm_model *m = NULL;
     gllm_engine *e = NULL;
-    if (gllm_backend_cpu_create(threads, &be) != GLLM_OK || gllm_model_load(argv[1], be, &m) ||
+    const char *bname = getenv("GLLM_BENCH_BACKEND");
+    const gllm_status bs = bname && *bname ? gllm_backend_open(bname, &be)
+                                           : gllm_backend_cpu_create(threads, &be);
+    if (bs != GLLM_OK || gllm_model_load(argv[1], be, &m) ||
         gllm_engine_create(m, &o, &e) != GLLM_OK) {
         fprintf(stderr, "bench_infer: %s\n", gllm_last_error());
         return 1;
@@ -163,12 +196,13 @@ int main(int argc, char **argv)
             "\"generated_tokens\": %lld, \"prompt_tokens\": %lld, \"cached_tokens\": %lld, "
             "\"output_tok_per_s\": %.2f, \"steps\": %lld, \"preemptions\": %lld, "
             "\"kv_blocks\": %d, \"peak_bytes\": %zu, \"prefix_sharing\": %s, "
-            "\"batch_invariant\": %s, \"threads\": %d}\n",
+            "\"batch_invariant\": %s, \"threads\": %d, \"backend\": \"%s\", \"kv_bytes\": %zu, "
+            "\"peak_rss_mib\": %.1f}\n",
             n, wall, cpu, first_done, (long long)st.generated_tokens, (long long)st.prompt_tokens,
             (long long)st.cached_tokens, (double)st.generated_tokens / wall, (long long)st.steps,
             (long long)st.preemptions, st.kv_blocks_total, st.peak_bytes,
             o.prefix_sharing ? "true" : "false", inv && !strcmp(inv, "0") ? "false" : "true",
-            threads);
+            threads, be->name, st.kv_bytes, peak_rss_mib());
     fclose(f);
     printf("%d requests: %.2f s (%.1f CPU s), %lld generated tokens (%.1f tok/s), %lld of %lld prompt tokens "
            "cached, %lld steps\n", n, wall, cpu, (long long)st.generated_tokens,

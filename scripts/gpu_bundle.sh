@@ -13,7 +13,8 @@
 #
 # What it builds: every test in tests/cuda, test_backend_ops (the op harness,
 # which runs its CUDA backend against the CPU one), test_backend_queue and
-# test_comm_nccl (queues/events and one NCCL rank on the GPU), the GPU benches, gtrain and
+# test_comm_nccl (queues/events and one NCCL rank on the GPU), the GPU benches and
+# bench_infer (the size sweep's inference side), gtrain and
 # ginfer (when src/cli/ginfer.c exists), for sm_90a only (H100/H200: the wgmma
 # path needs it), machine code without PTX, fat binaries compressed
 # (-Xfatbin=-compress-all). The binaries carry an RPATH of $ORIGIN/../lib
@@ -46,7 +47,7 @@ for f in tests/backend/test_backend_ops.c tests/backend/test_backend_queue.c tes
   [ -f "$f" ] && tests+=("$(basename "$f" .c)")
 done
 benches=()
-for b in bench_matmul bench_attention bench_kernels bench_train_cpu; do
+for b in bench_matmul bench_attention bench_kernels bench_train_cpu bench_infer; do
   [ -f "bench/$b.c" ] && benches+=("$b")
 done
 progs=()
@@ -128,6 +129,13 @@ fi
 for f in bench/attn_sdpa_baseline.py bench/run_attention_bench.sh bench/gpu_train_vs_torch.sh \
          bench/make_bench_model.py bench/torch_cpu_fwdbwd.py; do
   [ -f "$f" ] && cp "$f" "$tmp/bench/"
+done
+# The size sweep of issue 12 (bench/tradeoff/sizes.py: its analytic model, its report module
+# and its GPU config; the random-weight models are written there, not carried).
+mkdir -p "$tmp/bench/tradeoff"
+for f in bench/tradeoff/cost.py bench/tradeoff/sizes.py bench/tradeoff/sizes_report.py \
+         bench/tradeoff/sizes_gpu.json; do
+  [ -f "$f" ] && cp "$f" "$tmp/bench/tradeoff/"
 done
 cp scripts/gpu_check.sh "$tmp/gpu_check.sh"
 chmod +x "$tmp/gpu_check.sh"

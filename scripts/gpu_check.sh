@@ -13,11 +13,12 @@
 # operands); attention; whole models against the CPU; one gtrain run and one
 # ginfer batch end to end; compute-sanitizer memcheck / racecheck / synccheck on
 # short cases; the benches (GEMM vs cuBLASLt, attention vs PyTorch SDPA, AdamW
-# and memory-bound kernels vs copy bandwidth, a training step vs PyTorch). A step's verdict is appended to
+# and memory-bound kernels vs copy bandwidth, a training step vs PyTorch); then, with what
+# is left of the budget, the size sweep of issue 12 (bench/tradeoff/sizes.py). A step's verdict is appended to
 # summary.md the moment it ends, so a call cut short still returns what ran.
 # Files in OUT_DIR (at most 8): summary.md, check.log (every step's output),
 # sanitizer.log, bench_matmul.md, bench_attention.md, bench_kernels.md,
-# bench_train.md.
+# bench_train.md, sizes.json (the size sweep of issue 12, rendered back here).
 # Back on the development machine, scripts/gpu_results.py turns them into
 # bench/results/gpu_<date>.md.
 #
@@ -254,6 +255,30 @@ else
   step bench-train 30 "$(run bin/bench_train_cpu) 2>&1 | grep -q usage && echo 'SKIP: bench_train_cpu loads; no GPU'"
 fi
 row bench-infer "not run" 0 "no ginfer-vs-PyTorch throughput script yet"
+
+# ---------------------------------------------------------------- 5. studies (issue 12)
+# The size sweep (bench/tradeoff/sizes.py, config sizes_gpu.json): random-weight models of real
+# shapes from GPT-2 124M up to Llama 8B, written there on the fly, each trained (gtrain) and
+# served (bench_infer: prefill, decode), peak memory and time per token beside the analytic
+# model. Smallest first; sizes.json is rewritten after every unit, so a cut keeps what ran. It
+# gets what is left of the total budget, at most GLLM_SIZES_TIMEOUT (default 240 s), and stops
+# starting models 20 s before that; for the whole sweep run it alone:
+#   GLLM_CHECK_STEPS=sizes GLLM_CHECK_BUDGET=540 bash .gpu/gpu_check.sh
+if [ -f bench/tradeoff/sizes.py ] && [ -x bin/gtrain ] && [ -x bin/bench_infer ]; then
+  if [ "$has_gpu" = 1 ]; then
+    sl=${GLLM_SIZES_TIMEOUT:-240}
+    left=$((deadline - $(date +%s) - 5))
+    [ "$sl" -gt "$left" ] && sl=$left
+    step sizes-sweep "$sl" "$(run python3 bench/tradeoff/sizes.py) --config bench/tradeoff/sizes_gpu.json \
+      --bin bin --json-only --out-dir '$OUT_DIR' --stem sizes --partial '$OUT_DIR/sizes.json' \
+      --budget $((sl > 40 ? sl - 20 : 20))"
+  else
+    step sizes-sweep 60 "python3 bench/tradeoff/sizes.py --config bench/tradeoff/sizes_gpu.json --bin bin --dry-run &&
+      echo 'SKIP: sizes.py checked its GPU config; no GPU to measure on'"
+  fi
+else
+  row sizes-sweep skipped 0 "bench/tradeoff/sizes.py, gtrain or bench_infer not in the bundle"
+fi
 
 # ---------------------------------------------------------------- end
 rm -f "$OUT_DIR"/*.tmp

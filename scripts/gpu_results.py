@@ -6,8 +6,12 @@ verdict, each bench table, and the goals of issue 13 read off the tables
 (GEMM vs cuBLASLt >= 1.0x, attention vs PyTorch SDPA >= 1.0x, AdamW >= 90% of the
 copy bandwidth).
 
+When the folder holds sizes.json (the size sweep of issue 12, bench/tradeoff/sizes.py), it is
+rendered beside it as bench/results/sizes_<device>_<date>.{json,csv,md,png}
+(bench/tradeoff/sizes_report.py) and its Markdown section is included.
+
 usage: scripts/gpu_results.py OUT_FOLDER [--date YYYY-MM-DD] [--dest bench/results]
-       prints the path it wrote; exits 1 when summary.md is missing.
+       prints the paths it wrote; exits 1 when summary.md is missing.
 """
 import argparse
 import datetime
@@ -138,9 +142,32 @@ def main():
         body = re.sub(r"^# ", "### ", text.strip(), flags=re.M)
         out.append(body)
     os.makedirs(a.dest, exist_ok=True)
+    sizes_json = os.path.join(a.folder, "sizes.json")
+    if os.path.exists(sizes_json):
+        out.append("")
+        out.extend(sizes_section(sizes_json, a.dest, a.date))
     path = os.path.join(a.dest, f"gpu_{a.date}.md")
     open(path, "w").write("\n".join(out) + "\n")
     print(os.path.normpath(path))
+
+
+def sizes_section(path, dest, date):
+    """Render the size sweep's JSON into dest (sizes_<device>_<date>.*) and return its Markdown
+    section (a level-2 heading) for the GPU results file."""
+    import json
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench",
+                                    "tradeoff"))
+    import sizes_report
+    try:
+        res = json.load(open(path))
+    except ValueError as e:  # (the sweep writes it atomically; this is a damaged copy)
+        return ["## Size sweep", "", f"sizes.json could not be read: {e}"]
+    stem = f"sizes_{res['device']['label']}_{date}"
+    made = sizes_report.write_outputs(res, dest, stem)
+    for p in made:
+        print(os.path.normpath(p))
+    md = open(os.path.join(dest, stem + ".md")).read()
+    return [md.strip(), "", f"(also {stem}.json / .csv / .png in this folder)"]
 
 
 if __name__ == "__main__":

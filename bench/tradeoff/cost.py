@@ -199,6 +199,16 @@ def train_memory_bytes(shape, batch_tokens, bytes_per_param=BYTES_ADAMW_FP32, by
     return shape.n_params * bytes_per_param + train_activation_bytes(shape, batch_tokens, bytes_per_act)
 
 
+def train_memory_bytes_zero1(shape, batch_tokens, ranks, replicated_bytes_per_param=8,
+                             sharded_bytes_per_param=8, bytes_per_act=4):
+    """Per-rank training memory under ZeRO-1 over `ranks` ranks: what every rank keeps
+    (weights + gradients: 4 + 4 B/param in fp32) plus its 1/ranks share of the optimizer state
+    (AdamW m + v: 4 + 4; the fp32 master copy too under mixed precision) plus one micro-batch's
+    activations. ranks=1 with 8 + 8 is train_memory_bytes (16 B/param). (Used by sizes.py.)"""
+    per_param = replicated_bytes_per_param + sharded_bytes_per_param / ranks
+    return shape.n_params * per_param + train_activation_bytes(shape, batch_tokens, bytes_per_act)
+
+
 def kv_bytes_per_token(shape, bytes_per_value=BYTES_BF16):
     return 2 * shape.n_layers * shape.d_kv * bytes_per_value
 
