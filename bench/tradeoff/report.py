@@ -357,12 +357,12 @@ def claims(tasks, arms, shape):
             if w and wb:
                 parts.append("%s: WikiText-2 NLL %.3f -> %.3f after fine-tuning" % (g["arms"][0], wb["nll"], w["nll"]))
                 worse += w["nll"] > wb["nll"]
-            for o in tasks:
-                if o is t:
-                    continue
-                a, b = arms.get("other.%s.%s" % (g["arms"][0], o.name)), arms.get("other.base.%s" % o.name)
-                if a and b:
-                    parts.append("%s accuracy %.3f -> %.3f" % (o.name, accuracy(b), accuracy(a)))
+            pre = "other.%s." % g["arms"][0]
+            for name in sorted(n for n in arms if n.startswith(pre)):
+                o = name[len(pre):]
+                a, b = arms[name], arms.get("other.base.%s" % o)
+                if b:
+                    parts.append("%s zero-shot accuracy %.3f -> %.3f" % (o, accuracy(b), accuracy(a)))
                     worse += accuracy(a) < accuracy(b)
     if parts:
         rows.append(("Prompting: versatile (fine-tuning costs general ability)", "; ".join(parts),
@@ -393,8 +393,20 @@ def claims(tasks, arms, shape):
     # 10. dependent on the base model
     extra = [a for a in arms.values() if a.get("kind") == "model_dep"]
     if extra:
-        rows.append(("Prompting: dependent on the base model", "; ".join(
-            "%s on %s: %.3f" % (a["model_label"], a["task"], accuracy(a)) for a in extra), "see numbers"))
+        parts, gaps = [], []
+        for t in tasks:
+            zs = [g for g in t.groups if g["type"] == "prompt" and g["k"] == 0]
+            mine = [a for a in extra if a["task"] == t.name]
+            if zs and mine:
+                acc_o = mean([accuracy(a) for a in mine])
+                labels = sorted({a["model_label"] for a in mine})
+                parts.append("%s zero-shot: %.3f with %s vs %.3f with %s (same prompts)" %
+                             (t.name, zs[0]["acc"], os.path.basename(shape.name or "the study model"), acc_o,
+                              ", ".join(labels)))
+                gaps.append(abs(zs[0]["acc"] - acc_o))
+        rows.append(("Prompting: dependent on the base model", "; ".join(parts) or "n/a",
+                     "supported (accuracy moves by up to %.3f with the model)" % max(gaps) if gaps and max(gaps) > 0.05
+                     else "not shown"))
     else:
         rows.append(("Prompting: dependent on the base model", "one model in this study (SmolLM2-135M-Instruct); "
                      "bench/tradeoff/sizes* covers other sizes", "not measured here"))
@@ -482,6 +494,9 @@ def write_md(out, study, results, tasks, cl, pngs, arms):
              "logprobs (%s), the same for every arm." %
              (os.path.basename(results["model"]), results["shape"]["n_params"], results["shape"]["n_matmul"],
               results["device"], d[0] if d else "-", d[1] if d else "-", study["eval_n"], study.get("score", "sum")))
+    L.append("")
+    work = sum(a.get("wall_s", 0) for a in arms.values())
+    L.append("Measured time of all arms together (each alone on the machine): %.0f s (%.1f min)." % (work, work / 60))
     L.append("")
     rp = os.path.join(out, "runs.jsonl")
     if os.path.exists(rp):

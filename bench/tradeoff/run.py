@@ -288,8 +288,17 @@ class Runner:
                 "disk_bytes": size, "config": cfg, "pieces": k + 1}
 
     def run_piece(self, argv, log_path, run, unit_s):
-        """One piece of a long training: SIGINT once unit_s/2 has passed and a new checkpoint is
-        written (or at unit_s). Returns (wall, peak RSS MiB, finished)."""
+        def steps_left(path):
+            """Steps still to run after the one in progress, from gtrain's last "step a/b" line:
+            SIGINT stops gtrain after the step in progress, which must not be the last one (a
+            run stopped after its last checkpoint cannot be resumed to write final/)."""
+            with open(path, errors="replace") as f:
+                m = re.findall(r"step (\d+)/(\d+)", f.read()[-4000:])
+            return int(m[-1][1]) - int(m[-1][0]) - 1 if m else 0
+
+        """One piece of a long training: SIGINT once unit_s/2 has passed and a new checkpoint has
+        been written (gtrain stops at the next step; the steps after the checkpoint are redone by
+        the next piece). Returns (wall, peak RSS MiB, finished)."""
         import signal
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
         latest = os.path.join(run, "latest")
@@ -310,11 +319,11 @@ class Runner:
                 if pid:
                     break
                 el = time.time() - t0
-                mk = mark()
-                if not sent and mk is not None and ((el > unit_s / 2 and mk != m0) or el > unit_s):
+                mk = mark()  # a piece always ends just after a new checkpoint, so every piece makes progress
+                if not sent and mk is not None and mk != m0 and el > unit_s / 2 and steps_left(log_path) >= 2:
                     p.send_signal(signal.SIGINT)
                     sent = True
-                time.sleep(0.5)
+                time.sleep(0.02)
         wall = time.time() - t0
         code = os.waitstatus_to_exitcode(status)
         with open(log_path) as f:
@@ -385,7 +394,8 @@ class Study:
         return sample(t["test"], self.s["eval_n"], t["cfg"].get("seed", 1) + 101)
 
     # a scoring run over rows with prompts built by make(text)
-    def scoring_arm(self, name, tname, kind, make, model=None, rows=None, sharing=True, extra=None):
+    def scoring_arm(self, name, tname, kind, make, model=None, rows=None, sharing=True, extra=None, shape=None,
+                    template=None):
         if self.done(name):
             return
         task = self.tasks[tname]["cfg"]
@@ -393,9 +403,10 @@ class Study:
         model = model or self.r.model
 
         def unit():
-            prompts = [render(self.s, make(text)) for text, _ in rows]
+            st = dict(self.s, template=template) if template else self.s
+            prompts = [render(st, make(text)) for text, _ in rows]
             res, sm, wall, rss = self.r.ginfer(model, score_lines(task, prompts, rows), name, sharing)
-            ex = per_example(task, rows, res, self.r.shape, self.score)
+            ex = per_example(task, rows, res, shape or self.r.shape, self.score)
             rec = {"task": tname, "kind": kind, "n_queries": len(rows), "sharing": sharing,
                    "wall_s": wall, "ginfer_wall_s": sm["wall_s"], "peak_rss_mib": rss,
                    "peak_memory_bytes": sm.get("peak_memory_bytes"), "examples": ex,
@@ -566,6 +577,19 @@ class Study:
                 self.ft_arm(tname, n, ft, ph, ks)
         if s.get("versatility"):
             self.versatility(None, "base", self.r.model, s["versatility"], ph)
+        for om in s.get("other_models", []):  # "dependent on the base model": the same prompts, another model
+            try:
+                path = first_existing(om["model"], self.base, "model %s" % om["label"])
+            except Skip as e:
+                log("other model skipped: %s" % e)
+                continue
+            shape = cost.load_shape(path)
+            for tname in order:
+                for p in om.get("phrasings", [ph]):
+                    self.scoring_arm("%s.model.%s.p%d" % (tname, om["tag"], p), tname, "model_dep",
+                                     lambda text, p=p, tname=tname: content(self.tasks[tname]["cfg"], p, [], text),
+                                     model=path, shape=shape, template=om.get("template"),
+                                     extra={"model_label": om["label"], "phrasing": p, "k": 0})
 
     def ft_arm(self, tname, n, ft, ph, ks):
         s = self.s
@@ -644,14 +668,16 @@ def main():
             print("SKIP: %s" % e)
             return 77
         started = cost.now_utc()
+        import signal
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))  # a stopped study still logs its time
         try:
             st.run()
         finally:
             st.r.unlock()
-        with open(os.path.join(out, "runs.jsonl"), "a") as f:
-            f.write(json.dumps({"started": started, "ended": cost.now_utc(), "elapsed_s": time.time() - t0,
-                                "lock_wait_s": st.r.waited_s, "busy_s": st.r.busy_s,
-                                "lock": st.r.lock_path}) + "\n")
+            with open(os.path.join(out, "runs.jsonl"), "a") as f:
+                f.write(json.dumps({"started": started, "ended": cost.now_utc(), "elapsed_s": time.time() - t0,
+                                    "lock_wait_s": st.r.waited_s, "busy_s": st.r.busy_s,
+                                    "lock": st.r.lock_path}) + "\n")
     import report  # noqa: E402
     report.build(out, publish=a.publish)
     log("done in %.0f s: %s" % (time.time() - t0, os.path.join(out, "report.md")))

@@ -107,6 +107,19 @@ def main():
             better = [g for g in t["groups"] if g["type"] == "prompt" and b["vs_acc"] < g["acc"] <= b["ft_acc"]]
             check(not better, "%s: compared with %s though %s is as accurate" % (b["ft"], b["vs"], better[:1]))
     check(n_groups >= 4, "only %d arm groups" % n_groups)
+    # ci.json trains in pieces (max_unit_s tiny): checkpoint, SIGINT, --resume; every step is
+    # logged once and the run ends at the step count of an uninterrupted run
+    pieces = 0
+    for name in ("sst2.ft.n16.train", "sst2.ft.n32.train", "sst2.maint.ft.train"):
+        a = json.load(open(os.path.join(out, "arms", name + ".json")))
+        steps = [c["step"] for c in a["curve"] if "loss" in c]
+        pieces = max(pieces, a["pieces"])
+        check(steps == list(range(1, a["steps"] + 1)), "%s: steps logged %s" % (name, steps))
+        cfg = a["config"]
+        per_epoch = math.ceil(a["tokens"] / a["steps"])  # tokens per step = batch x seq_len
+        check(per_epoch == cfg["batch_size"] * cfg["seq_len"], "%s: %d tokens per step" % (name, per_epoch))
+    # (a piece ends at the first checkpoint after it started; a run can be quicker than the poll)
+    check(pieces > 1, "no training ran in pieces")
     check(n_be >= 1, "no finite break-even point was checked")
     check(md.index("## Claims") < md.index("accuracy and cost per arm"), "the claims table is not first")
     for p in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md):
