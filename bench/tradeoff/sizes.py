@@ -716,8 +716,18 @@ class Sweep:
                     out["models"].append({"name": entry["name"],
                                           "status": "not run: the time budget is spent"})
                     continue
-                with self.unit("prepare " + entry["name"]):
-                    rec, mp = self.model(entry, work)
+                try:
+                    with self.unit("prepare " + entry["name"]):
+                        rec, mp = self.model(entry, work)
+                except (OSError, ValueError, KeyError, ImportError, MemoryError) as e:
+                    # a machine without numpy or without the disk space for the weights: say so
+                    # in the results and go on with the next model
+                    rec, mp = {"name": entry["name"], "status": "failed to prepare: %s: %s" % (
+                        type(e).__name__, e)}, None
+                    shutil.rmtree(os.path.join(work, "model_" + entry["name"]),
+                                  ignore_errors=True)
+                    print("sizes: %s: %s" % (entry["name"], rec["status"]), file=sys.stderr,
+                          flush=True)
                 out["models"].append(rec)
                 if mp:
                     path, shape = mp
