@@ -808,11 +808,27 @@ class Sweep:
     def write_partial(self, out):
         """The results so far (a sweep cut short by a timeout keeps what ran)."""
         if self.args.partial:
+            out["units"] = self.loads
             tmp = self.args.partial + ".tmp"
             os.makedirs(os.path.dirname(os.path.abspath(tmp)), exist_ok=True)
             with open(tmp, "w") as f:
                 json.dump(out, f, indent=1)
             os.replace(tmp, self.args.partial)
+
+    def finalize(self, out):
+        """--finalize: the results of a sweep that was stopped (its --partial file), completed
+        with the fits and the quiet note; the models it did not reach are listed as not run."""
+        self.device = out["device"]
+        self.loads = out.get("units", [])
+        done = {m["name"] for m in out["models"]}
+        for entry in self.cfg["models"]:
+            if entry["name"] not in done:
+                out["models"].append({"name": entry["name"],
+                                      "status": "not run: the sweep was stopped before it"})
+        out["fits"] = self.fits(out)
+        out["quiet"] = self.quiet_note()
+        out["units"] = self.loads
+        return out
 
     def quiet_note(self):
         if not self.loads:
@@ -949,6 +965,9 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=0,
                     help="seconds for the whole sweep (0 = none): what does not fit is 'not run'")
     ap.add_argument("--partial", help="rewrite this JSON file after every unit")
+    ap.add_argument("--finalize", metavar="PARTIAL_JSON",
+                    help="write the outputs of a stopped sweep from its --partial file (with the "
+                         "same --config)")
     ap.add_argument("--json-only", action="store_true",
                     help="write only the JSON (render it later with sizes_report.py)")
     ap.add_argument("--dry-run", action="store_true",
@@ -967,11 +986,15 @@ def main(argv=None):
     if args.dry_run:
         sweep.plan()
         return None
-    for exe in ("gtrain", "bench_infer"):
-        if not os.access(os.path.join(args.bin, exe), os.X_OK):
-            raise SystemExit("sizes: %s not found in %s (build it, or pass --bin)" % (
-                exe, args.bin))
-    res = sweep.run()
+    if args.finalize:
+        with open(args.finalize) as f:
+            res = sweep.finalize(json.load(f))
+    else:
+        for exe in ("gtrain", "bench_infer"):
+            if not os.access(os.path.join(args.bin, exe), os.X_OK):
+                raise SystemExit("sizes: %s not found in %s (build it, or pass --bin)" % (
+                    exe, args.bin))
+        res = sweep.run()
     res["config_path"] = os.path.relpath(os.path.abspath(args.config), ROOT)
     stem = args.stem or "sizes_%s_%s" % (sweep.device["label"], res["date"][:10])
     if args.json_only:
