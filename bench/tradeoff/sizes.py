@@ -820,11 +820,16 @@ class Sweep:
         with the fits and the quiet note; the models it did not reach are listed as not run."""
         self.device = out["device"]
         self.loads = out.get("units", [])
+        self.lock = out.get("lock")
+        if self.args.commit:
+            out["commit"] = self.args.commit
+        out.setdefault("commit", "?")
         done = {m["name"] for m in out["models"]}
         for entry in self.cfg["models"]:
             if entry["name"] not in done:
                 out["models"].append({"name": entry["name"],
-                                      "status": "not run: the sweep was stopped before it"})
+                                      "status": "no result: the sweep's partial file ends "
+                                                "before this model"})
         out["fits"] = self.fits(out)
         out["quiet"] = self.quiet_note()
         out["units"] = self.loads
@@ -832,6 +837,9 @@ class Sweep:
 
     def quiet_note(self):
         if not self.loads:
+            if self.lock:  # a stopped sweep's partial file from before the load notes were kept
+                return ("each measurement ran alone under the shared CPU lock %s (quiet "
+                        "machine); load averages not recorded" % self.lock)
             return "nothing ran"
         hi = max(max(u["load1_before"], u["load1_after"]) for u in self.loads)
         if self.lock:
@@ -968,6 +976,8 @@ def main(argv=None):
     ap.add_argument("--finalize", metavar="PARTIAL_JSON",
                     help="write the outputs of a stopped sweep from its --partial file (with the "
                          "same --config)")
+    ap.add_argument("--commit", help="with --finalize: the gllm commit the measuring binaries "
+                                      "were built from, where the partial file does not say")
     ap.add_argument("--json-only", action="store_true",
                     help="write only the JSON (render it later with sizes_report.py)")
     ap.add_argument("--dry-run", action="store_true",
