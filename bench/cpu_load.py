@@ -33,6 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared", "assets", "models")
 GGUF_DIR = os.path.join(SHARED, "SmolLM2-135M-Instruct-GGUF")
+GGUF = os.path.join(GGUF_DIR, "SmolLM2-135M-Instruct.Q4_1.gguf")
 HF_SMOL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct")
 PROMPT = "Write a short story about a robot who learns to paint."
 NEW_TOKENS = 64
@@ -96,7 +97,7 @@ def torch_train(model, B, T, threads):
 
 
 def gllm_decode(build, threads):
-    cmd = [os.path.join(build, "gchat"), GGUF_DIR, "--max-new", str(NEW_TOKENS), PROMPT]
+    cmd = [os.path.join(build, "gchat"), GGUF, "--max-new", str(NEW_TOKENS), PROMPT]
     out = subprocess.run(cmd, env=env_threads(threads), capture_output=True, text=True)
     m = re.search(r"(\d+) generated in ([0-9.]+) s", out.stdout)
     if out.returncode or not m:
@@ -143,7 +144,7 @@ def workloads(tmp, only):
         subprocess.run([sys.executable, os.path.join(ROOT, "bench", "make_bench_model.py"), d,
                         shape], check=True, stdout=subprocess.DEVNULL)
         w.append((shape, "train", d, 4, 256))
-    if os.path.isdir(GGUF_DIR):
+    if os.path.exists(GGUF):
         if not os.path.exists(os.path.join(HF_SMOL, "model.safetensors")):
             subprocess.run([sys.executable, os.path.join(ROOT, "bench", "make_smollm2_hf.py")],
                            check=True, stdout=subprocess.DEVNULL)
@@ -163,6 +164,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build-cpu"))
     ap.add_argument("--old", help="build folder of the baseline gllm (e.g. the previous main)")
     ap.add_argument("--old-label", default="old gllm")
+    ap.add_argument("--old-loaded-reps", type=int, default=1,
+                    help="repetitions that run the baseline under load too (it is slow there)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--lock", help="flock this file around each unit (idle + loaded runs)")
@@ -188,20 +191,33 @@ def main():
                     ctx = competing_load(n_load) if cond == "loaded" else contextlib.nullcontext()
                     with ctx:
                         for side in sides:
+                            if side == "old" and cond == "loaded" and rep >= args.old_loaded_reps:
+                                continue
                             v = one_side(kind, side, builds[side], entry, args.threads)
                             results.setdefault((name, cond, side), []).append(v)
                             print(f"rep {rep + 1}/{args.reps} {name} {cond} {side}: {v:.1f} tok/s",
                                   flush=True)
+            if args.save:  # after every unit: a partial table survives an interrupted run
+                save(args, wl, sides, results, started, n_load, f"{rep + 1} of {args.reps}")
     md = report(args, wl, sides, results, started, n_load)
     print(md)
     if args.save:
-        path = os.path.join(ROOT, "bench", "results", f"cpu_load_{started:%Y-%m-%d}.md")
-        with open(path, "w") as f:
-            f.write(md)
-        with open(path.replace(".md", ".json"), "w") as f:
-            json.dump({f"{k[0]}|{k[1]}|{k[2]}": v for k, v in results.items()}, f, indent=1)
-        print(f"wrote {path}")
+        save(args, wl, sides, results, started, n_load, None)
     return 0
+
+
+def save(args, wl, sides, results, started, n_load, partial):
+    done = [e for e in wl if all((e[0], c, s) in results for c in ("idle", "loaded")
+                                 for s in ("gllm", "pytorch"))]
+    md = report(args, done, sides, results, started, n_load)
+    if partial:
+        md += f"\nPartial: written after repetition {partial} of this workload's unit.\n"
+    path = os.path.join(ROOT, "bench", "results", f"cpu_load_{started:%Y-%m-%d}.md")
+    with open(path, "w") as f:
+        f.write(md)
+    with open(path.replace(".md", ".json"), "w") as f:
+        json.dump({f"{k[0]}|{k[1]}|{k[2]}": v for k, v in results.items()}, f, indent=1)
+    print(f"wrote {path}", flush=True)
 
 
 def report(args, wl, sides, results, started, n_load):
@@ -223,7 +239,8 @@ def report(args, wl, sides, results, started, n_load):
          f"Produced by bench/cpu_load.py. Load: {n_load} busy processes (`while :; do :; done`), "
          "one per core, started before and killed after each loaded set of runs.",
          f"Median of {args.reps} repetitions; each repetition of a workload ran idle, then loaded, "
-         "each side one after the other"
+         "each side one after the other (the baseline build runs loaded in the first "
+         f"{args.old_loaded_reps} repetition(s) only: it is slow there)"
          + (", holding the shared CPU lock (no other job of ours on the machine)." if args.lock
             else "."),
          "Training: tokens/s of forward+backward (median step of 10 after 2 warm-up steps, "
@@ -240,7 +257,7 @@ def report(args, wl, sides, results, started, n_load):
         L.append("|" + "---|" * (len(sides) + 3))
         for entry in wl:
             n = entry[0]
-            cells = [f"{med[(n, cond, s)]:.1f}" for s in sides]
+            cells = [f"{med[(n, cond, s)]:.1f}" if (n, cond, s) in med else "-" for s in sides]
             ratio = med[(n, cond, "gllm")] / med[(n, cond, "pytorch")]
             runs = "; ".join(f"{a:.0f}, {b:.0f}" for a, b in
                              zip(results[(n, cond, "gllm")], results[(n, cond, "pytorch")]))
@@ -254,11 +271,12 @@ def report(args, wl, sides, results, started, n_load):
     L.append("|" + "---|" * (len(sides) + 3))
     for entry in wl:
         n = entry[0]
-        sl = {s: med[(n, "idle", s)] / med[(n, "loaded", s)] for s in sides}
+        sl = {s: med[(n, "idle", s)] / med[(n, "loaded", s)] for s in sides
+              if (n, "loaded", s) in med}
         ok = "yes" if sl["gllm"] <= sl["pytorch"] else "no"
         idle_vs = (f"{med[(n, 'idle', 'gllm')] / med[(n, 'idle', 'old')]:.2f}x"
                    if "old" in sides else "-")
-        L.append(f"| {n} | " + " | ".join(f"{sl[s]:.2f}x" for s in sides) +
+        L.append(f"| {n} | " + " | ".join(f"{sl[s]:.2f}x" if s in sl else "-" for s in sides) +
                  f" | {ok} | {idle_vs} |")
     L.append("")
     return "\n".join(L) + "\n"

@@ -324,9 +324,10 @@ struct gllm_backend {
 
 /* The CPU reference backend with its own pool of n_threads threads (n_threads
  * <= 0: gllm_cpu_default_threads(), see gllm/backend_cpu.h). Results do not
- * depend on the thread count. Creating one changes nothing process-wide: the
- * caller's OpenMP thread count is left as it was (OpenBLAS runs single-threaded
- * inside the pool's threads). Caller owns it: release with be->destroy(be). */
+ * depend on the thread count. Creating one leaves the caller's OpenMP thread
+ * count as it was; OpenBLAS runs single-threaded inside the pool's threads
+ * (with OpenBLAS's pthreads build that means openblas_set_num_threads(1), the
+ * one process-wide effect). Caller owns it: release with be->destroy(be). */
 gllm_status gllm_backend_cpu_create(int n_threads, gllm_backend **out);
 
 /* The CUDA backend on `device` (returns GLLM_ERR_UNSUPPORTED when gllm was

@@ -6,6 +6,10 @@
 #include "backend/cpu/cpu_internal.h"
 #include "gllm/backend_cpu.h"
 
+#ifdef GLLM_HAVE_BLAS
+#include <cblas.h>
+#endif
+
 #define CPU_ALIGN 64
 
 static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
@@ -129,6 +133,15 @@ gllm_status gllm_backend_cpu_create(int n_threads, gllm_backend **out)
     }
     c->n_threads = n_threads > 0 ? n_threads : gllm_cpu_default_threads();
     c->use_blas = gllm_backend_cpu_has_blas();
+#ifdef GLLM_HAVE_BLAS
+    /* sgemm runs single-threaded inside the pool. OpenBLAS's OpenMP build
+     * follows the calling thread's OpenMP thread count, which the pool sets
+     * per thread (cpu_pool.c); its pthreads build has one process-wide count,
+     * set to 1 here: the one process-wide effect of creating a CPU backend,
+     * and only with that build. */
+    if (openblas_get_parallel() == 1)
+        openblas_set_num_threads(1);
+#endif
     gllm_status st = gllm_cpu_pool_create(c->n_threads, &c->pool);
     if (st != GLLM_OK) {
         free(be);

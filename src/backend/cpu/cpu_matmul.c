@@ -152,10 +152,12 @@ static bool mm_has_epilogue(const gllm_matmul_args *a)
  * thread count, and every element of C is one tile's full sum over K in
  * OpenBLAS's order: the result is the same for any number of threads.
  * Each sub-call packs its own panels of A and B, a cost of about 1/rows +
- * 1/columns of the multiply-adds, so tiles are as large as balance allows:
- * about 1/32 of the product, between 2e6 and 64e6 multiply-adds (square
- * edges of 64..512; measured on gpt2-14m and llama-6m training steps, 4e6
- * tiles were up to 10% slower than OpenBLAS's own threading, these are not). */
+ * 1/columns of the multiply-adds, and has a fixed cost of its own, so tiles
+ * are as large as balance allows: about 1/32 of the product, between 16e6 and
+ * 64e6 multiply-adds (square edges of 64..512). Measured: with 4e6 tiles,
+ * gpt2-14m and llama-6m training steps were up to 10% slower than OpenBLAS's
+ * own threading; with a 2e6 floor, SmolLM2-135M decoding (16-row calls) was
+ * 20-45% slower; with these, neither is. */
 #define ROWINV_MIN_M 16     /* see mm_blas_rowinv */
 #define ROWINV_MIN_MNK 1.2e6
 #define TILE_MIN 64
@@ -165,7 +167,7 @@ static bool mm_has_epilogue(const gllm_matmul_args *a)
 static int mm_tile_edge(double total_work, int K)
 {
     double target = total_work / 32;
-    target = target < 2e6 ? 2e6 : target > 64e6 ? 64e6 : target;
+    target = target < 16e6 ? 16e6 : target > 64e6 ? 64e6 : target;
     int e = TILE_MIN;
     while (e < TILE_MAX && (double)e * e * K < target)
         e *= 2;
