@@ -263,7 +263,7 @@ row bench-infer "not run" 0 "no ginfer-vs-PyTorch throughput script yet"
 # model. Smallest first; sizes.json is rewritten after every unit, so a cut keeps what ran. It
 # gets what is left of the total budget, at most GLLM_SIZES_TIMEOUT (default 240 s), and stops
 # starting models 20 s before that; for the whole sweep run it alone:
-#   GLLM_CHECK_STEPS=sizes GLLM_CHECK_BUDGET=540 bash .gpu/gpu_check.sh
+#   GLLM_CHECK_STEPS=sizes GLLM_CHECK_BUDGET=560 GLLM_SIZES_TIMEOUT=550 bash .gpu/gpu_check.sh
 if [ -f bench/tradeoff/sizes.py ] && [ -x bin/gtrain ] && [ -x bin/bench_infer ]; then
   if [ "$has_gpu" = 1 ]; then
     sl=${GLLM_SIZES_TIMEOUT:-240}

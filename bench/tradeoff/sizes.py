@@ -13,8 +13,8 @@ assets folder, ../shared by default or $GLLM_SHARED_DIR) or "random" (a shape na
 folder with config.json, random safetensors and a byte-level tokenizer.json is written on the fly
 into a temporary folder, never kept; random weights are for this cost sweep only).
 
-Measurements, per model (each under --lock when given, one unit at a time, so that its timing
-is a quiet-machine timing):
+Measurements, per model (with --lock, each model's preparation and measurements are one unit of
+work under the shared CPU lock, so that its timings are quiet-machine timings):
   train    gtrain, `train.steps` optimizer steps of batch_size x seq_len packed tokens; time per
            token = the median step time (steps after the first `train.warmup`) / tokens per step;
            peak memory = gtrain's own peak_mem_mib (the backend's buffers: device memory on a
@@ -716,34 +716,10 @@ class Sweep:
                     out["models"].append({"name": entry["name"],
                                           "status": "not run: the time budget is spent"})
                     continue
-                with self.unit("prepare " + entry["name"]):
-                    rec, mp = self.model(entry, work)
-                out["models"].append(rec)
-                if mp:
-                    path, shape = mp
-                    for what in entry.get("measure", ["train", "infer"]):
-                        if self.time_left() < 15:
-                            rec[what] = {"status": "not run: the time budget is spent"}
-                            continue
-                        skip = self.predicted_oom(entry, what, shape)
-                        if skip:
-                            rec[what] = {"status": skip}
-                            print("sizes: %s %s: %s" % (entry["name"], what, skip),
-                                  file=sys.stderr, flush=True)
-                            continue
-                        with self.unit("%s %s" % (what, entry["name"])):
-                            if what == "train":
-                                rec["train"] = self.train(entry, path, shape, work)
-                            elif what == "zero1":
-                                r = int(self.cfg.get("zero1_ranks", 2))
-                                rec["zero1"] = self.train(entry, path, shape, work, r)
-                            elif what == "infer":
-                                rec["infer"] = self.infer(entry, path, shape, work)
-                        print("sizes: %s %s: %s" % (entry["name"], what, rec[what]["status"]),
-                              file=sys.stderr, flush=True)
-                        self.write_partial(out)
-                    if "random" in entry:
-                        shutil.rmtree(path, ignore_errors=True)
+                # one unit of work per model (its preparation and every measurement of it), so
+                # that a sweep waits for the shared lock a few times, not once per measurement
+                with self.unit(entry["name"]):
+                    self.one_model(entry, work, out)
                 self.write_partial(out)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -798,14 +774,72 @@ class Sweep:
     def write_partial(self, out):
         """The results so far (a sweep cut short by a timeout keeps what ran)."""
         if self.args.partial:
+            out["units"] = self.loads
             tmp = self.args.partial + ".tmp"
             os.makedirs(os.path.dirname(os.path.abspath(tmp)), exist_ok=True)
             with open(tmp, "w") as f:
                 json.dump(out, f, indent=1)
             os.replace(tmp, self.args.partial)
 
+    def one_model(self, entry, work, out):
+        try:
+            rec, mp = self.model(entry, work)
+        except (OSError, ValueError, KeyError, ImportError, MemoryError) as e:
+            # a machine without numpy or without the disk space for the weights: say so in the
+            # results and go on with the next model
+            rec, mp = {"name": entry["name"], "status": "failed to prepare: %s: %s" % (
+                type(e).__name__, e)}, None
+            shutil.rmtree(os.path.join(work, "model_" + entry["name"]), ignore_errors=True)
+            print("sizes: %s: %s" % (entry["name"], rec["status"]), file=sys.stderr, flush=True)
+        out["models"].append(rec)
+        if not mp:
+            return
+        path, shape = mp
+        for what in entry.get("measure", ["train", "infer"]):
+            if self.time_left() < 15:
+                rec[what] = {"status": "not run: the time budget is spent"}
+                continue
+            skip = self.predicted_oom(entry, what, shape)
+            if skip:
+                rec[what] = {"status": skip}
+            elif what == "train":
+                rec["train"] = self.train(entry, path, shape, work)
+            elif what == "zero1":
+                rec["zero1"] = self.train(entry, path, shape, work,
+                                          int(self.cfg.get("zero1_ranks", 2)))
+            elif what == "infer":
+                rec["infer"] = self.infer(entry, path, shape, work)
+            print("sizes: %s %s: %s" % (entry["name"], what, rec[what]["status"]),
+                  file=sys.stderr, flush=True)
+            self.write_partial(out)
+        if "random" in entry:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def finalize(self, out):
+        """--finalize: the results of a sweep that was stopped (its --partial file), completed
+        with the fits and the quiet note; the models it did not reach are listed as not run."""
+        self.device = out["device"]
+        self.loads = out.get("units", [])
+        self.lock = out.get("lock")
+        if self.args.commit:
+            out["commit"] = self.args.commit
+        out.setdefault("commit", "?")
+        done = {m["name"] for m in out["models"]}
+        for entry in self.cfg["models"]:
+            if entry["name"] not in done:
+                out["models"].append({"name": entry["name"],
+                                      "status": "no result: the sweep's partial file ends "
+                                                "before this model"})
+        out["fits"] = self.fits(out)
+        out["quiet"] = self.quiet_note()
+        out["units"] = self.loads
+        return out
+
     def quiet_note(self):
         if not self.loads:
+            if self.lock:  # a stopped sweep's partial file from before the load notes were kept
+                return ("each measurement ran alone under the shared CPU lock %s (quiet "
+                        "machine); load averages not recorded" % self.lock)
             return "nothing ran"
         hi = max(max(u["load1_before"], u["load1_after"]) for u in self.loads)
         if self.lock:
@@ -939,6 +973,11 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=0,
                     help="seconds for the whole sweep (0 = none): what does not fit is 'not run'")
     ap.add_argument("--partial", help="rewrite this JSON file after every unit")
+    ap.add_argument("--finalize", metavar="PARTIAL_JSON",
+                    help="write the outputs of a stopped sweep from its --partial file (with the "
+                         "same --config)")
+    ap.add_argument("--commit", help="with --finalize: the gllm commit the measuring binaries "
+                                      "were built from, where the partial file does not say")
     ap.add_argument("--json-only", action="store_true",
                     help="write only the JSON (render it later with sizes_report.py)")
     ap.add_argument("--dry-run", action="store_true",
@@ -957,11 +996,15 @@ def main(argv=None):
     if args.dry_run:
         sweep.plan()
         return None
-    for exe in ("gtrain", "bench_infer"):
-        if not os.access(os.path.join(args.bin, exe), os.X_OK):
-            raise SystemExit("sizes: %s not found in %s (build it, or pass --bin)" % (
-                exe, args.bin))
-    res = sweep.run()
+    if args.finalize:
+        with open(args.finalize) as f:
+            res = sweep.finalize(json.load(f))
+    else:
+        for exe in ("gtrain", "bench_infer"):
+            if not os.access(os.path.join(args.bin, exe), os.X_OK):
+                raise SystemExit("sizes: %s not found in %s (build it, or pass --bin)" % (
+                    exe, args.bin))
+        res = sweep.run()
     res["config_path"] = os.path.relpath(os.path.abspath(args.config), ROOT)
     stem = args.stem or "sizes_%s_%s" % (sweep.device["label"], res["date"][:10])
     if args.json_only:

@@ -113,7 +113,9 @@ def markdown(res, name):
           "outside the timed part); the fastest of the repeats; peak *m* backend = the engine's "
           "`peak_bytes` with a KV budget of exactly what the requests need (the rest above the "
           "computed line is the engine's one-step workspace: logits and activations of up to "
-          "max_batch_tokens tokens).", "",
+          "max_batch_tokens tokens). \"-\": not measured, or not resolved (a decode run not "
+          "measurably slower than its prefill run: too few decode steps for a model that small).",
+          "",
           "| model | train: batch x seq_len, steps (warm-up) | inference: n x P, D, repeats |",
           "|---|---|---|"]
     for m in res["models"]:
