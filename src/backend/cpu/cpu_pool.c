@@ -183,16 +183,22 @@ void gllm_cpu_pool_run(gllm_cpu_pool *p, long n, long grain, gllm_cpu_range_fn f
     const int omp_saved = omp_get_max_threads();
     if (omp_saved != 1)
         omp_set_num_threads(1);
-    if (p->n_threads == 1 || nch == 1 || nch > 0xffffffffL) {
+    if (p->n_threads == 1 || nch == 1 || nch >= 0xffffffffL) {
         fn(arg, 0, n, 0);
     } else {
+        const unsigned e = ++p->next_epoch;
+        /* close the claim word first: a worker still in run_chunks of the last
+         * job may hold claim == (old epoch, old n_chunks) and, reading this
+         * job's larger n_chunks, would otherwise claim a chunk that does not
+         * exist with a mix of both jobs' fields (seen as crashes in
+         * paged_range/rmsnorm_fwd_range when two processes share the cores) */
+        atomic_store(&p->claim, (uint64_t)e << 32 | 0xffffffffu);
         atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
         atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
         atomic_store_explicit(&p->n_items, n, memory_order_relaxed);
         atomic_store_explicit(&p->grain, grain, memory_order_relaxed);
         atomic_store_explicit(&p->n_chunks, nch, memory_order_relaxed);
         atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-        const unsigned e = ++p->next_epoch;
         atomic_store_explicit(&p->claim, (uint64_t)e << 32, memory_order_release);
         atomic_store(&p->epoch, e);
         if (atomic_load(&p->sleepers) > 0) {
