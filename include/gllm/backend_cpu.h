@@ -23,7 +23,7 @@ extern "C" {
 /* True when this gllm was built with OpenBLAS for the CPU matmul. */
 bool gllm_backend_cpu_has_blas(void);
 
-/* Choose cblas_sgemm (on, the default when built with BLAS) or the plain OpenMP
+/* Choose cblas_sgemm (on, the default when built with BLAS) or gllm's own
  * loops (off) for be's matmul. Asking for BLAS in a build without it returns
  * GLLM_ERR_UNSUPPORTED; `be` must come from gllm_backend_cpu_create. */
 gllm_status gllm_backend_cpu_set_blas(gllm_backend *be, bool on);

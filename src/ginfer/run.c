@@ -26,6 +26,7 @@
 #include "core/file.h"
 #include "ginfer_internal.h"
 #include "gllm/backend.h"
+#include "gllm/backend_cpu.h"
 #include "gllm/jsonl.h"
 #include "gllm/model.h"
 
@@ -170,8 +171,10 @@ static gllm_status open_backend(const gllm_ginfer_options *o, int rank, int worl
     }
     int threads = o->threads;
     if (threads <= 0 && world > 1) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cores > world ? (int)(cores / world) : 1;
+        /* the cores this process may use (affinity mask, cgroup quota,
+         * OMP_NUM_THREADS), not the machine's, shared among the replicas */
+        const int cores = gllm_cpu_default_threads();
+        threads = cores > world ? cores / world : 1;
     }
     if (strcmp(o->backend, "cpu") == 0)
         return gllm_backend_cpu_create(threads, be);
