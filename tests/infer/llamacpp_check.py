@@ -26,7 +26,8 @@ for F16 and Q8_0, so that both engines use the same rounded weights.
 Mistral: gllm writes it as llama.cpp's converter does (architecture "llama",
 the window under llama.attention.sliding_window), but llama.cpp's llama
 architecture has no sliding window, so the mistral sequences are kept within
-the fixture's window (6 positions), where the window changes nothing.
+the fixture's window (6 positions), where the window changes nothing: short
+prompts (WINDOW_PROMPTS), as many new tokens as fit.
 
 Prints "llamacpp VERSION" and one line per case:
   case NAME GGUF SOURCE TYPE V N_PROMPT N_NEW LOGITS_FILE TEXT_FILE ID...
@@ -54,6 +55,7 @@ SMOLLM2_PROMPTS = [
     "<|im_start|>user\nWhat is the boiling point of water?<|im_end|>\n<|im_start|>assistant\n",
 ]
 FIXTURE_PROMPTS = ["the cat sat on the mat", "Hello, world! 123", "a"]
+WINDOW_PROMPTS = ["the cat", "Hello", "a"]
 FIXTURE_ARCHS = ["gpt2", "llama2", "llama3", "qwen2", "mistral", "smollm"]
 SMOLLM2_NEW = 32
 FIXTURE_NEW = 12
@@ -125,7 +127,9 @@ def main(exe, src, tmp, smollm2):
         d, cfg = fixture_folder(src, tmp, arch)
         out = os.path.join(tmp, arch + "-f32.gguf")
         gconvert(exe, d, out, "--type", "f32", "--name", arch + " fixture")
-        run_file(arch + "-f32", out, d, "f32", FIXTURE_PROMPTS, FIXTURE_NEW, cfg.get("sliding_window"), tmp)
+        window = cfg.get("sliding_window")
+        run_file(arch + "-f32", out, d, "f32", WINDOW_PROMPTS if window else FIXTURE_PROMPTS,
+                 FIXTURE_NEW, window, tmp)
     if smollm2 != "-":
         hf = os.path.join(tmp, "smollm2-hf")
         gconvert(exe, smollm2, hf, "--type", "f32")

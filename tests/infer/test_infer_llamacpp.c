@@ -74,14 +74,16 @@ static bool parse_case(char *line, llama_case *c)
     return true;
 }
 
-/* F32: summation order only. F16 / Q8_0: llama.cpp rounds the activations of
- * every matmul to the weight type (measured worst rows on SmolLM2: see the
- * printed figures) */
-static double tolerance(const char *type)
+/* F32: summation order only (measured: under 1e-6 on the fixtures), except
+ * GPT-2: ggml's CPU GELU reads a table of f16 values at the input rounded to
+ * f16 (measured: 2-3e-4 on the gpt2 fixture). F16 / Q8_0: llama.cpp rounds
+ * the activations of every matmul to the weight type (measured worst rows on
+ * SmolLM2: see the printed figures). */
+static double tolerance(const llama_case *c)
 {
-    if (strcmp(type, "f32") == 0)
-        return 1e-4;
-    if (strcmp(type, "f16") == 0)
+    if (strcmp(c->type, "f32") == 0)
+        return strncmp(c->name, "gpt2-", 5) == 0 ? 2e-3 : 1e-4;
+    if (strcmp(c->type, "f16") == 0)
         return 2e-2;
     return 6e-2;
 }
@@ -143,8 +145,8 @@ static double check_logits(gllm_model *m, const llama_case *c)
             worst = e > worst ? e : worst;
         }
     }
-    CHECK_MSG(worst <= tolerance(c->type), "%s: logits rel err %.2e > %.0e", c->name, worst,
-              tolerance(c->type));
+    CHECK_MSG(worst <= tolerance(c), "%s: logits rel err %.2e > %.0e", c->name, worst,
+              tolerance(c));
     free(got);
     free(want);
     return worst;
@@ -210,7 +212,7 @@ static void check_file(gllm_backend *be, llama_case *cases, int n)
             const int same = check_greedy(m, c, &res[i].samples[0]);
             printf("%s: %d prompt ids; greedy ids equal to llama.cpp's: %d of %d; logits rel err "
                    "(worst of %d rows) %.2e (tolerance %.0e)\n", c->name, c->n_prompt, same,
-                   c->n_new, c->n_prompt + c->n_new - 1, e, tolerance(c->type));
+                   c->n_new, c->n_prompt + c->n_new - 1, e, tolerance(c));
         }
         gllm_result_free(&res[i]);
     }
