@@ -25,10 +25,10 @@ typedef struct paged_ctx {
 } paged_ctx;
 
 /* One row's attention for the nh query heads h0.. that share KV head g: each
- * key and value row is read once for all of them. Per head the arithmetic is
- * the plain loop's, in its order: q.k in gllm_cpu_dot's eight lanes and tree,
- * exp(s - max) summed in key order, then o[d] = (sum over keys in order of
- * w * v[d]) * (1 / sum). The vector types only run independent lanes (d, keys,
+ * key and value row is read once for all of them. Per head, in a fixed order:
+ * q.k in gllm_cpu_dot's eight lanes and tree, exp(s - max) (gllm_cpu_exp,
+ * which vectorises where libm's expf is a call) summed in key order, then
+ * o[d] = (sum over keys in order of w * v[d]) * (1 / sum). The vector types only run independent lanes (d, keys,
  * heads) side by side, so the bits are the same on every CPU and for either
  * compiled version (ISO C: no contraction into FMA). Inlined with nh a
  * constant, the heads' accumulators stay in registers. */
@@ -77,10 +77,10 @@ paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, const int nh)
         float *sh = sc + (size_t)h * scs, mx = -INFINITY, sum = 0;
         for (int j = 0; j < n; j++)
             mx = sh[j] > mx ? sh[j] : mx;
-        for (int j = 0; j < n; j++) {
-            sh[j] = expf(sh[j] - mx);
+        for (int j = 0; j < n; j++)
+            sh[j] = gllm_cpu_exp(sh[j] - mx);
+        for (int j = 0; j < n; j++)
             sum += sh[j];
-        }
         inv[h] = 1.0f / sum;
     }
     /* values, sixteen d lanes at a time */
@@ -255,6 +255,7 @@ static void select_first(pid *v, long lo, long hi, long k)
 }
 
 /* float lanes in a fixed order, then one double: deterministic and vectorisable */
+GLLM_CPU_CLONES
 static double sum_exp(const float *x, int V, float mx, float inv_t)
 {
     float acc[16] = {0};
