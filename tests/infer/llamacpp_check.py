@@ -7,7 +7,10 @@ Exports models with gllm's own gconvert and runs them in llama.cpp (the
 llama.cpp when installed from its source package):
 
   - SmolLM2-135M-Instruct: the Q4_1 GGUF -> HF folder (f32 safetensors) ->
-    GGUF F32, F16 and Q8_0, the way a gtrain checkpoint reaches llama.cpp;
+    GGUF F32 and F16, the way a gtrain checkpoint reaches llama.cpp (Q8_0 is
+    not compared: llama.cpp's CPU matmuls round the activations to 8-bit
+    blocks too, and its logits differ from gllm's by 10-18% relative in the
+    worst row, greedy ids parting after 5-21 tokens, measured 2026-12-02);
   - the tiny HF fixtures (tests/fixtures/<arch>) gpt2, llama2, llama3, qwen2,
     mistral and smollm, given the small tokenizers that
     tests/model/gguf_export_check.py builds, exported to GGUF F32.
@@ -21,7 +24,7 @@ file and the prompt text to another. The C test runs gllm on the model the
 file was made from (SOURCE): the HF folder for F32, so that an export that
 writes the weights wrong (say, q/k not permuted the llama.cpp way, which gllm
 reading its own file back would undo consistently) shows; the GGUF file itself
-for F16 and Q8_0, so that both engines use the same rounded weights.
+for F16, so that both engines use the same rounded weights.
 
 Mistral: gllm writes it as llama.cpp's converter does (architecture "llama",
 the window under llama.attention.sliding_window), but llama.cpp's llama
@@ -133,7 +136,7 @@ def main(exe, src, tmp, smollm2):
     if smollm2 != "-":
         hf = os.path.join(tmp, "smollm2-hf")
         gconvert(exe, smollm2, hf, "--type", "f32")
-        for gtype in ("f32", "f16", "q8_0"):
+        for gtype in ("f32", "f16"):
             out = os.path.join(tmp, f"smollm2-{gtype}.gguf")
             gconvert(exe, hf, out, "--type", gtype, "--name", "SmolLM2-135M-Instruct")
             run_file("smollm2-" + gtype, out, hf if gtype == "f32" else out, gtype, SMOLLM2_PROMPTS, SMOLLM2_NEW, None, tmp)
