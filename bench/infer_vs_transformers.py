@@ -10,7 +10,10 @@ Greedy, eos ignored (every system generates exactly the same number of tokens).
 Runs (--runs): gllm with prefix sharing on (gllm) and off (gllm-nosharing), gllm
 with batch invariance off (gllm-noinv, GLLM_BATCH_INVARIANT=0), and transformers
 (hf: batches of --hf-batch, prompts of one kind together, each batch left-padded
-to its longest prompt). Runs go one after another; with --lock each run holds
+to its longest prompt), and optionally llama.cpp (llamacpp: llama-cpp-python built from its
+PyPI source package, on an F32 GGUF that gllm's gconvert exports from the same folder;
+continuous batching and prefix sharing through its low-level batch API, see
+bench/llamacpp_batch.py). Runs go one after another; with --lock each run holds
 that file's flock for itself only (one acquisition per run on a shared machine).
 Results accumulate in bench/results/STEM.json (a later invocation with other
 --runs keeps the runs already there for the same prompts) and STEM.md.
@@ -128,7 +131,8 @@ GLLM_RUNS = {"gllm": ([], "1"), "gllm-nosharing": (["--no-sharing"], "1"),
              "gllm-noinv": ([], "0")}
 NAMES = {"gllm": "gllm (prefix sharing, batch invariant)",
          "gllm-nosharing": "gllm, no prefix sharing",
-         "gllm-noinv": "gllm, batch invariance off", "hf": "transformers generate"}
+         "gllm-noinv": "gllm, batch invariance off", "hf": "transformers generate",
+         "llamacpp": "llama.cpp (llama-cpp-python, F32 GGUF)"}
 
 
 def run_gllm(args, key, pfile, res_dir):
@@ -169,6 +173,27 @@ def run_transformers(args, tok, prompts):
             "lock_wait_s": getattr(lk, "waited", 0.0)}
 
 
+def run_llamacpp(args, prompts, res_dir):
+    """llama.cpp on the F32 GGUF gconvert writes from args.model (same weights, fp32)"""
+    import llama_cpp
+    import llamacpp_batch
+    gguf = os.path.join(res_dir, "infer_llamacpp_f32.gguf")
+    try:
+        with Lock(args.lock) as lk:
+            subprocess.run([os.path.join(args.build, "gconvert"), args.model, gguf, "--type",
+                            "f32"], check=True, stdout=subprocess.DEVNULL)
+            load0 = os.getloadavg()[0]
+            wall, outs, info = llamacpp_batch.run(gguf, prompts, args.threads)
+    finally:
+        os.remove(gguf)
+    n_gen = sum(p[1] for p in prompts)
+    print(f"{NAMES['llamacpp']}: {wall:.2f} s ({info['cpu_s']:.1f} CPU s), {n_gen / wall:.1f} tok/s, "
+          f"llama-cpp-python {llama_cpp.__version__}, {info}", flush=True)
+    return dict(info, wall_s=wall, output_tok_per_s=n_gen / wall,
+                generated_tokens=n_gen, ids=outs, load_at_start=load0,
+                lock_wait_s=getattr(lk, "waited", 0.0), version=llama_cpp.__version__)
+
+
 def report(result, args, res_dir, stem):
     runs = result["runs"]
     n_prompt, n_gen, n = result["prompt_tokens"], result["generated_tokens"], result["prompts"]
@@ -185,13 +210,16 @@ def report(result, args, res_dir, stem):
              "| system | time to finish (s) | CPU s | output tok/s | speedup vs transformers "
              "(time) | prompt tokens computed | load avg at start |",
              "|---|---|---|---|---|---|---|"]
-    for key in ("hf", "gllm", "gllm-nosharing", "gllm-noinv"):
+    for key in ("hf", "gllm", "gllm-nosharing", "gllm-noinv", "llamacpp"):
+        if key == "llamacpp" and key not in runs:
+            continue
         if key not in runs:
             lines.append(f"| {NAMES[key]} | not run | | | | | |")
             continue
         r = runs[key]
         sp = f"{hf['wall_s'] / r['wall_s']:.2f}x" if hf else "-"
         computed = (f"{n_prompt} (+ padding)" if key == "hf"
+                    else f"{r['prompt_tokens_computed']}" if key == "llamacpp"
                     else f"{r['prompt_tokens'] - r['cached_tokens']}")
         lines.append(f"| {NAMES[key]} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
                      f"{r['output_tok_per_s']:.1f} | {sp} | {computed} | "
@@ -213,6 +241,16 @@ def report(result, args, res_dir, stem):
                      f"prompts: {NAMES[key]}" +
                      (" (fp32 both; batched left-padded transformers rounds differently, so "
                       "near-ties can flip)" if key == "hf" else ""))
+    if "llamacpp" in runs:
+        r = runs["llamacpp"]
+        lines.append(f"- llama.cpp: llama-cpp-python {r['version']} built from its PyPI source "
+                     f"package on this machine (CPU backend, GGML_NATIVE, no BLAS); the F32 GGUF "
+                     f"gllm's gconvert exports; F32 KV cache, flash attention off; continuous "
+                     f"batching of {r['slots']} sequences through llama_decode with batches of "
+                     f"{r['n_batch']} tokens (ubatches of {r['n_ubatch']}), per-sequence KV "
+                     f"streams of {r['ctx_per_seq']} cells, each kind's common prompt prefix "
+                     f"computed once and copied (llama_memory_seq_cp); {r['steps']} decode calls; "
+                     f"timed from the first decode, model load excluded (bench/llamacpp_batch.py).")
     lines.append(f"- conditions: each system ran alone, holding the shared CPU lock "
                  f"({args.lock or 'no lock'}) for its own run only; load averages at the start "
                  f"of each run are in the table (the 1-minute average still shows work that "
@@ -231,7 +269,8 @@ def main():
     ap.add_argument("--per-kind", type=int, default=128,
                     help="prompts of each kind (128: the 256-prompt bench)")
     ap.add_argument("--runs", default="gllm,gllm-nosharing,gllm-noinv,hf",
-                    help="comma-separated: gllm, gllm-nosharing, gllm-noinv, hf")
+                    help="comma-separated: gllm, gllm-nosharing, gllm-noinv, hf, llamacpp "
+                         "(llamacpp: optional, needs llama-cpp-python and build/gconvert)")
     ap.add_argument("--lock", default=None,
                     help="flock this file around each run (e.g. /work/cpu.lock on a shared "
                          "machine), so each run is one acquisition and is timed alone")
@@ -288,8 +327,11 @@ def main():
                    "transformers_version": __import__("transformers").__version__})
     ids = {k: v.pop("ids") for k, v in result["runs"].items() if "ids" in v}
     for key in keys:
-        r = run_transformers(args, tok, prompts) if key == "hf" else run_gllm(args, key, pfile,
-                                                                           res_dir)
+        if key == "llamacpp":
+            r = run_llamacpp(args, prompts, res_dir)
+        else:
+            r = run_transformers(args, tok, prompts) if key == "hf" else run_gllm(args, key, pfile,
+                                                                               res_dir)
         ids[key] = r.pop("ids")
         r["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         result["runs"][key] = r

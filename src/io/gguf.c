@@ -150,18 +150,19 @@ static gllm_status rd_str(cursor *c, gllm_gguf_str *s, const char *what)
     return GLLM_OK;
 }
 
-/* A NUL-terminated copy of a key or tensor name; refuses NULs inside. */
-static gllm_status name_copy(const cursor *c, const gllm_gguf_str *s, const char *what,
-                             char **out)
+/* Read a key or tensor name: a NUL-terminated copy; refuses NULs inside. */
+static gllm_status rd_name(cursor *c, const char *what, char **out)
 {
-    if (s->len == 0 || s->len > GGUF_MAX_NAME || memchr(s->ptr, 0, s->len))
+    gllm_gguf_str s;
+    GLLM_TRY(rd_str(c, &s, what));
+    if (s.len == 0 || s.len > GGUF_MAX_NAME || memchr(s.ptr, 0, s.len))
         return gllm_fail(GLLM_ERR_FORMAT, "%s: %s: empty, longer than %d bytes or containing "
                          "a NUL byte", c->g->path, what, GGUF_MAX_NAME);
-    char *p = gllm_malloc(s->len + 1, "a GGUF name");
+    char *p = gllm_malloc(s.len + 1, "a GGUF name");
     if (!p)
         return GLLM_ERR_OOM;
-    memcpy(p, s->ptr, s->len);
-    p[s->len] = 0;
+    memcpy(p, s.ptr, s.len);
+    p[s.len] = 0;
     *out = p;
     return GLLM_OK;
 }
@@ -213,10 +214,8 @@ static gllm_status read_kv(gllm_gguf *g, cursor *c, int idx, gllm_gguf_kv *kv)
 {
     char what[128];
     snprintf(what, sizeof what, "metadata entry %d key", idx);
-    gllm_gguf_str ks;
-    GLLM_TRY(rd_str(c, &ks, what));
     char *key;
-    GLLM_TRY(name_copy(c, &ks, what, &key));
+    GLLM_TRY(rd_name(c, what, &key));
     kv->key = key;
     char kwhat[GGUF_MAX_NAME / 256 + 64];
     snprintf(kwhat, sizeof kwhat, "key '%.200s'", key);
@@ -311,10 +310,8 @@ static gllm_status read_tensor_info(gllm_gguf *g, cursor *c, int idx, gllm_gguf_
 {
     char what[64];
     snprintf(what, sizeof what, "tensor info %d name", idx);
-    gllm_gguf_str ns;
-    GLLM_TRY(rd_str(c, &ns, what));
     char *name;
-    GLLM_TRY(name_copy(c, &ns, what, &name));
+    GLLM_TRY(rd_name(c, what, &name));
     t->name = name;
     char twhat[300];
     snprintf(twhat, sizeof twhat, "tensor '%.200s'", name);

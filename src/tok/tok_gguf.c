@@ -45,7 +45,10 @@ static const struct {
     pre_kind kind;
     const char *regex;
 } k_pre[] = {
-    {"gpt2", PRE_GPT2, NULL},           {"mpt", PRE_GPT2, NULL},
+    /* llama.cpp names GPT-2's split "gpt-2" (and refuses "gpt2"); files
+     * written by gllm before it said so carry "gpt2" */
+    {"gpt-2", PRE_GPT2, NULL},          {"gpt2", PRE_GPT2, NULL},
+    {"mpt", PRE_GPT2, NULL},
     {"olmo", PRE_GPT2, NULL},           {"jais", PRE_GPT2, NULL},
     {"smollm", PRE_DIGITS_GPT2, NULL},  {"starcoder", PRE_DIGITS_GPT2, NULL},
     {"refact", PRE_DIGITS_GPT2, NULL},  {"command-r", PRE_DIGITS_GPT2, NULL},
@@ -189,6 +192,64 @@ static const char *token_of(const gllm_gguf_kv *tokens, const gllm_gguf *g, cons
     return buf;
 }
 
+/* tokenizer.ggml.tokens (1 to 2^24 strings) and the optional
+ * tokenizer.ggml.token_type (as many integers; *types NULL when absent) */
+static gllm_status vocab_arrays(const gllm_gguf *g, const gllm_gguf_kv **tokens,
+                                const gllm_gguf_kv **types)
+{
+    const char *path = gllm_gguf_path(g);
+    GLLM_TRY(string_array(g, "tokenizer.ggml.tokens", tokens));
+    if ((*tokens)->n == 0 || (*tokens)->n > (1u << 24))
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.tokens': %llu tokens",
+                         path, (unsigned long long)(*tokens)->n);
+    const gllm_gguf_kv *t = gllm_gguf_find_kv(g, "tokenizer.ggml.token_type");
+    if (t && (t->type != GLLM_GGUF_ARRAY || t->n != (*tokens)->n ||
+              t->arr_type == GLLM_GGUF_STRING || t->arr_type == GLLM_GGUF_ARRAY))
+        return gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.token_type' must be an array "
+                         "of %llu integers", path, (unsigned long long)(*tokens)->n);
+    *types = t;
+    return GLLM_OK;
+}
+
+/* tokenizer.json's "model" object of a BPE vocabulary, added to tj */
+static cJSON *bpe_model(cJSON *tj, bool spm)
+{
+    cJSON *model = cJSON_AddObjectToObject(tj, "model");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddNullToObject(model, "dropout");
+    cJSON_AddNullToObject(model, "unk_token");
+    cJSON_AddBoolToObject(model, "fuse_unk", spm);
+    cJSON_AddBoolToObject(model, "byte_fallback", spm);
+    cJSON_AddBoolToObject(model, "ignore_merges", false);
+    return model;
+}
+
+/* one entry of tokenizer.json's "added_tokens" */
+static void add_token(cJSON *added, int64_t id, const char *content, bool special)
+{
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "id", (double)id);
+    cJSON_AddStringToObject(a, "content", content);
+    cJSON_AddBoolToObject(a, "single_word", false);
+    cJSON_AddBoolToObject(a, "lstrip", false);
+    cJSON_AddBoolToObject(a, "rstrip", false);
+    cJSON_AddBoolToObject(a, "normalized", false);
+    cJSON_AddBoolToObject(a, "special", special);
+    cJSON_AddItemToArray(added, a);
+}
+
+/* the strings of tokenizer.ggml.merges appended to the model's "merges" */
+static gllm_status copy_merges(const gllm_gguf *g, const gllm_gguf_kv *merges, cJSON *ml)
+{
+    for (uint64_t i = 0; i < merges->n; i++) {
+        char *m;
+        GLLM_TRY(cstr(g, "tokenizer.ggml.merges", &merges->strs[i], i, &m));
+        cJSON_AddItemToArray(ml, cJSON_CreateString(m));
+        free(m);
+    }
+    return GLLM_OK;
+}
+
 /* The post-processor (BOS/EOS as add_bos_token/add_eos_token say, add_bos
  * defaulting to bos_default) and tokenizer_config.json (special token
  * strings, chat template). */
@@ -264,24 +325,10 @@ static gllm_status post_and_config(const gllm_gguf *g, const gllm_gguf_kv *token
 static gllm_status build_gpt2(const gllm_gguf *g, cJSON *tj, cJSON *cfg)
 {
     const char *path = gllm_gguf_path(g);
-    const gllm_gguf_kv *tokens, *merges;
-    GLLM_TRY(string_array(g, "tokenizer.ggml.tokens", &tokens));
+    const gllm_gguf_kv *tokens, *types, *merges;
+    GLLM_TRY(vocab_arrays(g, &tokens, &types));
     GLLM_TRY(string_array(g, "tokenizer.ggml.merges", &merges));
-    if (tokens->n == 0 || tokens->n > (1u << 24))
-        return gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.tokens': %llu tokens",
-                         path, (unsigned long long)tokens->n);
-    const gllm_gguf_kv *types = gllm_gguf_find_kv(g, "tokenizer.ggml.token_type");
-    if (types && (types->type != GLLM_GGUF_ARRAY || types->n != tokens->n ||
-                  types->arr_type == GLLM_GGUF_STRING || types->arr_type == GLLM_GGUF_ARRAY))
-        return gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.token_type' must be an array "
-                         "of %llu integers", path, (unsigned long long)tokens->n);
-    cJSON *model = cJSON_AddObjectToObject(tj, "model");
-    cJSON_AddStringToObject(model, "type", "BPE");
-    cJSON_AddNullToObject(model, "dropout");
-    cJSON_AddNullToObject(model, "unk_token");
-    cJSON_AddBoolToObject(model, "fuse_unk", false);
-    cJSON_AddBoolToObject(model, "byte_fallback", false);
-    cJSON_AddBoolToObject(model, "ignore_merges", false);
+    cJSON *model = bpe_model(tj, false);
     cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
     cJSON *added = cJSON_AddArrayToObject(tj, "added_tokens");
     for (uint64_t i = 0; i < tokens->n; i++) {
@@ -302,28 +349,14 @@ static gllm_status build_gpt2(const gllm_gguf *g, cJSON *tj, cJSON *cfg)
          * same spelling replaces an earlier one; released vocabularies have none) */
         cJSON_AddNumberToObject(vocab, spelled, (double)i);
         const int64_t type = types ? gllm_gguf_arr_int(types, i) : 1;
-        if ((type == TOKEN_CONTROL && alpha) || type == TOKEN_USER_DEFINED) {
-            cJSON *a = cJSON_CreateObject();
-            cJSON_AddNumberToObject(a, "id", (double)i);
-            cJSON_AddStringToObject(a, "content", type == TOKEN_CONTROL ? s : spelled);
-            cJSON_AddBoolToObject(a, "single_word", false);
-            cJSON_AddBoolToObject(a, "lstrip", false);
-            cJSON_AddBoolToObject(a, "rstrip", false);
-            cJSON_AddBoolToObject(a, "normalized", false);
-            cJSON_AddBoolToObject(a, "special", type == TOKEN_CONTROL);
-            cJSON_AddItemToArray(added, a);
-        }
+        if ((type == TOKEN_CONTROL && alpha) || type == TOKEN_USER_DEFINED)
+            add_token(added, (int64_t)i, type == TOKEN_CONTROL ? s : spelled,
+                      type == TOKEN_CONTROL);
         if (spelled != s)
             free(spelled);
         free(s);
     }
-    cJSON *ml = cJSON_AddArrayToObject(model, "merges");
-    for (uint64_t i = 0; i < merges->n; i++) {
-        char *s;
-        GLLM_TRY(cstr(g, "tokenizer.ggml.merges", &merges->strs[i], i, &s));
-        cJSON_AddItemToArray(ml, cJSON_CreateString(s));
-        free(s);
-    }
+    GLLM_TRY(copy_merges(g, merges, cJSON_AddArrayToObject(model, "merges")));
     cJSON_AddNullToObject(tj, "normalizer");
     cJSON *pre = NULL;
     GLLM_TRY(pre_tokenizer(g, &pre));
@@ -469,18 +502,10 @@ static gllm_status build_llama(const gllm_gguf *g, cJSON *tj, cJSON *cfg)
             return s;
         }
     free(arch);
-    const gllm_gguf_kv *tokens, *merges = gllm_gguf_find_kv(g, "tokenizer.ggml.merges");
-    GLLM_TRY(string_array(g, "tokenizer.ggml.tokens", &tokens));
+    const gllm_gguf_kv *tokens, *types, *merges = gllm_gguf_find_kv(g, "tokenizer.ggml.merges");
+    GLLM_TRY(vocab_arrays(g, &tokens, &types));
     if (merges)
         GLLM_TRY(string_array(g, "tokenizer.ggml.merges", &merges));
-    if (tokens->n == 0 || tokens->n > (1u << 24))
-        return gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.tokens': %llu tokens",
-                         path, (unsigned long long)tokens->n);
-    const gllm_gguf_kv *types = gllm_gguf_find_kv(g, "tokenizer.ggml.token_type");
-    if (types && (types->type != GLLM_GGUF_ARRAY || types->n != tokens->n ||
-                  types->arr_type == GLLM_GGUF_STRING || types->arr_type == GLLM_GGUF_ARRAY))
-        return gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.token_type' must be an array "
-                         "of %llu integers", path, (unsigned long long)tokens->n);
     const gllm_gguf_kv *scores = gllm_gguf_find_kv(g, "tokenizer.ggml.scores");
     if (!scores && !merges)
         return gllm_fail(GLLM_ERR_NOT_FOUND, "%s: key 'tokenizer.ggml.scores' is missing (a "
@@ -528,14 +553,8 @@ static gllm_status build_llama(const gllm_gguf *g, cJSON *tj, cJSON *cfg)
             s = gllm_fail(GLLM_ERR_FORMAT, "%s: key 'tokenizer.ggml.tokens': element %d (\"%s\") "
                           "repeats element %d", path, i, strs[i], first);
     }
-    cJSON *model = s == GLLM_OK ? cJSON_AddObjectToObject(tj, "model") : NULL;
+    cJSON *model = s == GLLM_OK ? bpe_model(tj, true) : NULL;
     if (model) {
-        cJSON_AddStringToObject(model, "type", "BPE");
-        cJSON_AddNullToObject(model, "dropout");
-        cJSON_AddNullToObject(model, "unk_token");
-        cJSON_AddBoolToObject(model, "fuse_unk", true);
-        cJSON_AddBoolToObject(model, "byte_fallback", true);
-        cJSON_AddBoolToObject(model, "ignore_merges", false);
         cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
         cJSON *added = cJSON_AddArrayToObject(tj, "added_tokens");
         for (int i = 0; i < n; i++) {
@@ -544,31 +563,11 @@ static gllm_status build_llama(const gllm_gguf *g, cJSON *tj, cJSON *cfg)
             bool special = type == TOKEN_CONTROL;
             for (int k = 0; k < 4; k++)
                 special |= special_ids[k] == i;
-            if (!special && type != TOKEN_USER_DEFINED)
-                continue;
-            cJSON *a = cJSON_CreateObject();
-            cJSON_AddNumberToObject(a, "id", (double)i);
-            cJSON_AddStringToObject(a, "content", strs[i]);
-            cJSON_AddBoolToObject(a, "single_word", false);
-            cJSON_AddBoolToObject(a, "lstrip", false);
-            cJSON_AddBoolToObject(a, "rstrip", false);
-            cJSON_AddBoolToObject(a, "normalized", false);
-            cJSON_AddBoolToObject(a, "special", special);
-            cJSON_AddItemToArray(added, a);
+            if (special || type == TOKEN_USER_DEFINED)
+                add_token(added, i, strs[i], special);
         }
         cJSON *ml = cJSON_AddArrayToObject(model, "merges");
-        if (merges) {
-            for (uint64_t i = 0; s == GLLM_OK && i < merges->n; i++) {
-                char *m;
-                s = cstr(g, "tokenizer.ggml.merges", &merges->strs[i], i, &m);
-                if (s == GLLM_OK) {
-                    cJSON_AddItemToArray(ml, cJSON_CreateString(m));
-                    free(m);
-                }
-            }
-        } else {
-            s = spm_merges(strs, lens, sc, n, &map, ml);
-        }
+        s = merges ? copy_merges(g, merges, ml) : spm_merges(strs, lens, sc, n, &map, ml);
     }
     tok_strmap_free(&map);
     for (int i = 0; strs && i < n; i++)
@@ -686,7 +685,7 @@ static const char *pre_name(const gllm_tokenizer *tok)
     if (tok->n_norm != 0 || !tok->byte_level)
         return NULL;
     if (tok->n_pre == 1 && p[0].kind == PRE_BYTELEVEL && p[0].re && !p[0].add_prefix_space)
-        return "gpt2";
+        return "gpt-2";
     if (tok->n_pre != 2 || p[0].kind != PRE_SPLIT || p[0].behavior != SPLIT_ISOLATED ||
         p[0].invert || !p[0].pattern || p[1].kind != PRE_BYTELEVEL || p[1].add_prefix_space)
         return NULL;

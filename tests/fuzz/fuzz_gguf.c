@@ -1,9 +1,24 @@
 /* Any bytes given to the GGUF reader: an error or a valid table whose every
- * tensor lies in the mapping and dequantizes, never a crash. */
+ * tensor lies in the mapping and dequantizes, never a crash. A file that opens
+ * also goes to the readers built on the table: the HF config of its
+ * architecture, and the tokenizer (gpt2 or SentencePiece) from its
+ * tokenizer.ggml.* keys, which encodes and decodes a fixed text when built. */
 #include <string.h>
 
 #include "fuzz_common.h"
 #include "gllm/gguf.h"
+#include "gllm/gguf_model.h"
+#include "gllm/tok.h"
+
+static void fuzz_readers(const gllm_gguf *g, const char *path)
+{
+    char *config = NULL;
+    if (gllm_gguf_hf_config(g, &config) == GLLM_OK)
+        free(config);
+    gllm_tokenizer *tok = NULL;
+    if (gllm_tok_load(path, &tok) == GLLM_OK)
+        fuzz_tok_roundtrip(tok);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -31,6 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 free(buf);
             }
         }
+        fuzz_readers(g, path);
         gllm_gguf_close(g);
     }
     unlink(path);

@@ -185,7 +185,7 @@ def check(gconvert, src, tmp, arch, gtype, tol):
             field(r, "tokenizer.ggml.add_space_prefix") is True and field(r, "tokenizer.ggml.add_bos_token") is True
     else:
         ok = ok and field(r, "tokenizer.ggml.model") == "gpt2" and \
-            field(r, "tokenizer.ggml.pre") == ("qwen2" if arch == "qwen2" else "gpt2") and \
+            field(r, "tokenizer.ggml.pre") == ("qwen2" if arch == "qwen2" else "gpt-2") and \
             len(field(r, "tokenizer.ggml.merges")) == len(tj["model"]["merges"]) and types[V - 1] == 3
 
     # transformers' GGUF loader

@@ -21,6 +21,7 @@
 #include "gllm/tok_gguf.h"
 #include "smollm2_path.h"
 #include "test_util.h"
+#include "tok/tok_corpus.h"
 
 #define FIX GLLM_SOURCE_DIR "/tests/fixtures/"
 
@@ -102,67 +103,6 @@ static void test_small(void)
     unlink(path);
 }
 
-/* corpus entries as the parity test reads them */
-typedef struct {
-    char *bytes;
-    size_t len;
-} entry;
-
-static int load_corpus(entry *out, int cap)
-{
-    char *text = test_slurp(FIX "tok/corpus.jsonl", NULL);
-    int n = 0;
-    for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
-        cJSON *j = cJSON_Parse(line);
-        cJSON *t = cJSON_GetObjectItem(j, "text"), *h = cJSON_GetObjectItem(j, "hex");
-        entry *e = &out[n++];
-        if (cJSON_IsString(t)) {
-            e->len = strlen(t->valuestring);
-            e->bytes = strdup(t->valuestring);
-        } else {
-            e->len = strlen(h->valuestring) / 2;
-            e->bytes = malloc(e->len + 1);
-            for (size_t i = 0; i < e->len; i++) {
-                unsigned v;
-                sscanf(h->valuestring + 2 * i, "%2x", &v);
-                e->bytes[i] = (char)v;
-            }
-            e->bytes[e->len] = 0;
-        }
-        cJSON_Delete(j);
-    }
-    free(text);
-    return n;
-}
-
-static size_t parse_ids(char **p, int32_t *ids, size_t cap)
-{
-    size_t n = 0;
-    while (**p && **p != '|' && **p != '\n') {
-        char *end;
-        long v = strtol(*p, &end, 10);
-        if (end == *p) {
-            (*p)++;
-            continue;
-        }
-        if (n < cap)
-            ids[n] = (int32_t)v;
-        n++;
-        *p = end;
-    }
-    if (**p == '|')
-        (*p)++;
-    return n;
-}
-
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
-    return h;
-}
-
 /* true if the entry holds a number character (\p{N}), which llama.cpp's
  * "smollm" pre-tokenizer splits off one by one */
 static bool has_digit(const entry *e)
@@ -187,30 +127,25 @@ static int compare_stride(const gllm_tokenizer *tok, const char *fix, const entr
     CHECK_MSG(ref != NULL, "cannot read %s", fix);
     if (!ref)
         return -1;
-    enum { CAP = 8192 };
-    int32_t *want = malloc(CAP * sizeof *want), pre[16], post[16];
+    int32_t *want = malloc(REF_CAP * sizeof *want), pre[REF_SPECIALS], post[REF_SPECIALS];
     int bad = 0;
     *bad_nodigit = 0;
     char *line = ref;
     for (int i = 0; i < n && *line; i += stride) {
-        char *p = line;
-        size_t nw = parse_ids(&p, want, CAP);
-        size_t npre = parse_ids(&p, pre, 16), npost = parse_ids(&p, post, 16);
-        uint64_t h_all = strtoull(p, &p, 16);
-        uint64_t h_skip = strtoull(p + 1, &p, 16);
-        line = strchr(p, '\n');
-        line = line ? line + 1 : p + strlen(p);
+        ref_line r;
+        parse_ref_line(&line, want, pre, post, &r);
+        const size_t nw = r.n_ids;
         int32_t *ids = NULL, *ids2 = NULL;
         size_t nids = 0, nids2 = 0;
         CHECK_OK(gllm_tok_encode(tok, corpus[i].bytes, corpus[i].len, false, &ids, &nids));
         CHECK_OK(gllm_tok_encode(tok, corpus[i].bytes, corpus[i].len, true, &ids2, &nids2));
         bool ok = nids == nw && (!nw || !memcmp(ids, want, nw * sizeof *ids)) &&
-                  nids2 == npre + nw + npost;
+                  nids2 == r.n_pre + nw + r.n_post;
         char *t1 = NULL, *t2 = NULL;
         size_t l1 = 0, l2 = 0;
         CHECK_OK(gllm_tok_decode(tok, ids2, nids2, false, &t1, &l1));
         CHECK_OK(gllm_tok_decode(tok, ids2, nids2, true, &t2, &l2));
-        ok = ok && t1 && t2 && fnv1a(t1, l1) == h_all && fnv1a(t2, l2) == h_skip;
+        ok = ok && t1 && t2 && fnv1a(t1, l1) == r.h_all && fnv1a(t2, l2) == r.h_skip;
         if (!ok) {
             bad++;
             *bad_nodigit += !has_digit(&corpus[i]);
@@ -476,8 +411,7 @@ static void test_spm_corpus(void)
     free(toks);
     free(scores);
     free(types);
-    for (int i = 0; i < n; i++)
-        free(corpus[i].bytes);
+    free_corpus(corpus, n);
 }
 
 /* gllm's writer: a SentencePiece-style tokenizer.json (Mistral's Metaspace,
@@ -545,8 +479,7 @@ static void test_spm_export(void)
             unlink(path);
         }
     }
-    for (int i = 0; i < n; i++)
-        free(corpus[i].bytes);
+    free_corpus(corpus, n);
 }
 
 static void test_smollm2(void)
@@ -591,8 +524,7 @@ static void test_smollm2(void)
         CHECK(gllm_tok_vocab_size(tok) == 49152);
         gllm_tok_free(tok);
     }
-    for (int i = 0; i < n; i++)
-        free(corpus[i].bytes);
+    free_corpus(corpus, n);
     TEST_CASE("chat template renders as transformers'")
     {
         gllm_chat_template *t = NULL;

@@ -7,74 +7,9 @@
 
 #include "gllm/tok.h"
 #include "test_util.h"
+#include "tok/tok_corpus.h"
 
 #define FIX GLLM_SOURCE_DIR "/tests/fixtures/tok/"
-
-typedef struct {
-    char *bytes;
-    size_t len;
-    bool valid; /* a {"text"} entry; {"hex"} entries hold invalid UTF-8 */
-} entry;
-
-static int load_corpus(entry *out, int cap)
-{
-    char *text = test_slurp(FIX "corpus.jsonl", NULL);
-    int n = 0;
-    for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
-        cJSON *j = cJSON_Parse(line);
-        cJSON *t = cJSON_GetObjectItem(j, "text"), *h = cJSON_GetObjectItem(j, "hex");
-        entry *e = &out[n++];
-        if (cJSON_IsString(t)) {
-            e->len = strlen(t->valuestring);
-            e->bytes = malloc(e->len + 1);
-            memcpy(e->bytes, t->valuestring, e->len + 1);
-            e->valid = true;
-        } else {
-            const char *hx = h->valuestring;
-            e->len = strlen(hx) / 2;
-            e->bytes = malloc(e->len + 1);
-            for (size_t i = 0; i < e->len; i++) {
-                unsigned v;
-                sscanf(hx + 2 * i, "%2x", &v);
-                e->bytes[i] = (char)v;
-            }
-            e->bytes[e->len] = '\0';
-            e->valid = false;
-        }
-        cJSON_Delete(j);
-    }
-    free(text);
-    return n;
-}
-
-/* Parse space-separated ids up to '|'; returns the count, advances *p past '|'. */
-static size_t parse_ids(char **p, int32_t *ids, size_t cap)
-{
-    size_t n = 0;
-    while (**p && **p != '|' && **p != '\n') {
-        char *end;
-        long v = strtol(*p, &end, 10);
-        if (end == *p) {
-            (*p)++;
-            continue;
-        }
-        if (n < cap)
-            ids[n] = (int32_t)v;
-        n++;
-        *p = end;
-    }
-    if (**p == '|')
-        (*p)++;
-    return n;
-}
-
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
-    return h;
-}
 
 static bool same(const int32_t *a, size_t na, const int32_t *b, size_t nb)
 {
@@ -93,21 +28,14 @@ static void check_tokenizer(const char *name, const char *path, const entry *cor
     CHECK(ref != NULL);
     if (!tok || !ref)
         return;
-    enum { CAP = 8192 };
-    int32_t *want = malloc(CAP * sizeof *want), *full = malloc(CAP * sizeof *full);
-    int32_t pre[16], post[16];
+    int32_t *want = malloc(REF_CAP * sizeof *want), *full = malloc(REF_CAP * sizeof *full);
+    int32_t pre[REF_SPECIALS], post[REF_SPECIALS];
     int bad = 0;
     char *line = ref;
     for (int i = 0; i < n && *line; i += stride) {
-        char *p = line;
-        size_t nw = parse_ids(&p, want, CAP);
-        size_t npre = parse_ids(&p, pre, 16);
-        size_t npost = parse_ids(&p, post, 16);
-        uint64_t h_all = strtoull(p, &p, 16);
-        uint64_t h_skip = strtoull(p + 1, &p, 16);
-        bool roundtrip = p[1] == '1';
-        line = strchr(p, '\n');
-        line = line ? line + 1 : p + strlen(p);
+        ref_line r;
+        parse_ref_line(&line, want, pre, post, &r);
+        const size_t nw = r.n_ids, npre = r.n_pre, npost = r.n_post;
 
         int32_t *ids = NULL, *ids2 = NULL;
         size_t nids = 0, nids2 = 0;
@@ -128,14 +56,14 @@ static void check_tokenizer(const char *name, const char *path, const entry *cor
         char *text = NULL;
         size_t len = 0;
         CHECK_OK(gllm_tok_decode(tok, ids2, nids2, false, &text, &len));
-        CHECK_MSG(text && fnv1a(text, len) == h_all, "%s: decode differs on entry %d: '%s'", name,
+        CHECK_MSG(text && fnv1a(text, len) == r.h_all, "%s: decode differs on entry %d: '%s'", name,
                   i, text ? text : "");
         free(text);
         CHECK_OK(gllm_tok_decode(tok, ids2, nids2, true, &text, &len));
-        CHECK_MSG(text && fnv1a(text, len) == h_skip,
+        CHECK_MSG(text && fnv1a(text, len) == r.h_skip,
                   "%s: decode(skip_special) differs on entry %d: '%s'", name, i, text ? text : "");
         free(text);
-        if (roundtrip && corpus[i].valid) {
+        if (r.roundtrip && corpus[i].valid) {
             CHECK_OK(gllm_tok_decode(tok, ids, nids, false, &text, &len));
             CHECK_MSG(text && len == corpus[i].len && !memcmp(text, corpus[i].bytes, len),
                       "%s: decode(encode(s)) != s on entry %d", name, i);
@@ -210,7 +138,6 @@ int main(void)
     rmdir(tmpdir);
     cJSON_Delete(vj);
     free(vtext);
-    for (int i = 0; i < n; i++)
-        free(corpus[i].bytes);
+    free_corpus(corpus, n);
     return test_summary();
 }
