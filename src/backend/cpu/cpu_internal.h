@@ -148,6 +148,10 @@ unsigned char *gllm_cpu_scratch(gllm_backend *be, size_t bytes_per_thread, const
 /* queues, events and device facts (cpu_queue.c) */
 void gllm_cpu_queue_ops(gllm_backend *be);
 
+/* How row-invariant matmuls run in this process (with BLAS), chosen once by a
+ * probe of OpenBLAS (cpu_matmul.c): 0 whole-M sgemm tiles, 1 calls of 8 rows,
+ * 2 gllm's plain loops; GLLM_ROWINV=whole|chunk8|loops forces one. */
+int gllm_cpu_rowinv_strategy(void);
 gllm_status gllm_cpu_matmul(gllm_backend *be, void *C, const void *A, const void *B,
                             const gllm_matmul_args *a);
 gllm_status gllm_cpu_bias_bwd(gllm_backend *be, float *dbias, const void *dout, int M, int N);

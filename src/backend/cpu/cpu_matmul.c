@@ -7,6 +7,9 @@
 
 #ifdef GLLM_HAVE_BLAS
 #include <cblas.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdint.h>
 #endif
 
 typedef struct mm_dims {
@@ -159,6 +162,7 @@ static bool mm_has_epilogue(const gllm_matmul_args *a)
  * own threading; with a 2e6 floor, SmolLM2-135M decoding (16-row calls) was
  * 20-45% slower; with these, neither is. */
 #define ROWINV_MIN_M 16     /* see mm_blas_rowinv */
+enum { ROWINV_WHOLE, ROWINV_CHUNK8, ROWINV_LOOPS }; /* see rowinv_probe */
 #define ROWINV_MIN_MNK 1.2e6
 #define TILE_MIN 64
 #define TILE_MAX 512
@@ -226,22 +230,29 @@ static void mm_tile_range(void *args, long tb, long te, int tid)
     }
 }
 
-/* C = op(A) op(B) (+ epilogue) in tiles; rows_whole keeps every tile at all
- * M rows (row invariance: a row's sum never depends on which rows share its call) */
+/* C = op(A) op(B) (+ epilogue) in tiles. row_chunk (row invariance: a row's
+ * sum never depends on which rows share its call): ROWS_WHOLE keeps every tile
+ * at all M rows; a positive value cuts the rows at its multiples (M is one of
+ * them); 0 splits rows and columns by size. */
+#define ROWS_WHOLE (-1)
 static gllm_status mm_blas(gllm_backend *be, float *C, const float *A, const float *B,
-                           const gllm_matmul_args *a, const mm_dims *d, int batch,
-                           bool rows_whole)
+                           const gllm_matmul_args *a, const mm_dims *d, int batch, int row_chunk)
 {
     /* row-invariant tiles must not depend on M: sized as for ROWINV_MIN_M rows */
-    const double rows = rows_whole ? ROWINV_MIN_M : a->M;
+    const double rows = row_chunk ? ROWINV_MIN_M : a->M;
     const int edge = mm_tile_edge(rows * a->N * a->K, a->K);
-    int *bounds = malloc((2 * (size_t)MM_MAX_TILES + 2) * sizeof *bounds);
+    const size_t n_mb = row_chunk > 0 ? (size_t)(a->M / row_chunk) : MM_MAX_TILES;
+    int *bounds = malloc((n_mb + MM_MAX_TILES + 2) * sizeof *bounds);
     if (!bounds)
         return gllm_fail(GLLM_ERR_OOM, "matmul: out of memory for tile bounds");
-    int *mb = bounds, *nb = bounds + MM_MAX_TILES + 1;
+    int *mb = bounds, *nb = bounds + n_mb + 1;
     mm_ctx x = {.C = C, .A = A, .B = B, .a = a, .d = d, .mb = mb, .nb = nb};
-    if (rows_whole) {
+    if (row_chunk == ROWS_WHOLE) {
         mb[0] = 0, mb[1] = a->M, x.n_tm = 1;
+    } else if (row_chunk > 0) {
+        x.n_tm = a->M / row_chunk;
+        for (int i = 0; i <= x.n_tm; i++)
+            mb[i] = i * row_chunk;
     } else {
         x.n_tm = mm_split(a->M, edge, mb, MM_MAX_TILES);
     }
@@ -252,17 +263,26 @@ static gllm_status mm_blas(gllm_backend *be, float *C, const float *A, const flo
     return GLLM_OK;
 }
 
-/* Batch invariance with OpenBLAS (measured on 0.3.21 with its SkylakeX kernels on
- * this project's CPU machine): a row of sgemm's C is bit-identical for every
- * M once M * N * K exceeds the "small matrix" threshold (1e6 there) and M >= 3;
- * below it OpenBLAS switches to a small-matrix kernel (and newer releases forward
- * M = 1 to gemv), whose summation order differs. So row-invariant calls keep all
- * M rows in every tile (tiles split the columns only, at bounds that depend on N
- * and K), and pad M up to the first M past both limits for the narrowest tile
- * (rows copied into a buffer, extra rows zero); every real row then goes through
- * the same kernel whatever the batch. The padding costs nothing at the model
- * sizes that matter (it only ever applies to tiny matrices or M < 16).
- * tests/backend checks the property for many M. */
+/* Batch invariance with OpenBLAS. Which rows of one sgemm call are summed in
+ * the same order depends on OpenBLAS's kernel for the CPU, so the strategy is
+ * chosen per process by a probe (rowinv_strategy) among:
+ *  - WHOLE: every tile keeps all M rows (tiles split the columns only, at
+ *    bounds that depend on N and K) and M is padded up past the small-matrix
+ *    limits for the narrowest tile. Measured on 0.3.21 with its SkylakeX
+ *    kernels (AVX-512): a row of C is bit-identical for every M once
+ *    M * N * K exceeds the "small matrix" threshold (1e6 there) and M >= 3;
+ *    below it OpenBLAS switches to a small-matrix kernel (and newer releases
+ *    forward M = 1 to gemv), whose summation order differs.
+ *  - CHUNK8: sgemm calls of exactly 8 rows (the last one zero-padded), so a row
+ *    only ever sits at positions 0..7 of a call. Measured on 0.3.21 with its
+ *    Zen/Haswell kernels (AVX2, no AVX-512), where WHOLE fails: they sum rows in
+ *    groups of 12 and rows 6..11 of a group in another order than rows 0..5,
+ *    while calls of 2, 3, 4 or 8 rows sum every row alike (6, 12, 16, 24 not).
+ *  - LOOPS: gllm's plain loops (one dot product per element, in order): exact
+ *    on any CPU, and slow; the fallback when neither probe passes.
+ * The padding costs nothing at the model sizes that matter (it only ever
+ * applies to tiny matrices, M < 16 or the last 8-row chunk).
+ * tests/backend checks the property for many M and shapes. */
 
 static int rowinv_pad_m(const gllm_matmul_args *a)
 {
@@ -277,11 +297,11 @@ static int rowinv_pad_m(const gllm_matmul_args *a)
 }
 
 static gllm_status mm_blas_rowinv(gllm_backend *be, float *C, const float *A, const float *B,
-                                  const gllm_matmul_args *a, const mm_dims *d)
+                                  const gllm_matmul_args *a, const mm_dims *d, int chunk)
 {
-    const int Mp = rowinv_pad_m(a);
+    const int Mp = chunk > 0 ? (a->M + chunk - 1) / chunk * chunk : rowinv_pad_m(a);
     if (Mp == a->M)
-        return mm_blas(be, C, A, B, a, d, 1, true);
+        return mm_blas(be, C, A, B, a, d, 1, chunk);
     /* padded A [Mp, K] and C [Mp, N] in one heap block (scratch belongs to threads) */
     size_t na = (size_t)Mp * a->K, nc = (size_t)Mp * a->N;
     float *buf = calloc(na + nc, sizeof(float));
@@ -297,7 +317,7 @@ static gllm_status mm_blas_rowinv(gllm_backend *be, float *C, const float *A, co
     pa.M = Mp;
     pa.bias = NULL, pa.residual = NULL, pa.epilogue = GLLM_EPI_NONE;
     mm_dims pd = {.lda = a->K, .ldb = d->ldb, .ldc = a->N};
-    gllm_status st = mm_blas(be, cp, buf, B, &pa, &pd, 1, true);
+    gllm_status st = mm_blas(be, cp, buf, B, &pa, &pd, 1, chunk);
     for (int m = 0; st == GLLM_OK && m < a->M; m++) {
         float *c = C + (size_t)m * d->ldc;
         memcpy(c, cp + (size_t)m * a->N, (size_t)a->N * sizeof(float));
@@ -307,6 +327,102 @@ static gllm_status mm_blas_rowinv(gllm_backend *be, float *C, const float *A, co
     }
     free(buf);
     return st;
+}
+
+/* uniform in [-1, 1) from a 64-bit LCG: the probe's fixed inputs */
+static float probe_uniform(uint64_t *r)
+{
+    *r = *r * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*r >> 40) / (double)(1ull << 23)) - 1.0f;
+}
+
+/* One strategy on one row-major problem, single-threaded (the probe's own
+ * call; the real path runs the same sgemm calls in the pool's tiles). */
+static bool rowinv_probe_mm(int strategy, int M, int N, int K, bool trans_b, const float *A,
+                            const float *W, float *C)
+{
+    const int chunk = strategy == ROWINV_CHUNK8 ? 8 : 0;
+    gllm_matmul_args a = {.M = M, .N = N, .K = K, .trans_b = trans_b, .alpha = 1.0f};
+    const int Mp = chunk ? (M + chunk - 1) / chunk * chunk : rowinv_pad_m(&a);
+    float *pa = calloc((size_t)Mp * K, sizeof(float)), *pc = malloc((size_t)Mp * N * sizeof(float));
+    if (!pa || !pc) {
+        free(pa), free(pc);
+        return false;
+    }
+    memcpy(pa, A, (size_t)M * K * sizeof(float));
+    const int step = chunk ? chunk : Mp;
+    for (int m0 = 0; m0 < Mp; m0 += step)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, step, N, K,
+                    1.0f, pa + (size_t)m0 * K, K, W, trans_b ? K : N, 0.0f,
+                    pc + (size_t)m0 * N, N);
+    memcpy(C, pc, (size_t)M * N * sizeof(float));
+    free(pa), free(pc);
+    return true;
+}
+
+/* Does `strategy` give every row the bits it has alone, for several M, on
+ * shapes on both sides of OpenBLAS's small-matrix limits? */
+static bool rowinv_probe(int strategy)
+{
+    static const int shapes[][2] = {{64, 64}, {104, 40}, {576, 576}, {100, 4000}};
+    static const int Ms[] = {2, 7, 13, 24, 41};
+    const int MMAX = 41;
+    bool ok = true;
+    for (size_t si = 0; ok && si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int N = shapes[si][0], K = shapes[si][1];
+        float *A = malloc((size_t)MMAX * K * sizeof(float));
+        float *W = malloc((size_t)N * K * sizeof(float));
+        float *ref = malloc((size_t)MMAX * N * sizeof(float));
+        float *got = malloc((size_t)MMAX * N * sizeof(float));
+        if (!A || !W || !ref || !got) {
+            ok = false;
+        } else {
+            uint64_t r = 0x9e3779b97f4a7c15ull + si;
+            for (size_t i = 0; i < (size_t)MMAX * K; i++)
+                A[i] = probe_uniform(&r);
+            for (size_t i = 0; i < (size_t)N * K; i++)
+                W[i] = probe_uniform(&r);
+            for (int tb = 0; ok && tb < 2; tb++) {
+                for (int m = 0; ok && m < MMAX; m++)
+                    ok = rowinv_probe_mm(strategy, 1, N, K, tb, A + (size_t)m * K, W,
+                                         ref + (size_t)m * N);
+                for (size_t mi = 0; ok && mi < sizeof Ms / sizeof Ms[0]; mi++)
+                    ok = rowinv_probe_mm(strategy, Ms[mi], N, K, tb, A, W, got) &&
+                         memcmp(got, ref, (size_t)Ms[mi] * N * sizeof(float)) == 0;
+            }
+        }
+        free(A), free(W), free(ref), free(got);
+    }
+    return ok;
+}
+
+static int rowinv_chosen = -1;
+
+static void rowinv_choose(void)
+{
+    const char *v = getenv("GLLM_ROWINV");
+    if (v && strcmp(v, "whole") == 0)
+        rowinv_chosen = ROWINV_WHOLE;
+    else if (v && strcmp(v, "chunk8") == 0)
+        rowinv_chosen = ROWINV_CHUNK8;
+    else if (v && strcmp(v, "loops") == 0)
+        rowinv_chosen = ROWINV_LOOPS;
+    else {
+        /* sgemm inside the probe runs on this thread alone */
+        const int omp_saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        rowinv_chosen = rowinv_probe(ROWINV_WHOLE)    ? ROWINV_WHOLE
+                        : rowinv_probe(ROWINV_CHUNK8) ? ROWINV_CHUNK8
+                                                      : ROWINV_LOOPS;
+        omp_set_num_threads(omp_saved);
+    }
+}
+
+int gllm_cpu_rowinv_strategy(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, rowinv_choose);
+    return rowinv_chosen;
 }
 #endif
 
@@ -318,9 +434,13 @@ gllm_status gllm_cpu_matmul(gllm_backend *be, void *C, const void *A, const void
     int batch = a->batch > 1 ? a->batch : 1;
 #ifdef GLLM_HAVE_BLAS
     if (gllm_cpu_ctx_of(be)->use_blas) {
-        if (a->row_invariant && batch == 1 && !a->trans_a)
-            return mm_blas_rowinv(be, C, A, B, a, &d);
-        return mm_blas(be, C, A, B, a, &d, batch, false);
+        if (a->row_invariant && batch == 1 && !a->trans_a) {
+            const int s = gllm_cpu_rowinv_strategy();
+            if (s != ROWINV_LOOPS)
+                return mm_blas_rowinv(be, C, A, B, a, &d, s == ROWINV_CHUNK8 ? 8 : ROWS_WHOLE);
+            return mm_loops(be, C, A, B, a, &d, batch);
+        }
+        return mm_blas(be, C, A, B, a, &d, batch, 0);
     }
 #endif
     return mm_loops(be, C, A, B, a, &d, batch);
