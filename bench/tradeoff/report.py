@@ -482,6 +482,37 @@ def build(out, publish=None):
     return results
 
 
+def headline_be(t, g):
+    """The break-even cell of a fine-tuned group: queries after which it costs less in total than
+    the most accurate prompting arm that is not more accurate (seconds measured / FLOPs computed)."""
+    r = next((r for r in t.be if r["ft"] == g["label"]), None)
+    if r is None:
+        return "-"
+    if not r.get("vs"):
+        return "never: every prompting arm is more accurate"
+    return "%s (s) / %s (FLOPs) vs %s" % (fq(r["q_seconds"]), fq(r["q_flops"]), r["vs"])
+
+
+def headline(tasks):
+    """One table of every task's arm groups: accuracy, cost, break-even queries."""
+    L = ["## Headline: accuracy and cost per arm, break-even queries", "",
+         "Accuracy over the phrasings (zero-shot) or draws (k-shot) of a group; s/query measured (model load "
+         "removed, prefix sharing on); FLOPs computed; training seconds measured (gtrain's step time) and "
+         "FLOPs computed; break-even: queries after which the fine-tuned arm's total cost (training + queries) "
+         "is below that of the most accurate prompting arm that is not more accurate than it.", "",
+         "| task | arm | accuracy mean ± sd | s/query | FLOPs/query | training s | training FLOPs | "
+         "break-even queries |", "|---|---|---|---|---|---|---|---|"]
+    for t in tasks:
+        for g in t.groups:
+            ft = g["type"] == "ft"
+            L.append("| %s | %s | %.3f ± %.3f | %.4f | %.3g | %s | %s | %s |" % (
+                t.name, g["label"], g["acc"], g["acc_sd"], g["per_query_s"], g["per_query_flops"],
+                "%.1f" % g["train_s"] if ft else "0", "%.3g" % g["train_flops"] if ft else "0",
+                headline_be(t, g) if ft else "-"))
+    L.append("")
+    return L
+
+
 def write_md(out, study, results, tasks, cl, pngs, arms):
     L = []
     L.append("# Trade-off study `%s`: fine-tuning vs prompting, measured" % study["name"])
@@ -512,6 +543,7 @@ def write_md(out, study, results, tasks, cl, pngs, arms):
     for c, m, v in cl:
         L.append("| %s | %s | %s |" % (c, m.replace("|", "/"), v))
     L.append("")
+    L += headline(tasks)
     for t in tasks:
         L.append("## %s: accuracy and cost per arm" % t.name)
         L.append("")

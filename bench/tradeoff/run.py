@@ -139,6 +139,31 @@ def render(study, c):
 
 # ------------------------------------------------------------------ running the binaries
 
+def cpu_mark():
+    """(wall, busy CPU seconds of the whole machine from /proc/stat, CPU seconds of this process
+    and its waited-for children), or None where /proc/stat is not readable."""
+    import resource
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    busy = (sum(v[:8]) - v[3] - v[4]) / float(os.sysconf("SC_CLK_TCK"))  # all but idle and iowait
+    own = sum(getattr(resource.getrusage(w), a) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for a in ("ru_utime", "ru_stime"))
+    return time.time(), busy, own
+
+
+def cpu_others(mark):
+    """CPU seconds that other processes used since mark (0 on a quiet machine, up to the wall
+    time x cores), with the wall time: a unit timed while others ran is slower than alone."""
+    now = cpu_mark()
+    if mark is None or now is None:
+        return None
+    return {"wall_s": round(now[0] - mark[0], 1),
+            "others_cpu_s": round(max(0.0, (now[1] - mark[1]) - (now[2] - mark[2])), 1)}
+
+
 class Runner:
     def __init__(self, study, cfg_dir, out):
         self.s = study
@@ -159,6 +184,7 @@ class Runner:
         self.held_since = 0.0
         self.hold_s = float(os.environ.get("GLLM_BENCH_LOCK_HOLD_S", "0"))
         self.stop_at = None  # time.time() after which no unit starts (--stop-after)
+        self.unit_mark = None  # cpu_mark() at the start of the unit in progress
         os.makedirs(os.path.join(out, "arms"), exist_ok=True)
         os.makedirs(os.path.join(out, "work"), exist_ok=True)
 
@@ -180,6 +206,7 @@ class Runner:
                 log("waited %.0f s for %s" % (waited, self.lock_path))
             self.lock_file, self.held_since = lf, time.time()
         t = time.time()
+        self.unit_mark = cpu_mark()  # save() records the CPU time others used during the unit
         try:
             return fn(*a, **k)
         finally:
@@ -401,6 +428,8 @@ class Study:
         rec["name"] = name
         rec.setdefault("date", cost.now_utc())
         rec.setdefault("device", self.r.device)
+        if self.r.unit_mark:  # how quiet the machine was: CPU seconds of other processes
+            rec.setdefault("quiet", cpu_others(self.r.unit_mark))
         tmp = self.arm_path(name) + ".tmp"
         with open(tmp, "w") as f:
             json.dump(rec, f)
@@ -645,7 +674,7 @@ class Study:
             self.versatility(tname, name, final, vers, ph)
             self.versatility(None, "base", self.r.model, vers, ph)
         mt = s.get("maintenance")
-        if mt and nn == mt["base_n"]:
+        if mt and nn == mt["base_n"] and tname in mt.get("tasks", [tname]):
             self.maintenance(tname, nn, mt, ft, ph, ks)
         elif os.path.isdir(final):
             self.cleanup_weights(final)
@@ -664,7 +693,10 @@ class Study:
 
     def maintenance(self, tname, n, mt, ft, ph, ks):
         """A second slice of train arrives: continue fine-tuning the n-example model on it vs
-        edit the prompt (shots drawn from the new slice). Runs once the n-example model exists."""
+        edit the prompt (shots drawn from the new slice). Runs once the n-example model exists;
+        only for the tasks in maintenance.tasks where that is set."""
+        if tname not in mt.get("tasks", [tname]):
+            return
         t = self.tasks[tname]
         base = os.path.join(self.out, "work", "train", "%s.ft.n%d" % (tname, n), "run", "final")
         new = t["train"][-mt["new_n"]:]  # disjoint from every fine-tuning slice (those are prefixes)
