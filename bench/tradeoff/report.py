@@ -423,9 +423,18 @@ def build(out, publish=None):
     base = os.path.dirname(os.path.join(out, "study.json"))
     try:
         mpath = first_existing(study["model"], base, "model")
+        shape = cost.load_shape(mpath)
     except Exception:
+        # the model is not on this machine (a run folder copied back from the GPU machine): the
+        # shape the report there computed from it
         mpath = resolve(model, base)
-    shape = cost.load_shape(mpath)
+        try:
+            with open(os.path.join(out, "results.json")) as f:
+                sd = json.load(f)["shape"]
+        except (OSError, ValueError, KeyError):
+            raise SystemExit("report: the model %s is not here and %s has no shape" %
+                             (mpath, os.path.join(out, "results.json")))
+        shape = cost.Shape(**{k: v for k, v in sd.items() if k != "n_matmul"})
     price = study.get("price_per_device_hour")
     names = study.get("tasks_order", [t["name"] for t in study["tasks"]])
     tasks = [Task(n, arms, shape, price) for n in names if any(a.get("task") == n for a in arms.values())]

@@ -627,7 +627,8 @@ class Study:
         self.other_models(order, ph)
         for tname in order:
             so = s.get("sharing_off")
-            if so:
+            if so:  # per_task: {"task": {"k": [...]}} overrides for one task
+                so = dict(so, **so.get("per_task", {}).get(tname, {}))
                 self.sharing_off(tname, so["k"], so["n"], ph)
             mt = s.get("maintenance")
             if mt:
