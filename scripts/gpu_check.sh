@@ -307,7 +307,8 @@ else
       whole=\$(sed -n 's/^whole //p' '$parts_dir/.gpu-model-a/MANIFEST')
       cat '$parts_dir'/.gpu-model-a/*.part '$parts_dir'/.gpu-model-b/*.part > '$tmodel.tmp'
       echo \"\$whole  $tmodel.tmp\" | sha256sum -c --quiet && mv '$tmodel.tmp' '$tmodel'
-      echo \"model joined from its two halves: \$(stat -c %s '$tmodel') bytes, SHA-256 \$whole\""
+      echo \"model joined from its two halves: \$(stat -c %s '$tmodel') bytes, SHA-256 \$whole$(
+        [ "$has_gpu" = 1 ] || echo ' (no GPU: joined into a temporary folder to check the halves)')\""
   fi
   if [ ! -f "$tmodel" ]; then
     wanted tradeoff && row tradeoff-study "NOT RUN" 0 "the model halves did not join (see tradeoff-model)"
