@@ -289,13 +289,13 @@ gllm_status gllm_model_step(gllm_model *m, gllm_kv_pages *kv, gllm_step_ws *ws,
         GLLM_TRY(norm(m, ws->h, ws->x, p->ln1_w, p->ln1_b, N));
         GLLM_TRY(lin(m, ws->qkv, ws->h, p->qkv_w, p->qkv_b, NULL, N, m->QKV, C));
         if (!c->learned_pos) {
-            gllm_rope_args q = {.n_tokens = N, .n_heads = c->n_heads, .head_dim = c->head_dim,
-                                .rot_dim = c->head_dim, .row_stride = m->QKV,
-                                .inv_freq = m->inv_freq, .attn_factor = 1.0f};
-            gllm_rope_args k = q;
-            k.n_heads = c->n_kv_heads;
-            GLLM_TRY(be->rope_fwd(be, ws->qkv, d_pos, &q));
-            GLLM_TRY(be->rope_fwd(be, act_at(m, ws->qkv, (size_t)HD), d_pos, &k));
+            /* q's heads and k's follow each other in a qkv row: one rotation of
+             * both, each angle's cos and sin computed once */
+            gllm_rope_args qk = {.n_tokens = N, .n_heads = c->n_heads + c->n_kv_heads,
+                                 .head_dim = c->head_dim, .rot_dim = c->head_dim,
+                                 .row_stride = m->QKV, .inv_freq = m->inv_freq,
+                                 .attn_factor = 1.0f};
+            GLLM_TRY(be->rope_fwd(be, ws->qkv, d_pos, &qk));
         }
         GLLM_TRY(be->kv_store(be, &kv->layer[l], ws->qkv, d_slots, N, c->n_heads));
         GLLM_TRY(be->attention_paged(be, ws->attn, ws->qkv, &kv->layer[l], &pa));

@@ -265,8 +265,12 @@ int main(void)
     CHECK_OK(gllm_backend_cpu_create(0, &be));
     if (!be)
         return test_summary();
-    static const pa_case cases[] = {{6, 4, 2, 8, 0, 4}, {5, 3, 1, 8, 7, 16}, {4, 2, 2, 16, 1, 3},
-                                    {7, 6, 2, 5, 0, 2}};
+    /* groups of 1..4 (the kernel's constant head counts), 5 and 9 (split into
+     * tasks of 5 and 3 heads); head sizes with and without 8- and 16-lane tails */
+    static const pa_case cases[] = {{6, 4, 2, 8, 0, 4},    {5, 3, 1, 8, 7, 16},
+                                    {4, 2, 2, 16, 1, 3},   {7, 6, 2, 5, 0, 2},
+                                    {4, 8, 2, 64, 5, 16},  {5, 10, 2, 24, 0, 16},
+                                    {3, 9, 1, 27, 0, 4}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         test_paged_attention(be, &cases[i]);
     test_sample_rows(be);

@@ -11,58 +11,127 @@
 
 #include "backend/cpu/cpu_internal.h"
 
+/* query heads per paged-attention task at most (their accumulators live in registers) */
+#define GLLM_PAGED_MAX_HEADS 8
+
 typedef struct paged_ctx {
     const gllm_paged_attn_args *a;
     const float *x, *K, *V;
     float *o;
     const int32_t *row_seq;
     unsigned char *scr;
-    size_t stride, W, HD;
-    int bs, Hq, D, group;
+    size_t stride, W, HD, sc_stride;
+    int bs, Hq, D, group, heads_per_task;
 } paged_ctx;
 
+/* One row's attention for the nh query heads h0.. that share KV head g: each
+ * key and value row is read once for all of them. Per head, in a fixed order:
+ * q.k in gllm_cpu_dot's eight lanes and tree, exp(s - max) (gllm_cpu_exp,
+ * which vectorises where libm's expf is a call) summed in key order, then
+ * o[d] = (sum over keys in order of w * v[d]) * (1 / sum). The vector types only run independent lanes (d, keys,
+ * heads) side by side, so the bits are the same on every CPU and for either
+ * compiled version (ISO C: no contraction into FMA). Inlined with nh a
+ * constant, the heads' accumulators stay in registers. */
+static inline __attribute__((always_inline)) void
+paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, const int nh)
+{
+    const gllm_paged_attn_args *a = c->a;
+    const int bs = c->bs, D = c->D, D8 = D & ~7, g = h0 / c->group;
+    const size_t HD = c->HD, scs = c->sc_stride;
+    const int L = a->ctx_len[s], p = L - a->q_len[s] + (row - a->q_start[s]);
+    const int lo = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0, n = p - lo + 1;
+    const int32_t *bt = a->block_table + (size_t)s * a->max_blocks;
+    const float *q = c->x + (size_t)row * c->W + (size_t)h0 * D;
+    const float *Kg = c->K + (size_t)g * D, *Vg = c->V + (size_t)g * D;
+    /* scores, two keys at a time: 2 nh independent accumulations in flight */
+    for (int j = 0; j < n; j += 2) {
+        const int two = j + 1 < n;
+        const size_t s0 = (size_t)bt[(lo + j) / bs] * bs + (lo + j) % bs;
+        const size_t s1 = two ? (size_t)bt[(lo + j + 1) / bs] * bs + (lo + j + 1) % bs : s0;
+        const float *k0 = Kg + s0 * HD, *k1 = Kg + s1 * HD;
+        gllm_v8f acc0[GLLM_PAGED_MAX_HEADS] = {{0}}, acc1[GLLM_PAGED_MAX_HEADS] = {{0}};
+        for (int d = 0; d < D8; d += 8) {
+            const gllm_v8f kv0 = GLLM_V8F_AT(k0 + d), kv1 = GLLM_V8F_AT(k1 + d);
+            for (int h = 0; h < nh; h++) {
+                const gllm_v8f qv = GLLM_V8F_AT(q + (size_t)h * D + d);
+                acc0[h] += qv * kv0;
+                acc1[h] += qv * kv1;
+            }
+        }
+        for (int h = 0; h < nh; h++) {
+            const float *qh = q + (size_t)h * D;
+            const gllm_v8f x = acc0[h], y = acc1[h];
+            float d0 = ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
+            float d1 = ((y[0] + y[4]) + (y[1] + y[5])) + ((y[2] + y[6]) + (y[3] + y[7]));
+            for (int d = D8; d < D; d++) {
+                d0 += qh[d] * k0[d];
+                d1 += qh[d] * k1[d];
+            }
+            sc[(size_t)h * scs + j] = a->scale * d0;
+            if (two)
+                sc[(size_t)h * scs + j + 1] = a->scale * d1;
+        }
+    }
+    float inv[GLLM_PAGED_MAX_HEADS];
+    for (int h = 0; h < nh; h++) {
+        float *sh = sc + (size_t)h * scs, mx = -INFINITY, sum = 0;
+        for (int j = 0; j < n; j++)
+            mx = sh[j] > mx ? sh[j] : mx;
+        for (int j = 0; j < n; j++)
+            sh[j] = gllm_cpu_exp(sh[j] - mx);
+        for (int j = 0; j < n; j++)
+            sum += sh[j];
+        inv[h] = 1.0f / sum;
+    }
+    /* values, sixteen d lanes at a time */
+    float *on = c->o + (size_t)row * c->Hq * D + (size_t)h0 * D;
+    int d = 0;
+    for (; d + 16 <= D; d += 16) {
+        gllm_v8f acc0[GLLM_PAGED_MAX_HEADS] = {{0}}, acc1[GLLM_PAGED_MAX_HEADS] = {{0}};
+        for (int j = 0; j < n; j++) {
+            const float *v = Vg + ((size_t)bt[(lo + j) / bs] * bs + (lo + j) % bs) * HD + d;
+            const gllm_v8f v0 = GLLM_V8F_AT(v), v1 = GLLM_V8F_AT(v + 8);
+            for (int h = 0; h < nh; h++) {
+                const float w = sc[(size_t)h * scs + j];
+                acc0[h] += w * v0;
+                acc1[h] += w * v1;
+            }
+        }
+        for (int h = 0; h < nh; h++) {
+            GLLM_V8F_AT(on + (size_t)h * D + d) = acc0[h] * inv[h];
+            GLLM_V8F_AT(on + (size_t)h * D + d + 8) = acc1[h] * inv[h];
+        }
+    }
+    for (; d < D; d++)
+        for (int h = 0; h < nh; h++) {
+            float acc = 0;
+            for (int j = 0; j < n; j++)
+                acc += sc[(size_t)h * scs + j] *
+                       Vg[((size_t)bt[(lo + j) / bs] * bs + (lo + j) % bs) * HD + d];
+            on[(size_t)h * D + d] = acc * inv[h];
+        }
+}
+
+/* One task is one row and a run of query heads that share a KV head (a GQA
+ * group, or part of one). */
+GLLM_CPU_CLONES
 static void paged_range(void *args, long tb, long te, int tid)
 {
     const paged_ctx *c = args;
-    const gllm_paged_attn_args *a = c->a;
-    const int bs = c->bs, Hq = c->Hq, D = c->D, group = c->group;
-    const size_t W = c->W, HD = c->HD;
-    const float *x = c->x, *K = c->K, *V = c->V;
-    float *o = c->o;
-    const int32_t *row_seq = c->row_seq;
+    const int hpt = c->heads_per_task, tasks_per_row = c->Hq / hpt;
+    float *sc = (float *)(c->scr + (size_t)tid * c->stride);
     for (long task = tb; task < te; task++) {
-        const int row = (int)(task / Hq), h = (int)(task % Hq), g = h / group;
-        const int s = row_seq[row];
+        const int row = (int)(task / tasks_per_row), h0 = (int)(task % tasks_per_row) * hpt;
+        const int s = c->row_seq[row];
         if (s < 0)
             continue;
-        const int L = a->ctx_len[s], p = L - a->q_len[s] + (row - a->q_start[s]);
-        const int lo = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
-        const int32_t *bt = a->block_table + (size_t)s * a->max_blocks;
-        const float *q = x + (size_t)row * W + (size_t)h * D;
-        float *sc = (float *)(c->scr + (size_t)tid * c->stride);
-        float mx = -INFINITY;
-        for (int j = lo; j <= p; j++) {
-            const size_t slot = (size_t)bt[j / bs] * bs + j % bs;
-            const float v = a->scale * gllm_cpu_dot(q, K + slot * HD + (size_t)g * D, D);
-            sc[j - lo] = v;
-            mx = v > mx ? v : mx;
+        switch (hpt) { /* the usual GQA groups with a constant head count */
+        case 1: paged_task(c, row, h0, s, sc, 1); break;
+        case 2: paged_task(c, row, h0, s, sc, 2); break;
+        case 3: paged_task(c, row, h0, s, sc, 3); break;
+        case 4: paged_task(c, row, h0, s, sc, 4); break;
+        default: paged_task(c, row, h0, s, sc, hpt); break;
         }
-        float sum = 0;
-        for (int j = lo; j <= p; j++) {
-            sc[j - lo] = expf(sc[j - lo] - mx);
-            sum += sc[j - lo];
-        }
-        float *on = o + (size_t)row * Hq * D + (size_t)h * D;
-        memset(on, 0, (size_t)D * sizeof(float));
-        for (int j = lo; j <= p; j++) {
-            const size_t slot = (size_t)bt[j / bs] * bs + j % bs;
-            const float *v = V + slot * HD + (size_t)g * D, w = sc[j - lo];
-            for (int d = 0; d < D; d++)
-                on[d] += w * v[d];
-        }
-        const float inv = 1.0f / sum;
-        for (int d = 0; d < D; d++)
-            on[d] *= inv;
     }
 }
 
@@ -112,16 +181,23 @@ gllm_status gllm_cpu_attention_paged(gllm_backend *be, void *out, const void *qk
         if (L > max_ctx)
             max_ctx = L;
     }
-    unsigned char *scr = gllm_cpu_scratch(be, (size_t)max_ctx * sizeof(float), "attention_paged");
+    /* the largest divisor of the group that fits the per-task head limit */
+    int hpt = group < GLLM_PAGED_MAX_HEADS ? group : GLLM_PAGED_MAX_HEADS;
+    while (group % hpt)
+        hpt--;
+    const size_t sc_stride = ((size_t)max_ctx + 15) & ~(size_t)15;
+    unsigned char *scr =
+        gllm_cpu_scratch(be, (size_t)hpt * sc_stride * sizeof(float), "attention_paged");
     if (!scr) {
         free(row_seq);
         return GLLM_ERR_OOM;
     }
     paged_ctx c = {.a = a, .x = qkv, .K = kv->k, .V = kv->v, .o = out, .row_seq = row_seq,
                    .scr = scr, .stride = gllm_cpu_ctx_of(be)->scratch_stride,
-                   .W = (size_t)(Hq + 2 * Hkv) * D, .HD = (size_t)Hkv * D, .bs = bs, .Hq = Hq,
-                   .D = D, .group = group};
-    gllm_cpu_for(be, (long)a->n_tokens * Hq, 4.0 * D * max_ctx, paged_range, &c);
+                   .W = (size_t)(Hq + 2 * Hkv) * D, .HD = (size_t)Hkv * D,
+                   .sc_stride = sc_stride, .bs = bs, .Hq = Hq, .D = D, .group = group,
+                   .heads_per_task = hpt};
+    gllm_cpu_for(be, (long)a->n_tokens * (Hq / hpt), 4.0 * D * max_ctx * hpt, paged_range, &c);
     free(row_seq);
     return GLLM_OK;
 }
@@ -179,6 +255,7 @@ static void select_first(pid *v, long lo, long hi, long k)
 }
 
 /* float lanes in a fixed order, then one double: deterministic and vectorisable */
+GLLM_CPU_CLONES
 static double sum_exp(const float *x, int V, float mx, float inv_t)
 {
     float acc[16] = {0};

@@ -113,6 +113,24 @@ static inline float gllm_cpu_dot(const float *a, const float *b, int D)
     return s;
 }
 
+/* Eight floats as one value (GCC/clang vector extension): lane-wise arithmetic
+ * that compiles to one AVX register or two SSE ones. GLLM_V8F_AT(p) is the eight
+ * floats at any float pointer p (unaligned, may alias), to read or assign. */
+typedef float gllm_v8f __attribute__((vector_size(32)));
+typedef float gllm_v8f_u __attribute__((vector_size(32), aligned(4), may_alias));
+#define GLLM_V8F_AT(p) (*(gllm_v8f_u *)(p))
+
+/* Hot loops compiled twice, for x86-64-v3 (AVX2) and for the baseline the rest of
+ * the build targets, the version picked once at load time from the CPU (GCC's
+ * function multiversioning): the binaries still run on any x86-64. Both versions
+ * do the same operations in the same order (ISO C mode: no contraction into
+ * FMA), so they give the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#define GLLM_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define GLLM_CPU_CLONES
+#endif
+
 static inline gllm_cpu_ctx *gllm_cpu_ctx_of(gllm_backend *be) { return (gllm_cpu_ctx *)be->ctx; }
 
 /* gllm_cpu_pool_run on be's pool, chunked by gllm_cpu_grain */

@@ -13,28 +13,39 @@ typedef struct norm_args {
     float *y, *mean, *rstd, *dw, *db;
     int N, C;
     float eps;
+    bool centered; /* LayerNorm; RMSNorm is the same without the mean (m = 0) and bias */
 } norm_args;
 
-static void layernorm_fwd_range(void *v, long b, long e, int tid)
+/* y = (x - m) r w (+ b), r = 1 / sqrt(mean((x - m)^2) + eps): m = mean(x) for
+ * LayerNorm (biased variance, as torch), m = 0 for RMSNorm (HF LlamaRMSNorm,
+ * where x - 0 and the double sums come out exactly as mean(x^2)). */
+static void norm_fwd_range(void *v, long b, long e, int tid)
 {
     const norm_args *a = v;
     const int C = a->C;
     (void)tid;
     for (long n = b; n < e; n++) {
         const float *xr = a->x + (size_t)n * C;
-        double s = 0;
-        for (int c = 0; c < C; c++)
-            s += xr[c];
-        double mu = s / C, var = 0;
+        double mu = 0, var = 0;
+        if (a->centered) {
+            double s = 0;
+            for (int c = 0; c < C; c++)
+                s += xr[c];
+            mu = s / C;
+        }
         for (int c = 0; c < C; c++) {
             double dx = xr[c] - mu;
             var += dx * dx;
         }
         float m = (float)mu;
-        float r = (float)(1.0 / sqrt(var / C + a->eps)); /* biased variance, as torch */
+        float r = (float)(1.0 / sqrt(var / C + a->eps));
         float *yr = a->y + (size_t)n * C;
-        for (int c = 0; c < C; c++)
-            yr[c] = (xr[c] - m) * r * a->w[c] + (a->b ? a->b[c] : 0.0f);
+        if (a->centered)
+            for (int c = 0; c < C; c++)
+                yr[c] = (xr[c] - m) * r * a->w[c] + (a->b ? a->b[c] : 0.0f);
+        else
+            for (int c = 0; c < C; c++)
+                yr[c] = a->w[c] * (xr[c] * r);
         if (a->mean)
             a->mean[n] = m;
         if (a->rstd)
@@ -66,8 +77,9 @@ static void layernorm_bwd_rows(void *v, long b, long e, int tid)
     }
 }
 
-/* parameter gradients: each chunk owns column blocks and sums rows in order */
-static void layernorm_bwd_cols(void *v, long b, long e, int tid)
+/* parameter gradients, dw = sum g (x - m) r and db = sum g (m = 0 without
+ * mean_in: RMSNorm): each chunk owns column blocks and sums rows in order */
+static void norm_bwd_cols(void *v, long b, long e, int tid)
 {
     const norm_args *a = v;
     const int C = a->C;
@@ -77,7 +89,7 @@ static void layernorm_bwd_cols(void *v, long b, long e, int tid)
         int c0 = (int)blk * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
         for (int n = 0; n < a->N; n++) {
             const float *xr = a->x + (size_t)n * C, *gr = a->g + (size_t)n * C;
-            float m = a->mean_in[n], r = a->rstd_in[n];
+            float m = a->mean_in ? a->mean_in[n] : 0.0f, r = a->rstd_in[n];
             for (int c = c0; c < c1; c++) {
                 if (dw)
                     dw[c] += gr[c] * ((xr[c] - m) * r);
@@ -85,25 +97,6 @@ static void layernorm_bwd_cols(void *v, long b, long e, int tid)
                     db[c] += gr[c];
             }
         }
-    }
-}
-
-static void rmsnorm_fwd_range(void *v, long b, long e, int tid)
-{
-    const norm_args *a = v;
-    const int C = a->C;
-    (void)tid;
-    for (long n = b; n < e; n++) {
-        const float *xr = a->x + (size_t)n * C;
-        double ss = 0;
-        for (int c = 0; c < C; c++)
-            ss += (double)xr[c] * xr[c];
-        float r = (float)(1.0 / sqrt(ss / C + a->eps));
-        float *yr = a->y + (size_t)n * C;
-        for (int c = 0; c < C; c++)
-            yr[c] = a->w[c] * (xr[c] * r);
-        if (a->rstd)
-            a->rstd[n] = r;
     }
 }
 
@@ -127,22 +120,6 @@ static void rmsnorm_bwd_rows(void *v, long b, long e, int tid)
     }
 }
 
-static void rmsnorm_bwd_cols(void *v, long b, long e, int tid)
-{
-    const norm_args *a = v;
-    const int C = a->C;
-    (void)tid;
-    for (long blk = b; blk < e; blk++) {
-        int c0 = (int)blk * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
-        for (int n = 0; n < a->N; n++) {
-            const float *xr = a->x + (size_t)n * C, *gr = a->g + (size_t)n * C;
-            float r = a->rstd_in[n];
-            for (int c = c0; c < c1; c++)
-                a->dw[c] += gr[c] * (xr[c] * r);
-        }
-    }
-}
-
 gllm_status gllm_cpu_layernorm_fwd(gllm_backend *be, void *out, float *mean, float *rstd,
                                    const void *inp, const void *w, const void *b, int N, int C,
                                    float eps)
@@ -150,8 +127,8 @@ gllm_status gllm_cpu_layernorm_fwd(gllm_backend *be, void *out, float *mean, flo
     if (!out || !inp || !w || N < 0 || C <= 0)
         return gllm_fail(GLLM_ERR_INVALID, "layernorm_fwd: bad arguments (N=%d C=%d)", N, C);
     norm_args a = {.x = inp, .w = w, .b = b, .y = out, .mean = mean, .rstd = rstd, .N = N,
-                   .C = C, .eps = eps};
-    gllm_cpu_for(be, N, 6.0 * C, layernorm_fwd_range, &a);
+                   .C = C, .eps = eps, .centered = true};
+    gllm_cpu_for(be, N, 6.0 * C, norm_fwd_range, &a);
     return GLLM_OK;
 }
 
@@ -167,7 +144,7 @@ gllm_status gllm_cpu_layernorm_bwd(gllm_backend *be, void *dinp, float *dw, floa
     if (!dw && !db)
         return GLLM_OK;
     gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (C + COL_BLOCK - 1) / COL_BLOCK, 1,
-                      layernorm_bwd_cols, &a);
+                      norm_bwd_cols, &a);
     return GLLM_OK;
 }
 
@@ -177,7 +154,7 @@ gllm_status gllm_cpu_rmsnorm_fwd(gllm_backend *be, void *out, float *rstd, const
     if (!out || !inp || !w || N < 0 || C <= 0)
         return gllm_fail(GLLM_ERR_INVALID, "rmsnorm_fwd: bad arguments (N=%d C=%d)", N, C);
     norm_args a = {.x = inp, .w = w, .y = out, .rstd = rstd, .N = N, .C = C, .eps = eps};
-    gllm_cpu_for(be, N, 4.0 * C, rmsnorm_fwd_range, &a);
+    gllm_cpu_for(be, N, 4.0 * C, norm_fwd_range, &a);
     return GLLM_OK;
 }
 
@@ -193,7 +170,7 @@ gllm_status gllm_cpu_rmsnorm_bwd(gllm_backend *be, void *dinp, float *dw, const 
     if (!dw)
         return GLLM_OK;
     gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (C + COL_BLOCK - 1) / COL_BLOCK, 1,
-                      rmsnorm_bwd_cols, &a);
+                      norm_bwd_cols, &a);
     return GLLM_OK;
 }
 

@@ -60,6 +60,7 @@ gllm_status gllm_cpu_gelu_bwd(gllm_backend *be, void *dinp, const void *inp, con
 
 static inline float sigmoid(float x) { return 1.0f / (1.0f + gllm_cpu_exp(-x)); }
 
+GLLM_CPU_CLONES
 static void swiglu_fwd_range(void *v, long b, long e, int tid)
 {
     const pw_args *a = v;

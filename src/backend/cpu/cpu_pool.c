@@ -191,7 +191,7 @@ void gllm_cpu_pool_run(gllm_cpu_pool *p, long n, long grain, gllm_cpu_range_fn f
          * job may hold claim == (old epoch, old n_chunks) and, reading this
          * job's larger n_chunks, would otherwise claim a chunk that does not
          * exist with a mix of both jobs' fields (seen as crashes in
-         * paged_range/rmsnorm_fwd_range when two processes share the cores) */
+         * the paged attention and norm chunks when two processes share the cores) */
         atomic_store(&p->claim, (uint64_t)e << 32 | 0xffffffffu);
         atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
         atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
