@@ -23,6 +23,29 @@
 # (cJSON, PCRE2, libgomp; OpenBLAS is left out: -DGLLM_BLAS=OFF, see below).
 # The bundle fails to build when it exceeds 64 MiB (the device tool's limit for
 # everything that travels), and the size is printed.
+#
+# The trade-off study of issue 12 (bench/tradeoff/studies/gpu.json) also needs the
+# real model, SmolLM2-135M-Instruct Q4_1 (98 MB: more than one call carries). The
+# bundle packs the study's scripts and data sets into .gpu/ and writes the model in
+# two halves, .gpu-model-a/ and .gpu-model-b/ (ignored; each under 64 MiB with the
+# tracked tree; a MANIFEST in each with the SHA-256 of the half and of the whole
+# file), from models/ (scripts/get_models.sh) or ../shared. Without the model there
+# are no halves, and gpu_check.sh skips the study with a message. Folders a call
+# carries stay on the device machine while it is warm (30 s after a call), so the
+# device calls are, back to back (each within 30 s of the last one's end):
+#   1. carry [".gpu-model-a"], command: sha256sum -c .gpu-model-a/part.sha256
+#   2. carry [".gpu-model-b"], command: sha256sum -c .gpu-model-b/part.sha256
+#   3. carry [".gpu"], command:
+#        GLLM_CHECK_STEPS=tradeoff GLLM_CHECK_BUDGET=560 GLLM_TRADEOFF_TIMEOUT=540 \
+#        bash .gpu/gpu_check.sh "$OUT"            (timeout_s 600)
+# Call 3 joins and checks the halves into .gpu/models/ (step tradeoff-model), runs
+# the study (step tradeoff-study, stopping new arms in time; a rerun of call 3 on
+# the warm machine continues it from .gpu-study/) and returns the results as
+# tradeoff_gpu.tar.gz. Calls 1 and 2 must not name .gpu, and call 3 must not name
+# the halves: a carried folder replaces the one there, and each call carries at
+# most 64 MiB. A plain `bash .gpu/gpu_check.sh "$OUT"` runs the study too when the
+# halves are there, with what is left of its budget (GLLM_TRADEOFF_TIMEOUT caps it).
+#   env: GLLM_BUNDLE_MODEL  the GGUF to split (default: models/, else ../shared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -137,6 +160,21 @@ for f in bench/tradeoff/cost.py bench/tradeoff/sizes.py bench/tradeoff/sizes_rep
          bench/tradeoff/sizes_gpu.json; do
   [ -f "$f" ] && cp "$f" "$tmp/bench/tradeoff/"
 done
+# The trade-off study of issue 12: its scripts and config, and the data sets it reads where the
+# config looks (shared/assets/ below the bundle, which is the study's repository root there).
+mkdir -p "$tmp/bench/tradeoff/studies"
+for f in bench/tradeoff/run.py bench/tradeoff/report.py bench/tradeoff/plots.py; do
+  cp "$f" "$tmp/bench/tradeoff/"
+done
+cp bench/tradeoff/studies/gpu.json "$tmp/bench/tradeoff/studies/"
+if [ -d "$shared/assets/datasets/sst2" ] && [ -d "$shared/assets/datasets/trec" ]; then
+  a="$tmp/shared/assets"
+  mkdir -p "$a/datasets/sst2" "$a/datasets/trec" "$a/datasets/wikitext2" "$a/models"
+  cp "$shared"/assets/datasets/sst2/{train.tsv,dev.tsv,test_labeled.tsv} "$a/datasets/sst2/"
+  cp "$shared"/assets/datasets/trec/{train_5500.label,TREC_10.label} "$a/datasets/trec/"
+  cp "$shared/assets/datasets/wikitext2/test.txt" "$a/datasets/wikitext2/"
+  [ -d "$shared/assets/models/stories260K-hf" ] && cp -r "$shared/assets/models/stories260K-hf" "$a/models/"
+fi
 cp scripts/gpu_check.sh "$tmp/gpu_check.sh"
 chmod +x "$tmp/gpu_check.sh"
 
@@ -162,4 +200,46 @@ fi
 if [ $((bytes + tree_bytes)) -gt "$limit" ]; then
   echo "gpu_bundle: FAILED: bundle and tracked tree together are over the 64 MiB a device run carries" >&2
   exit 1
+fi
+
+# ---------------------------------------------------------------- the model, in two halves
+# (see the header: two device calls carry them, a third joins them). The whole file is checked
+# against the SHA-256 scripts/get_models.sh knows before it is split.
+model_name=SmolLM2-135M-Instruct.Q4_1.gguf
+model_sha=$(sed -n 's/^SHA256=//p' scripts/get_models.sh)
+src=${GLLM_BUNDLE_MODEL:-}
+if [ -z "$src" ]; then
+  for c in "models/$model_name" "$shared/assets/models/SmolLM2-135M-Instruct-GGUF/$model_name"; do
+    [ -f "$c" ] && { src=$c; break; }
+  done
+fi
+rm -rf .gpu-model-a .gpu-model-b
+if [ -z "$src" ]; then
+  echo "gpu_bundle: no $model_name (scripts/get_models.sh): no model halves; gpu_check.sh skips the trade-off study"
+elif [ "$(sha256sum "$src" | cut -d' ' -f1)" != "$model_sha" ]; then
+  echo "gpu_bundle: FAILED: $src does not have the SHA-256 of scripts/get_models.sh ($model_sha)" >&2
+  exit 1
+else
+  size=$(stat -c %s "$src")
+  half=$(( (size + 1) / 2 ))
+  for p in a b; do
+    mkdir -p ".gpu-model-$p"
+    if [ $p = a ]; then
+      head -c "$half" "$src" > ".gpu-model-$p/$model_name.part"
+    else
+      tail -c +$((half + 1)) "$src" > ".gpu-model-$p/$model_name.part"
+    fi
+    (cd ".gpu-model-$p" && sha256sum "$model_name.part" > part.sha256)
+    {
+      echo "part $p of $model_name: bytes $(stat -c %s ".gpu-model-$p/$model_name.part") of $size"
+      echo "whole $model_sha"
+    } > ".gpu-model-$p/MANIFEST"
+    pb=$(du -sb ".gpu-model-$p" | cut -f1)
+    if [ $((pb + tree_bytes)) -gt "$limit" ]; then
+      echo "gpu_bundle: FAILED: .gpu-model-$p and the tracked tree are over the 64 MiB of a device call" >&2
+      exit 1
+    fi
+    awk -v p="$p" -v b="$pb" -v t="$tree_bytes" 'BEGIN {
+      printf "gpu_bundle: .gpu-model-%s: %.1f MiB (with the tracked tree %.1f MiB)\n", p, b / 1048576, (b + t) / 1048576 }'
+  done
 fi

@@ -18,7 +18,9 @@
 # summary.md the moment it ends, so a call cut short still returns what ran.
 # Files in OUT_DIR (at most 8): summary.md, check.log (every step's output),
 # sanitizer.log, bench_matmul.md, bench_attention.md, bench_kernels.md,
-# bench_train.md, sizes.json (the size sweep of issue 12, rendered back here).
+# bench_train.md, sizes.json (the size sweep of issue 12, rendered back here),
+# tradeoff_gpu.tar.gz (the trade-off study of issue 12; with it sanitizer.log is
+# folded into check.log to stay at 8).
 # Back on the development machine, scripts/gpu_results.py turns them into
 # bench/results/gpu_<date>.md.
 #
@@ -280,8 +282,65 @@ else
   row sizes-sweep skipped 0 "bench/tradeoff/sizes.py, gtrain or bench_infer not in the bundle"
 fi
 
+# ---------------------------------------------------------------- 6. the trade-off study (issue 12)
+# bench/tradeoff/studies/gpu.json on the real SmolLM2-135M-Instruct (Q4_1 GGUF), SST-2 and TREC.
+# The model comes in two halves that two earlier calls carried (../.gpu-model-a, ../.gpu-model-b
+# beside the bundle; the call sequence is in scripts/gpu_bundle.sh): step tradeoff-model joins and
+# checks them into models/. Step tradeoff-study runs the study into ../.gpu-study/ (kept on the
+# warm machine: a rerun continues with the arms not done) for what is left of the budget, at most
+# GLLM_TRADEOFF_TIMEOUT (default 300 s), starting no arm in its last 60 s (run.py --stop-after);
+# then the report of what ran, packed into tradeoff_gpu.tar.gz (without the fine-tuned weights).
+# Back here: tar xzf tradeoff_gpu.tar.gz; python3 bench/tradeoff/report.py tradeoff_gpu (plots).
+parts_dir=${GLLM_MODEL_PARTS_DIR:-$B/..}
+study_root=${GLLM_TRADEOFF_DIR:-$B/../.gpu-study}
+[ "$has_gpu" = 1 ] || study_root=$work/tradeoff # a dry run checks the halves and leaves nothing behind
+tmodel=$study_root/models/SmolLM2-135M-Instruct.Q4_1.gguf # never inside .gpu/: it would not travel
+study_dir=$study_root/tradeoff_gpu
+if [ ! -f bench/tradeoff/run.py ] || [ ! -f bench/tradeoff/studies/gpu.json ]; then
+  wanted tradeoff && row tradeoff-study skipped 0 "bench/tradeoff/run.py or studies/gpu.json not in the bundle"
+elif [ ! -f "$tmodel" ] && { [ ! -f "$parts_dir/.gpu-model-a/MANIFEST" ] || [ ! -f "$parts_dir/.gpu-model-b/MANIFEST" ]; }; then
+  wanted tradeoff && row tradeoff-study skipped 0 "the model is not on this machine: carry .gpu-model-a and .gpu-model-b in the two calls before this one (scripts/gpu_bundle.sh, header)"
+else
+  if [ ! -f "$tmodel" ]; then
+    mkdir -p "$(dirname "$tmodel")"
+    step tradeoff-model 60 "set -e; for p in a b; do (cd '$parts_dir/.gpu-model-'\$p && sha256sum -c --quiet part.sha256); done
+      whole=\$(sed -n 's/^whole //p' '$parts_dir/.gpu-model-a/MANIFEST')
+      cat '$parts_dir'/.gpu-model-a/*.part '$parts_dir'/.gpu-model-b/*.part > '$tmodel.tmp'
+      echo \"\$whole  $tmodel.tmp\" | sha256sum -c --quiet && mv '$tmodel.tmp' '$tmodel'
+      echo \"model joined from its two halves: \$(stat -c %s '$tmodel') bytes, SHA-256 \$whole$(
+        [ "$has_gpu" = 1 ] || echo ' (no GPU: joined into a temporary folder to check the halves)')\""
+  fi
+  if [ ! -f "$tmodel" ]; then
+    wanted tradeoff && row tradeoff-study "NOT RUN" 0 "the model halves did not join (see tradeoff-model)"
+  elif [ "$has_gpu" = 1 ]; then
+    tl=${GLLM_TRADEOFF_TIMEOUT:-300}
+    left=$((deadline - $(date +%s) - 15))
+    [ "$tl" -gt "$left" ] && tl=$left
+    mkdir -p "$study_dir"
+    step tradeoff-study "$tl" "GLLM_BUILD_DIR=bin $(run python3 bench/tradeoff/run.py bench/tradeoff/studies/gpu.json) \
+      --model '$tmodel' --out '$study_dir' --stop-after $((tl > 120 ? tl - 60 : tl / 2)) && python3 - '$study_dir' <<'PY'
+import glob, json, os, sys
+d = sys.argv[1]
+arms = [json.load(open(p)) for p in glob.glob(os.path.join(d, 'arms', '*.json'))]
+runs = [json.loads(l) for l in open(os.path.join(d, 'runs.jsonl')) if l.strip()]
+print('tradeoff: %d arm records (%d scored) after %d invocation(s)%s; report.md written' % (
+    len(arms), sum(1 for a in arms if 'examples' in a), len(runs),
+    ', stopped for time: the same call continues it' if runs[-1].get('stopped') else ', study complete'))
+PY
+      r=\$?; tar czf '$OUT_DIR/tradeoff_gpu.tar.gz' -C '$study_root' --exclude work tradeoff_gpu; exit \$r"
+  else
+    # no GPU: the study's config, binaries, model and data must resolve here; nothing runs
+    step tradeoff-study 60 "GLLM_BUILD_DIR=bin python3 bench/tradeoff/run.py bench/tradeoff/studies/gpu.json \
+      --model '$tmodel' --check && echo 'SKIP: the GPU study resolves its binaries, model and data; no GPU to run it on'"
+  fi
+fi
+
 # ---------------------------------------------------------------- end
 rm -f "$OUT_DIR"/*.tmp
+if [ "$(find "$OUT_DIR" -maxdepth 1 -type f | wc -l)" -gt 8 ] && [ -f "$sanlog" ]; then
+  # the device tool returns at most 8 files: the sanitizer log goes into check.log
+  { echo "=== sanitizer.log (folded in: more than 8 files)"; cat "$sanlog"; } >> "$log" && rm -f "$sanlog"
+fi
 n_files=$(find "$OUT_DIR" -maxdepth 1 -type f | wc -l)
 {
   echo

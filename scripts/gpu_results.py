@@ -8,7 +8,10 @@ copy bandwidth).
 
 When the folder holds sizes.json (the size sweep of issue 12, bench/tradeoff/sizes.py), it is
 rendered beside it as bench/results/sizes_<device>_<date>.{json,csv,md,png}
-(bench/tradeoff/sizes_report.py) and its Markdown section is included.
+(bench/tradeoff/sizes_report.py) and its Markdown section is included. When it holds
+tradeoff_gpu.tar.gz (the trade-off study of issue 12), the study's run folder is unpacked into
+bench/results/tradeoff/gpu_<date>/ and its report and plots are rebuilt there
+(bench/tradeoff/report.py); the results file links it.
 
 usage: scripts/gpu_results.py OUT_FOLDER [--date YYYY-MM-DD] [--dest bench/results]
        prints the paths it wrote; exits 1 when summary.md is missing.
@@ -146,6 +149,10 @@ def main():
     if os.path.exists(sizes_json):
         out.append("")
         out.extend(sizes_section(sizes_json, a.dest, a.date))
+    tarball = os.path.join(a.folder, "tradeoff_gpu.tar.gz")
+    if os.path.exists(tarball):
+        out.append("")
+        out.extend(tradeoff_section(tarball, a.dest, a.date))
     path = os.path.join(a.dest, f"gpu_{a.date}.md")
     open(path, "w").write("\n".join(out) + "\n")
     print(os.path.normpath(path))
@@ -168,6 +175,32 @@ def sizes_section(path, dest, date):
         print(os.path.normpath(p))
     md = open(os.path.join(dest, stem + ".md")).read()
     return [md.strip(), "", f"(also {stem}.json / .csv / .png in this folder)"]
+
+
+def tradeoff_section(tarball, dest, date):
+    """Unpack the trade-off study's run folder into dest/tradeoff/gpu_<date>/, rebuild its report
+    and plots, and return a section that links it with the claims table."""
+    import shutil
+    import tarfile
+    import tempfile
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench",
+                                    "tradeoff"))
+    import report
+    tmp = tempfile.mkdtemp(prefix="gllm_tradeoff_gpu_")
+    with tarfile.open(tarball) as t:
+        for m in t.getmembers():  # only plain files and folders below tradeoff_gpu/
+            if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in m.name.split("/"):
+                return ["## Trade-off study (issue 12)", "", f"{tarball}: unexpected member {m.name!r}"]
+        t.extractall(tmp)
+    src = os.path.join(tmp, "tradeoff_gpu")
+    folder = os.path.join(dest, "tradeoff", f"gpu_{date}")
+    report.build(src, publish=folder)
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(os.path.normpath(os.path.join(folder, "report.md")))
+    md = open(os.path.join(folder, "report.md")).read()
+    claims = md[md.index("## Claims"):md.index("## Headline")] if "## Headline" in md else ""
+    return ["## Trade-off study (issue 12)", "", f"Report: tradeoff/gpu_{date}/report.md", "",
+            re.sub(r"^## ", "### ", claims.strip(), flags=re.M)]
 
 
 if __name__ == "__main__":

@@ -423,9 +423,18 @@ def build(out, publish=None):
     base = os.path.dirname(os.path.join(out, "study.json"))
     try:
         mpath = first_existing(study["model"], base, "model")
+        shape = cost.load_shape(mpath)
     except Exception:
+        # the model is not on this machine (a run folder copied back from the GPU machine): the
+        # shape the report there computed from it
         mpath = resolve(model, base)
-    shape = cost.load_shape(mpath)
+        try:
+            with open(os.path.join(out, "results.json")) as f:
+                sd = json.load(f)["shape"]
+        except (OSError, ValueError, KeyError):
+            raise SystemExit("report: the model %s is not here and %s has no shape" %
+                             (mpath, os.path.join(out, "results.json")))
+        shape = cost.Shape(**{k: v for k, v in sd.items() if k != "n_matmul"})
     price = study.get("price_per_device_hour")
     names = study.get("tasks_order", [t["name"] for t in study["tasks"]])
     tasks = [Task(n, arms, shape, price) for n in names if any(a.get("task") == n for a in arms.values())]
@@ -482,6 +491,37 @@ def build(out, publish=None):
     return results
 
 
+def headline_be(t, g):
+    """The break-even cell of a fine-tuned group: queries after which it costs less in total than
+    the most accurate prompting arm that is not more accurate (seconds measured / FLOPs computed)."""
+    r = next((r for r in t.be if r["ft"] == g["label"]), None)
+    if r is None:
+        return "-"
+    if not r.get("vs"):
+        return "never: every prompting arm is more accurate"
+    return "%s (s) / %s (FLOPs) vs %s" % (fq(r["q_seconds"]), fq(r["q_flops"]), r["vs"])
+
+
+def headline(tasks):
+    """One table of every task's arm groups: accuracy, cost, break-even queries."""
+    L = ["## Headline: accuracy and cost per arm, break-even queries", "",
+         "Accuracy over the phrasings (zero-shot) or draws (k-shot) of a group; s/query measured (model load "
+         "removed, prefix sharing on); FLOPs computed; training seconds measured (gtrain's step time) and "
+         "FLOPs computed; break-even: queries after which the fine-tuned arm's total cost (training + queries) "
+         "is below that of the most accurate prompting arm that is not more accurate than it.", "",
+         "| task | arm | accuracy mean ± sd | s/query | FLOPs/query | training s | training FLOPs | "
+         "break-even queries |", "|---|---|---|---|---|---|---|---|"]
+    for t in tasks:
+        for g in t.groups:
+            ft = g["type"] == "ft"
+            L.append("| %s | %s | %.3f ± %.3f | %.4f | %.3g | %s | %s | %s |" % (
+                t.name, g["label"], g["acc"], g["acc_sd"], g["per_query_s"], g["per_query_flops"],
+                "%.1f" % g["train_s"] if ft else "0", "%.3g" % g["train_flops"] if ft else "0",
+                headline_be(t, g) if ft else "-"))
+    L.append("")
+    return L
+
+
 def write_md(out, study, results, tasks, cl, pngs, arms):
     L = []
     L.append("# Trade-off study `%s`: fine-tuning vs prompting, measured" % study["name"])
@@ -512,6 +552,7 @@ def write_md(out, study, results, tasks, cl, pngs, arms):
     for c, m, v in cl:
         L.append("| %s | %s | %s |" % (c, m.replace("|", "/"), v))
     L.append("")
+    L += headline(tasks)
     for t in tasks:
         L.append("## %s: accuracy and cost per arm" % t.name)
         L.append("")

@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,6 +41,10 @@ def log(msg):
 
 class Skip(Exception):
     """An asset the study needs is missing (the CI test turns this into a skip)."""
+
+
+class OutOfTime(Exception):
+    """--stop-after passed: no new unit of work starts (a rerun continues from there)."""
 
 
 # ------------------------------------------------------------------ config and data
@@ -134,6 +139,31 @@ def render(study, c):
 
 # ------------------------------------------------------------------ running the binaries
 
+def cpu_mark():
+    """(wall, busy CPU seconds of the whole machine from /proc/stat, CPU seconds of this process
+    and its waited-for children), or None where /proc/stat is not readable."""
+    import resource
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    busy = (sum(v[:8]) - v[3] - v[4]) / float(os.sysconf("SC_CLK_TCK"))  # all but idle and iowait
+    own = sum(getattr(resource.getrusage(w), a) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for a in ("ru_utime", "ru_stime"))
+    return time.time(), busy, own
+
+
+def cpu_others(mark):
+    """CPU seconds that other processes used since mark (0 on a quiet machine, up to the wall
+    time x cores), with the wall time: a unit timed while others ran is slower than alone."""
+    now = cpu_mark()
+    if mark is None or now is None:
+        return None
+    return {"wall_s": round(now[0] - mark[0], 1),
+            "others_cpu_s": round(max(0.0, (now[1] - mark[1]) - (now[2] - mark[2])), 1)}
+
+
 class Runner:
     def __init__(self, study, cfg_dir, out):
         self.s = study
@@ -153,6 +183,8 @@ class Runner:
         self.lock_file = None
         self.held_since = 0.0
         self.hold_s = float(os.environ.get("GLLM_BENCH_LOCK_HOLD_S", "0"))
+        self.stop_at = None  # time.time() after which no unit starts (--stop-after)
+        self.unit_mark = None  # cpu_mark() at the start of the unit in progress
         os.makedirs(os.path.join(out, "arms"), exist_ok=True)
         os.makedirs(os.path.join(out, "work"), exist_ok=True)
 
@@ -160,7 +192,10 @@ class Runner:
     def locked(self, fn, *a, **k):
         """Run a unit of work holding the lock. With GLLM_BENCH_LOCK_HOLD_S=S the lock is kept
         across consecutive units until it has been held S seconds (fewer waits; every unit is
-        still timed alone), then released so that others can run."""
+        still timed alone), then released so that others can run. After --stop-after no unit
+        starts (OutOfTime): a unit already running always ends, so its record is whole."""
+        if self.stop_at is not None and time.time() >= self.stop_at:
+            raise OutOfTime()
         if self.lock_path and self.lock_file is None:
             lf = open(self.lock_path, "a")
             t = time.time()
@@ -171,6 +206,7 @@ class Runner:
                 log("waited %.0f s for %s" % (waited, self.lock_path))
             self.lock_file, self.held_since = lf, time.time()
         t = time.time()
+        self.unit_mark = cpu_mark()  # save() records the CPU time others used during the unit
         try:
             return fn(*a, **k)
         finally:
@@ -256,6 +292,12 @@ class Runner:
         argv = [os.path.join(self.bins, "gtrain"), os.path.join(d, "train.json")]
         argv_resume = [os.path.join(self.bins, "gtrain"), os.path.join(d, "resume.json")]
         total_wall, rss, k = 0.0, 0.0, 0
+        if pieces and os.path.exists(os.path.join(run, "latest")):
+            # pieces of this run were trained by an earlier invocation that stopped between pieces
+            # (--stop-after, or killed): continue from its last checkpoint
+            log("%s: continuing the training from %s" % (name, os.path.join(run, "latest")))
+            k = 1
+        resumed = k
         while True:
             def piece():
                 lp = os.path.join(d, "gtrain.%d.log" % k)
@@ -285,7 +327,7 @@ class Runner:
             if c.startswith("checkpoint-"):
                 shutil.rmtree(os.path.join(run, c), ignore_errors=True)
         return {"summary": summ, "curve": curve, "wall_s": total_wall, "rss_mib": rss, "final": final,
-                "disk_bytes": size, "config": cfg, "pieces": k + 1}
+                "disk_bytes": size, "config": cfg, "pieces": k + 1, "resumed_run": bool(resumed)}
 
     def run_piece(self, argv, log_path, run, unit_s):
         def steps_left(path):
@@ -359,9 +401,11 @@ def per_example(task, rows, res, shape, score):
 
 
 class Study:
-    def __init__(self, cfg_path, out, only=None):
+    def __init__(self, cfg_path, out, model=None):
         with open(cfg_path) as f:
             self.s = json.load(f)
+        if model:
+            self.s["model"] = [os.path.abspath(model)]
         self.cfg_path = cfg_path
         self.base = os.path.dirname(os.path.abspath(cfg_path))
         self.out = out
@@ -384,6 +428,8 @@ class Study:
         rec["name"] = name
         rec.setdefault("date", cost.now_utc())
         rec.setdefault("device", self.r.device)
+        if self.r.unit_mark:  # how quiet the machine was: CPU seconds of other processes
+            rec.setdefault("quiet", cpu_others(self.r.unit_mark))
         tmp = self.arm_path(name) + ".tmp"
         with open(tmp, "w") as f:
             json.dump(rec, f)
@@ -483,6 +529,16 @@ class Study:
         tname_arm = name + ".train"
         rows = rows if rows is not None else t["train"][:n]
         dev = t["dev"][: self.s.get("dev_n", 100)]
+        if self.done(tname_arm) and not self.done(name):
+            with open(self.arm_path(tname_arm)) as f:
+                old = json.load(f)
+            if not os.path.exists(os.path.join(old["final"], "model.safetensors")):
+                # trained, not scored, and the weights are gone (another run folder, or deleted):
+                # train again; the earlier record is kept beside the arms, not counted
+                prev = self.arm_path(tname_arm)[:-len(".json")] + ".prev"
+                log("%s: trained at %s but its weights %s are gone: training again (the earlier record "
+                    "moves to %s)" % (tname_arm, old.get("date"), old["final"], prev))
+                os.replace(self.arm_path(tname_arm), prev)
         if not self.done(tname_arm):
             def unit():
                 tr = self.r.gtrain(name, self.ft_records(tname, rows, phrasing), self.ft_records(tname, dev, phrasing),
@@ -541,11 +597,13 @@ class Study:
 
     # ------------------------------------------------------------------ the study
     def run(self):
-        """Arms in an order that gives a useful report early (a long study cut short still has
-        every task's prompting arms and its small fine-tunes): per task the first answer,
-        zero-shot and k-shot up to k_shot.early_max; then the first two fine-tuning sizes of
-        every task; then sharing on/off, the larger k and maintenance; then the larger
-        fine-tunes, with versatility where configured."""
+        """Arms in an order that gives a useful report early, cheap and needed before long (a
+        study cut short still has every task's prompting arms and its small fine-tunes): per task
+        the first answer, zero-shot and k-shot up to k_shot.early_max; then the first two
+        fine-tuning sizes of every task (with versatility and maintenance where configured for
+        that size: they need its weights); then the base model's versatility and the other models
+        (a few seconds each); then sharing on/off; then the larger k, smallest first, with the
+        larger fine-tunes after the first of them (a long k is the least informative arm)."""
         s = self.s
         ctx = s.get("context", 2048)
         ks = s["k_shot"]
@@ -553,7 +611,7 @@ class Study:
         ph = s.get("phrasing", 0)
         order = s.get("tasks_order", [t["name"] for t in s["tasks"]])
         early = [k for k in ks["k"] if k <= ks.get("early_max", 8)]
-        late = [k for k in ks["k"] if k not in early]
+        late = sorted(k for k in ks["k"] if k not in early)
         ns = ft["n"]
         for tname in order:
             task = self.tasks[tname]["cfg"]
@@ -564,20 +622,28 @@ class Study:
         for n in ns[:2]:
             for tname in order:
                 self.ft_arm(tname, n, ft, ph, ks)
+        if s.get("versatility"):
+            self.versatility(None, "base", self.r.model, s["versatility"], ph)
+        self.other_models(order, ph)
         for tname in order:
             so = s.get("sharing_off")
-            if so:
+            if so:  # per_task: {"task": {"k": [...]}} overrides for one task
+                so = dict(so, **so.get("per_task", {}).get(tname, {}))
                 self.sharing_off(tname, so["k"], so["n"], ph)
-            self.k_shot(tname, late, ks["draws"], ph, ctx)
             mt = s.get("maintenance")
             if mt:
                 self.maintenance(tname, mt["base_n"], mt, ft, ph, ks)
+        for tname in order:
+            self.k_shot(tname, late[:1], ks["draws"], ph, ctx)
         for n in ns[2:]:
             for tname in order:
                 self.ft_arm(tname, n, ft, ph, ks)
-        if s.get("versatility"):
-            self.versatility(None, "base", self.r.model, s["versatility"], ph)
-        for om in s.get("other_models", []):  # "dependent on the base model": the same prompts, another model
+        for tname in order:
+            self.k_shot(tname, late[1:], ks["draws"], ph, ctx)
+
+    def other_models(self, order, ph):
+        """"Dependent on the base model": the same zero-shot prompts on another model."""
+        for om in self.s.get("other_models", []):
             try:
                 path = first_existing(om["model"], self.base, "model %s" % om["label"])
             except Skip as e:
@@ -609,7 +675,7 @@ class Study:
             self.versatility(tname, name, final, vers, ph)
             self.versatility(None, "base", self.r.model, vers, ph)
         mt = s.get("maintenance")
-        if mt and nn == mt["base_n"]:
+        if mt and nn == mt["base_n"] and tname in mt.get("tasks", [tname]):
             self.maintenance(tname, nn, mt, ft, ph, ks)
         elif os.path.isdir(final):
             self.cleanup_weights(final)
@@ -628,7 +694,10 @@ class Study:
 
     def maintenance(self, tname, n, mt, ft, ph, ks):
         """A second slice of train arrives: continue fine-tuning the n-example model on it vs
-        edit the prompt (shots drawn from the new slice). Runs once the n-example model exists."""
+        edit the prompt (shots drawn from the new slice). Runs once the n-example model exists;
+        only for the tasks in maintenance.tasks where that is set."""
+        if tname not in mt.get("tasks", [tname]):
+            return
         t = self.tasks[tname]
         base = os.path.join(self.out, "work", "train", "%s.ft.n%d" % (tname, n), "run", "final")
         new = t["train"][-mt["new_n"]:]  # disjoint from every fine-tuning slice (those are prefixes)
@@ -654,32 +723,68 @@ def main():
     ap.add_argument("--out", help="run folder (default runs/tradeoff/<study name>)")
     ap.add_argument("--publish", help="also copy the report, plots, JSON and CSV into this folder")
     ap.add_argument("--report-only", action="store_true", help="only rebuild the report from the arms done")
+    ap.add_argument("--stop-after", type=float, metavar="S",
+                    help="start no unit of work (arm, training piece) after S seconds; then write the report of "
+                         "what ran (a rerun continues)")
+    ap.add_argument("--model", help="the model file or folder instead of the config's list (recorded in study.json)")
+    ap.add_argument("--check", action="store_true",
+                    help="only check that the binaries, the model and the data sets resolve; run nothing")
     a = ap.parse_args()
     with open(a.config) as f:
-        name = json.load(f)["name"]
-    out = a.out or os.path.join(ROOT, "runs", "tradeoff", name)
+        cfg = json.load(f)
+    if a.check:
+        try:
+            st = Study(a.config, tempfile.mkdtemp(prefix="gllm_tradeoff_check_"), model=a.model)
+        except Skip as e:
+            print("SKIP: %s" % e)
+            return 77
+        shutil.rmtree(st.out, ignore_errors=True)
+        print("check: %s: binaries in %s, model %s (%d parameters), %s" % (
+            cfg["name"], st.r.bins, st.r.model, st.r.shape.n_params,
+            "; ".join("%s %d train / %d dev / %d test" % (n, len(t["train"]), len(t["dev"]), len(t["test"]))
+                      for n, t in st.tasks.items())))
+        return 0
+    out = a.out or os.path.join(ROOT, "runs", "tradeoff", cfg["name"])
     os.makedirs(out, exist_ok=True)
-    shutil.copy(a.config, os.path.join(out, "study.json"))
+    if a.model:
+        cfg["model"] = [os.path.abspath(a.model)]
+    with open(os.path.join(out, "study.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
     t0 = time.time()
     if not a.report_only:
         try:
-            st = Study(a.config, out)
+            st = Study(a.config, out, model=a.model)
         except Skip as e:
             print("SKIP: %s" % e)
             return 77
         started = cost.now_utc()
         import signal
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))  # a stopped study still logs its time
+        if a.stop_after is not None:
+            st.r.stop_at = t0 + a.stop_after
+        stopped = False
         try:
             st.run()
+        except OutOfTime:
+            stopped = True
+            log("stopped after %.0f s (--stop-after %.0f): no new arm started; the same command continues" %
+                (time.time() - t0, a.stop_after))
         finally:
             st.r.unlock()
             with open(os.path.join(out, "runs.jsonl"), "a") as f:
                 f.write(json.dumps({"started": started, "ended": cost.now_utc(), "elapsed_s": time.time() - t0,
                                     "lock_wait_s": st.r.waited_s, "busy_s": st.r.busy_s,
-                                    "lock": st.r.lock_path}) + "\n")
+                                    "lock": st.r.lock_path, "stopped": stopped}) + "\n")
     import report  # noqa: E402
-    report.build(out, publish=a.publish)
+    lock = os.environ.get("GLLM_BENCH_LOCK")
+    lf = open(lock, "a") if lock else None
+    if lf:  # the report and its plots take some CPU seconds too
+        fcntl.flock(lf, fcntl.LOCK_EX)
+    try:
+        report.build(out, publish=a.publish)
+    finally:
+        if lf:
+            lf.close()
     log("done in %.0f s: %s" % (time.time() - t0, os.path.join(out, "report.md")))
     return 0
 

@@ -421,6 +421,19 @@ class Sweep:
     def fig(self, value, unit, kind, note=""):
         return cost.figure(value, unit, kind, self.device["name"], note=note)
 
+    def rate(self, m, prefix, tokens, seconds, note, time_note=""):
+        """A measured throughput both ways: PREFIX + tokens_per_s and PREFIX + time_per_token_s."""
+        m[prefix + "tokens_per_s"] = self.fig(tokens / seconds, "tokens/s", "measured", note)
+        m[prefix + "time_per_token_s"] = self.fig(seconds / tokens, "s/token", "measured", time_note)
+
+    def rss(self, m, maxrss, what, own, own_note):
+        """Host memory two ways: /usr/bin/time's maximum RSS of the process(es) and the program's
+        own report."""
+        m["max_rss_mib"] = self.fig(maxrss, "MiB", "measured",
+                                    "/usr/bin/time -v Maximum resident set size of %s" % what
+                                    if maxrss else "no /usr/bin/time here")
+        m["own_rss_mib"] = self.fig(own, "MiB", "measured", own_note)
+
     def time_left(self):
         b = self.args.budget
         return math.inf if not b else b - (time.monotonic() - self.t_start)
@@ -505,9 +518,6 @@ class Sweep:
                                "elapsed_s differences" % (len(per_step), warm)),
             "tokens_per_step": self.fig(toks, "tokens", "measured",
                                         "all ranks; packed rows, every token trained"),
-            "time_per_token_s": self.fig(step_s / toks, "s/token", "measured",
-                                         "forward + backward + AdamW step"),
-            "tokens_per_s": self.fig(toks / step_s, "tokens/s", "measured", ""),
             "peak_backend_mib": self.fig(max(summ["peak_mem_mib_per_rank"]), "MiB", "measured",
                                          "gtrain summary.json peak_mem_mib_per_rank, largest: the "
                                          "backend's buffers (%s)" % (
@@ -521,14 +531,12 @@ class Sweep:
             "parameters": self.fig(summ["parameters"], "parameters", "measured",
                                    "gtrain summary.json"),
         }
-        m["max_rss_mib"] = self.fig(maxrss, "MiB", "measured",
-                                    "/usr/bin/time -v Maximum resident set size of gtrain%s: host "
-                                    "memory, including the mapped model file, tokenizer and "
-                                    "data" % (" (the largest of its processes)" if ranks > 1
-                                              else "") if maxrss else "no /usr/bin/time here")
-        m["own_rss_mib"] = self.fig(max(r.get("rss_mib", 0) for r in st), "MiB", "measured",
-                                    "gtrain's own report: metrics.jsonl rss_mib (resident memory "
-                                    "of rank 0 after each step), largest")
+        self.rate(m, "", toks, step_s, "", "forward + backward + AdamW step")
+        self.rss(m, maxrss, "gtrain%s: host memory, including the mapped model file, tokenizer "
+                 "and data" % (" (the largest of its processes)" if ranks > 1 else ""),
+                 max(r.get("rss_mib", 0) for r in st),
+                 "gtrain's own report: metrics.jsonl rss_mib (resident memory of rank 0 after "
+                 "each step), largest")
         if ranks > 1:
             m["peak_backend_mib_per_rank"] = self.fig(summ["peak_mem_mib_per_rank"], "MiB",
                                                       "measured", "gtrain summary.json")
@@ -618,22 +626,16 @@ class Sweep:
             res["status"] = "ok"
         m = {}
         if pre:
-            m["prefill_tokens_per_s"] = self.fig(pre["prompt_tokens"] / pre["wall_s"], "tokens/s",
-                                                 "measured", "%d prompts x %d tokens, one token "
-                                                 "each; bench_infer wall (first add to last "
-                                                 "result)" % (n, P))
-            m["prefill_time_per_token_s"] = self.fig(pre["wall_s"] / pre["prompt_tokens"],
-                                                     "s/token", "measured", "")
+            self.rate(m, "prefill_", pre["prompt_tokens"], pre["wall_s"],
+                      "%d prompts x %d tokens, one token each; bench_infer wall (first add to last "
+                      "result)" % (n, P))
         for tag, a, b, k in (("decode", pre, dec, n), ("decode_b1", pre1, dec1, 1)):
             if a and b:
                 dt = b["wall_s"] - a["wall_s"]
                 ntok = b["generated_tokens"] - a["generated_tokens"]
                 if dt > 0 and ntok > 0:
-                    m[tag + "_tokens_per_s"] = self.fig(
-                        ntok / dt, "tokens/s", "measured",
-                        "batch %d: %d tokens / (wall with %d new tokens - wall with 1)" % (
-                            k, ntok, 1 + D))
-                    m[tag + "_time_per_token_s"] = self.fig(dt / ntok, "s/token", "measured", "")
+                    self.rate(m, tag + "_", ntok, dt, "batch %d: %d tokens / (wall with %d new "
+                              "tokens - wall with 1)" % (k, ntok, 1 + D))
                 else:
                     m[tag + "_tokens_per_s"] = self.fig(None, "tokens/s", "measured",
                                                         "not resolved: the decode run was not "
@@ -646,12 +648,8 @@ class Sweep:
                                              "cache of %d bytes, workspace)" % dec["kv_bytes"])
             m["kv_cache_bytes"] = self.fig(dec["kv_bytes"], "bytes", "measured",
                                            "KV budget given (blocks of 16 tokens)")
-            m["max_rss_mib"] = self.fig(dec["max_rss_mib"], "MiB", "measured",
-                                        "/usr/bin/time -v Maximum resident set size of bench_infer"
-                                        " (decode run)" if dec["max_rss_mib"] else
-                                        "no /usr/bin/time here")
-            m["own_rss_mib"] = self.fig(dec["peak_rss_mib"], "MiB", "measured",
-                                        "bench_infer's own report: VmHWM of the decode run")
+            self.rss(m, dec["max_rss_mib"], "bench_infer (decode run)", dec["peak_rss_mib"],
+                     "bench_infer's own report: VmHWM of the decode run")
         res["measured"] = m
         p = self.prec
         cached = n * (P + 1 + D)

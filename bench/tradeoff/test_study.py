@@ -121,7 +121,17 @@ def main():
     # (a piece ends at the first checkpoint after it started; a run can be quicker than the poll)
     check(pieces > 1, "no training ran in pieces")
     check(n_be >= 1, "no finite break-even point was checked")
-    check(md.index("## Claims") < md.index("accuracy and cost per arm"), "the claims table is not first")
+    check(md.index("## Claims") < md.index("## Headline") < md.index("## sst2: accuracy and cost per arm"),
+          "the claims table is not first, or the headline table does not follow it")
+    head = md[md.index("## Headline"):md.index("## sst2: accuracy and cost per arm")]
+    for tname, t in res["tasks"].items():
+        for g in t["groups"]:
+            row = "| %s | %s | %.3f ± %.3f |" % (tname, g["label"], g["acc"], g["acc_sd"])
+            check(row in head, "the headline table lacks %r" % row)
+        for b in t["break_even"]:
+            if b.get("vs"):
+                cell = "| %s (s) / %s (FLOPs) vs %s |" % (report.fq(b["q_seconds"]), report.fq(b["q_flops"]), b["vs"])
+                check(cell in head, "the headline table lacks the break-even %r of %s" % (cell, b["ft"]))
     for p in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md):
         with open(os.path.join(out, p), "rb") as f:
             check(f.read(8) == b"\x89PNG\r\n\x1a\n", "%s is not a PNG" % p)
