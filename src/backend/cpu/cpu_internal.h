@@ -125,7 +125,11 @@ typedef float gllm_v8f_u __attribute__((vector_size(32), aligned(4), may_alias))
  * function multiversioning): the binaries still run on any x86-64. Both versions
  * do the same operations in the same order (ISO C mode: no contraction into
  * FMA), so they give the same bits. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#if defined(__SANITIZE_THREAD__)
+/* ThreadSanitizer: the ifunc resolvers of target_clones run before its runtime
+ * is set up and crash every program at load, so the TSan build has one version */
+#define GLLM_CPU_CLONES
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #define GLLM_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define GLLM_CPU_CLONES
