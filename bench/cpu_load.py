@@ -9,7 +9,7 @@ new gllm, the baseline gllm build (--old, optional) and PyTorch one after the
 other (alternating pairs; medians over --reps). With --lock, every unit holds
 that file's flock (the load runs only inside it), so each unit ran alone.
 
-Writes bench/results/cpu_load_<date>.md with --save: the idle table, the
+Writes bench/results/cpu_load_<date>_<HHMM>.md with --save: the idle table, the
 loaded table and the slowdown (loaded time / idle time) of each side.
 
 usage: bench/cpu_load.py [--build build-cpu] [--old OLD_BUILD] [--threads 2]
@@ -212,7 +212,8 @@ def save(args, wl, sides, results, started, n_load, partial):
     md = report(args, done, sides, results, started, n_load)
     if partial:
         md += f"\nPartial: written after repetition {partial} of this workload's unit.\n"
-    path = os.path.join(ROOT, "bench", "results", f"cpu_load_{started:%Y-%m-%d}.md")
+    # date and time: a second run the same day must not overwrite the first one's file
+    path = os.path.join(ROOT, "bench", "results", f"cpu_load_{started:%Y-%m-%d_%H%M}.md")
     with open(path, "w") as f:
         f.write(md)
     with open(path.replace(".md", ".json"), "w") as f:
