@@ -296,10 +296,17 @@ static int rowinv_pad_m(const gllm_matmul_args *a)
     return a->M >= m ? a->M : (int)m;
 }
 
+/* the rows a row-invariant call runs with: M padded to whole 8-row chunks, or
+ * past the small-matrix limits for whole-M tiles (chunk == ROWS_WHOLE) */
+static int rowinv_rows(const gllm_matmul_args *a, int chunk)
+{
+    return chunk > 0 ? (a->M + chunk - 1) / chunk * chunk : rowinv_pad_m(a);
+}
+
 static gllm_status mm_blas_rowinv(gllm_backend *be, float *C, const float *A, const float *B,
                                   const gllm_matmul_args *a, const mm_dims *d, int chunk)
 {
-    const int Mp = chunk > 0 ? (a->M + chunk - 1) / chunk * chunk : rowinv_pad_m(a);
+    const int Mp = rowinv_rows(a, chunk);
     if (Mp == a->M)
         return mm_blas(be, C, A, B, a, d, 1, chunk);
     /* padded A [Mp, K] and C [Mp, N] in one heap block (scratch belongs to threads) */
@@ -343,7 +350,7 @@ static bool rowinv_probe_mm(int strategy, int M, int N, int K, bool trans_b, con
 {
     const int chunk = strategy == ROWINV_CHUNK8 ? 8 : 0;
     gllm_matmul_args a = {.M = M, .N = N, .K = K, .trans_b = trans_b, .alpha = 1.0f};
-    const int Mp = chunk ? (M + chunk - 1) / chunk * chunk : rowinv_pad_m(&a);
+    const int Mp = rowinv_rows(&a, chunk ? chunk : ROWS_WHOLE);
     float *pa = calloc((size_t)Mp * K, sizeof(float)), *pc = malloc((size_t)Mp * N * sizeof(float));
     if (!pa || !pc) {
         free(pa), free(pc);
