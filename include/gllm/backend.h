@@ -72,6 +72,11 @@ typedef struct gllm_matmul_args {
      * switches kernels, see cpu_matmul.c); CUDA runs one fixed-tile kernel for
      * every shape, no split-K (kernels/matmul.cu; not yet run on a GPU). */
     bool row_invariant;
+    /* Optional, trans_b row-invariant calls only: B already rearranged by
+     * be->pack_b (same N, K; same backend). A backend with its own layout reads
+     * it instead of B, skipping the per-call packing of B; B must still be
+     * valid, and whoever changes B must pack it again. NULL: use B. */
+    const void *b_packed;
 } gllm_matmul_args;
 
 /* Attention shape. The query of token n attends to keys m of the same row b with
@@ -320,6 +325,12 @@ struct gllm_backend {
                                int32_t *top_ids, float *top_lp, int max_top, const void *logits,
                                int N, int V, const gllm_sample_params *params,
                                const int32_t *pen_ids, const int32_t *pen_off);
+    /* Weights in the layout the backend's row-invariant matmul reads (see
+     * gllm_matmul_args.b_packed): packed_b_bytes(N, K) is the size of B [N, K]
+     * packed, 0 when the backend has no such layout (then pack_b is not
+     * called); pack_b writes it to dst. Either pointer may be NULL. */
+    size_t (*packed_b_bytes)(gllm_backend *be, int N, int K);
+    gllm_status (*pack_b)(gllm_backend *be, void *dst, const void *B, int N, int K);
 };
 
 /* The CPU reference backend with its own pool of n_threads threads (n_threads

@@ -111,6 +111,7 @@ static gllm_status shard(gllm_grad_sync *s, size_t total)
     be->free(be, m->g);
     m->w = w;
     m->g = g;
+    m->w_version++;
     m->padded = total;
     m->zero = s->c;
     size_t state = 0;

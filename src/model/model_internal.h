@@ -57,6 +57,9 @@ struct gllm_model {
     size_t numel;           /* total parameter elements */
     size_t esz;             /* act dtype size */
     void *w;                /* flat params, act dtype */
+    /* bumped whenever w changes after loading (optimizer step, write_param,
+     * ZeRO-1 re-layout): inference workspaces repack their weights then */
+    uint64_t w_version;
     float *g;               /* flat grads, f32 */
     float *master, *adam_m, *adam_v; /* optimizer state, allocated on first step */
     /* The elements this rank's AdamW updates: none listed = all of [0, numel).

@@ -108,6 +108,7 @@ gllm_status gllm_model_adamw_step(gllm_model *m, const gllm_adamw_config *h, int
     const int nr = owned(m, &r, &all);
     if (!m->adam_m)
         GLLM_TRY(alloc_state(m, r, nr));
+    m->w_version++;
     /* the squared norm of the owned gradients, in range order; under ZeRO-1
      * the ranks' partial sums are added in rank order */
     float sumsq = 0;

@@ -267,6 +267,7 @@ gllm_status gllm_model_read_grad(gllm_model *m, const gllm_param_info *p, float 
 
 gllm_status gllm_model_write_param(gllm_model *m, const gllm_param_info *p, const float *host)
 {
+    m->w_version++;
     GLLM_TRY(m->be->upload_f32(m->be, wptr(m, p->offset), host, p->numel));
     if (!m->master)
         return GLLM_OK;

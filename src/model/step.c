@@ -80,6 +80,13 @@ struct gllm_step_ws {
     int32_t *seq_ints;  /* q_start, q_len, ctx_len [S] | block_table [S * max_blocks] */
     int32_t *host;      /* staging for one upload of every index array */
     size_t host_cap;
+    /* The projections' weights in the backend's packed layout (pack_b), when it
+     * has one: [layer * 4 + (qkv, o, fc, proj)], then the head. Packed from
+     * the weights of version pk_version (gllm_model.w_version). */
+    void *pk_arena;
+    size_t pk_bytes;
+    const void **pk;
+    uint64_t pk_version;
 };
 
 static void ws_release(gllm_step_ws *ws)
@@ -101,13 +108,16 @@ void gllm_step_ws_free(gllm_step_ws *ws)
     if (!ws)
         return;
     ws_release(ws);
+    if (ws->pk_arena)
+        ws->m->be->free(ws->m->be, ws->pk_arena);
+    free(ws->pk);
     free(ws->host);
     free(ws);
 }
 
 size_t gllm_step_ws_bytes(const gllm_step_ws *ws)
 {
-    return ws->arena_bytes + ((size_t)3 * ws->cap_tokens + ws->cap_logits) * sizeof(int32_t) +
+    return ws->arena_bytes + ws->pk_bytes + ((size_t)3 * ws->cap_tokens + ws->cap_logits) * sizeof(int32_t) +
            (size_t)ws->cap_seq_ints * sizeof(int32_t);
 }
 
@@ -150,6 +160,78 @@ static gllm_status ws_grow(gllm_step_ws *ws, int T, int R)
     return GLLM_OK;
 }
 
+/* the matmuls of one step: weight, N (outputs), K (inputs), in ws->pk order */
+typedef struct pk_mat {
+    size_t w;
+    int N, K;
+} pk_mat;
+
+static int pk_list(const gllm_model *m, pk_mat *out)
+{
+    const gllm_model_config *c = &m->cfg;
+    const int C = c->hidden, HD = c->n_heads * c->head_dim;
+    int n = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_params *p = &m->layer[l];
+        if (out) {
+            out[n + 0] = (pk_mat){p->qkv_w, m->QKV, C};
+            out[n + 1] = (pk_mat){p->o_w, C, HD};
+            out[n + 2] = (pk_mat){p->fc_w, m->FC, C};
+            out[n + 3] = (pk_mat){p->proj_w, C, m->ACT};
+        }
+        n += 4;
+    }
+    if (out)
+        out[n] = (pk_mat){m->lm_head, c->vocab_size, C};
+    return n + 1;
+}
+
+/* (Re)pack every projection when the backend has a packed layout and the
+ * weights changed since the last packing (or were never packed). */
+static gllm_status ws_pack(gllm_step_ws *ws)
+{
+    gllm_model *m = ws->m;
+    gllm_backend *be = m->be;
+    if (!be->packed_b_bytes || !be->pack_b || (ws->pk && ws->pk_version == m->w_version))
+        return GLLM_OK;
+    const int n = pk_list(m, NULL);
+    pk_mat *list = gllm_malloc((size_t)n * sizeof *list, "packed weights list");
+    if (!list)
+        return GLLM_ERR_OOM;
+    pk_list(m, list);
+    gllm_status s = GLLM_OK;
+    if (!ws->pk_arena) {
+        size_t total = 0;
+        for (int i = 0; i < n; i++) {
+            const size_t b = be->packed_b_bytes(be, list[i].N, list[i].K);
+            if (b == 0) { /* no packed layout: the matmul packs per call */
+                free(list);
+                return GLLM_OK;
+            }
+            total += al(b);
+        }
+        ws->pk = gllm_calloc((size_t)n, sizeof *ws->pk, "packed weights");
+        s = ws->pk ? be->alloc(be, total, "packed weights", &ws->pk_arena) : GLLM_ERR_OOM;
+        if (s == GLLM_OK) {
+            char *p = ws->pk_arena;
+            for (int i = 0; i < n; i++) {
+                ws->pk[i] = p;
+                p += al(be->packed_b_bytes(be, list[i].N, list[i].K));
+            }
+            ws->pk_bytes = total;
+        } else {
+            free(ws->pk);
+            ws->pk = NULL;
+        }
+    }
+    for (int i = 0; s == GLLM_OK && i < n; i++)
+        s = be->pack_b(be, (void *)ws->pk[i], wptr(m, list[i].w), list[i].N, list[i].K);
+    if (s == GLLM_OK)
+        ws->pk_version = m->w_version;
+    free(list);
+    return s;
+}
+
 gllm_status gllm_step_ws_create(gllm_model *m, int max_tokens, int max_logits,
                                 gllm_step_ws **out)
 {
@@ -159,6 +241,8 @@ gllm_status gllm_step_ws_create(gllm_model *m, int max_tokens, int max_logits,
         return GLLM_ERR_OOM;
     ws->m = m;
     gllm_status s = ws_grow(ws, max_tokens > 0 ? max_tokens : 1, max_logits > 0 ? max_logits : 1);
+    if (s == GLLM_OK)
+        s = ws_pack(ws);
     if (s != GLLM_OK) {
         gllm_step_ws_free(ws);
         return s;
@@ -183,11 +267,12 @@ static bool row_invariant(void)
 
 /* out[N, n_out] = inp W^T + bias + residual, rows computed independently of N */
 static gllm_status lin(gllm_model *m, void *out, const void *inp, size_t w, size_t bias,
-                       const void *residual, int N, int n_out, int n_in)
+                       const void *residual, int N, int n_out, int n_in, const void *packed)
 {
+    const bool ri = row_invariant();
     gllm_matmul_args a = {.M = N, .N = n_out, .K = n_in, .trans_b = true, .alpha = 1.0f,
                           .bias = wv(m, bias), .residual = residual, .batch = 1,
-                          .row_invariant = row_invariant()};
+                          .row_invariant = ri, .b_packed = ri ? packed : NULL};
     return m->be->matmul(m->be, out, inp, wptr(m, w), &a);
 }
 
@@ -239,6 +324,7 @@ gllm_status gllm_model_step(gllm_model *m, gllm_kv_pages *kv, gllm_step_ws *ws,
     const int N = b->n_tokens, S = b->n_seq, R = b->n_logits, C = c->hidden;
     const int HD = c->n_heads * c->head_dim;
     GLLM_TRY(ws_grow(ws, N, R));
+    GLLM_TRY(ws_pack(ws));
     const int seq_ints = 3 * S + S * b->max_blocks;
     if (seq_ints > ws->cap_seq_ints) {
         if (ws->seq_ints)
@@ -286,8 +372,9 @@ gllm_status gllm_model_step(gllm_model *m, gllm_kv_pages *kv, gllm_step_ws *ws,
     GLLM_TRY(be->embed_fwd(be, ws->x, d_ids, d_pos, wptr(m, m->wte), wv(m, m->wpe), N, C));
     for (int l = 0; l < c->n_layers; l++) {
         const layer_params *p = &m->layer[l];
+        const void *const *pk = ws->pk ? ws->pk + 4 * l : (const void *const[4]){0};
         GLLM_TRY(norm(m, ws->h, ws->x, p->ln1_w, p->ln1_b, N));
-        GLLM_TRY(lin(m, ws->qkv, ws->h, p->qkv_w, p->qkv_b, NULL, N, m->QKV, C));
+        GLLM_TRY(lin(m, ws->qkv, ws->h, p->qkv_w, p->qkv_b, NULL, N, m->QKV, C, pk[0]));
         if (!c->learned_pos) {
             /* q's heads and k's follow each other in a qkv row: one rotation of
              * both, each angle's cos and sin computed once */
@@ -299,14 +386,14 @@ gllm_status gllm_model_step(gllm_model *m, gllm_kv_pages *kv, gllm_step_ws *ws,
         }
         GLLM_TRY(be->kv_store(be, &kv->layer[l], ws->qkv, d_slots, N, c->n_heads));
         GLLM_TRY(be->attention_paged(be, ws->attn, ws->qkv, &kv->layer[l], &pa));
-        GLLM_TRY(lin(m, ws->x2, ws->attn, p->o_w, p->o_b, ws->x, N, C, HD));
+        GLLM_TRY(lin(m, ws->x2, ws->attn, p->o_w, p->o_b, ws->x, N, C, HD, pk[1]));
         GLLM_TRY(norm(m, ws->h, ws->x2, p->ln2_w, p->ln2_b, N));
-        GLLM_TRY(lin(m, ws->fc, ws->h, p->fc_w, p->fc_b, NULL, N, m->FC, C));
+        GLLM_TRY(lin(m, ws->fc, ws->h, p->fc_w, p->fc_b, NULL, N, m->FC, C, pk[2]));
         if (c->gated_mlp)
             GLLM_TRY(be->swiglu_fwd(be, ws->act, ws->fc, N, m->ACT));
         else
             GLLM_TRY(be->gelu_fwd(be, ws->act, ws->fc, (size_t)N * m->ACT));
-        GLLM_TRY(lin(m, ws->x, ws->act, p->proj_w, p->proj_b, ws->x2, N, C, m->ACT));
+        GLLM_TRY(lin(m, ws->x, ws->act, p->proj_w, p->proj_b, ws->x2, N, C, m->ACT, pk[3]));
     }
     if (logits)
         *logits = ws->logits;
@@ -315,5 +402,6 @@ gllm_status gllm_model_step(gllm_model *m, gllm_kv_pages *kv, gllm_step_ws *ws,
     /* only the wanted rows go through the final norm and the head */
     GLLM_TRY(be->embed_fwd(be, ws->rows, d_rows, NULL, ws->x, NULL, R, C));
     GLLM_TRY(norm(m, ws->rows_n, ws->rows, m->lnf_w, m->lnf_b, R));
-    return lin(m, ws->logits, ws->rows_n, m->lm_head, NONE, NULL, R, c->vocab_size, C);
+    return lin(m, ws->logits, ws->rows_n, m->lm_head, NONE, NULL, R, c->vocab_size, C,
+               ws->pk ? ws->pk[4 * c->n_layers] : NULL);
 }

@@ -34,6 +34,9 @@ typedef struct tcase {
     /* linear: M tokens, N outputs, K inputs; norms/swiglu/embed/xent: M rows, N columns */
     int M, N, K;
     bool bias, gelu, residual, wpe;
+    /* linear: the inference matmul (row_invariant), with the weight packed by
+     * be->pack_b first where the backend has a packed layout */
+    bool rowinv, packed;
     gllm_attn_shape as;       /* attention */
     int heads, head_dim, rot_dim, col0, row_stride; /* rope */
 } tcase;
@@ -278,8 +281,21 @@ static void inst_free(inst *t)
 
 static gllm_matmul_args linear_args(const tcase *c)
 {
-    gllm_matmul_args a = {.M = c->M, .N = c->N, .K = c->K, .trans_b = true, .alpha = 1.0f};
+    gllm_matmul_args a = {.M = c->M, .N = c->N, .K = c->K, .trans_b = true, .alpha = 1.0f,
+                          .row_invariant = c->rowinv || c->packed};
     return a;
+}
+
+/* W [N, K] in be's packed layout when the case asks and be has one, else NULL */
+static const void *pack_weight(const tcase *c, gllm_backend *be, pool *pl, const void *W)
+{
+    if (!c->packed || !be->packed_b_bytes || !be->pack_b)
+        return NULL;
+    const size_t bytes = be->packed_b_bytes(be, c->N, c->K);
+    void *p = bytes ? pool_alloc(pl, bytes) : NULL;
+    if (p && be->pack_b(be, p, W, c->N, c->K) != GLLM_OK)
+        return NULL;
+    return p;
 }
 
 /* Forward of the case on `be`: device inputs din, device output dout. */
@@ -290,6 +306,7 @@ static gllm_status op_fwd(const inst *t, gllm_backend *be, pool *pl, void **din,
     switch (c->op) {
     case OP_LINEAR: {
         gllm_matmul_args a = linear_args(c);
+        a.b_packed = pack_weight(c, be, pl, din[1]);
         a.bias = c->bias ? din[2] : NULL;
         a.epilogue = c->gelu ? GLLM_EPI_GELU : GLLM_EPI_NONE;
         a.residual = c->residual ? din[c->bias ? 3 : 2] : NULL;
@@ -440,12 +457,34 @@ static gllm_status op_bwd(const inst *t, gllm_backend *be, pool *pl, void **din,
     return GLLM_ERR_INVALID;
 }
 
+/* The rows computed alone against a double-precision product on the host:
+ * fp32 within 1e-5 relative, bf16 activations within 1e-2. */
+static void check_rows_accuracy(gllm_backend *be, const unsigned char *ref_dev_rows,
+                                const float *A, const float *W, const float *bias,
+                                const float *res, int M, int N, int K)
+{
+    float *got = malloc((size_t)M * N * sizeof *got), *want = malloc((size_t)M * N * sizeof *want);
+    CHECK_OK(be->download_f32(be, got, ref_dev_rows, (size_t)M * N));
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += (double)A[(size_t)m * K + k] * W[(size_t)n * K + k];
+            want[(size_t)m * N + n] =
+                (float)(s + (bias ? bias[n] : 0) + (res ? res[(size_t)m * N + n] : 0));
+        }
+    CHECK_REL(got, want, (size_t)M * N, act_size(be) == 4 ? 1e-5 : 1e-2);
+    free(got), free(want);
+}
+
 /* Batch invariance of the matmul (args.row_invariant), on any backend: row i of
  * an M-row call has the bits of that row computed alone (M = 1), for M = 2..300
  * at random offsets, in the backend's activation dtype. The shapes cross the
  * CPU's small-matrix thresholds and CUDA's 128-row tiles; K = 100 (rows not
  * 16-byte aligned in bf16) takes CUDA's simple kernel, the others its mma
- * kernel; one shape carries bias and residual (the model's projections do). */
+ * kernel; one shape carries bias and residual (the model's projections do).
+ * Then the same with the weight packed by be->pack_b (where the backend has a
+ * packed layout): the same bits again, packed or not. */
 static void check_matmul_rows(gllm_backend *be)
 {
     static const struct {
@@ -468,15 +507,46 @@ static void check_matmul_rows(gllm_backend *be)
         char *dB = up_act(&pl, bias, (size_t)N), *dR = up_act(&pl, res, (size_t)MM * N);
         char *dRef = pool_alloc(&pl, (size_t)MM * N * as), *dC = pool_alloc(&pl, (size_t)MM * N * as);
         CHECK(dA && dW && dB && dR && dRef && dC);
-        if (dA && dW && dB && dR && dRef && dC) {
+        /* the inputs as the backend holds them, for the host reference */
+        float *Ar = malloc((size_t)MM * K * 4), *Wr = malloc((size_t)N * K * 4);
+        float *Br = malloc((size_t)N * 4), *Rr = malloc((size_t)MM * N * 4);
+        if (dA && dW && dB && dR) {
+            CHECK_OK(be->download_f32(be, Ar, dA, (size_t)MM * K));
+            CHECK_OK(be->download_f32(be, Wr, dW, (size_t)N * K));
+            CHECK_OK(be->download_f32(be, Br, dB, (size_t)N));
+            CHECK_OK(be->download_f32(be, Rr, dR, (size_t)MM * N));
+        }
+        const size_t pkb = be->packed_b_bytes ? be->packed_b_bytes(be, N, K) : 0;
+        void *dP = pkb && dW ? pool_alloc(&pl, pkb) : NULL;
+        if (dP)
+            CHECK_OK(be->pack_b(be, dP, dW, N, K));
+        const bool ok = dA && dW && dB && dR && dRef && dC;
+        for (int packed = 0; ok && packed < (dP ? 2 : 1); packed++) {
+            if (packed) {
+                snprintf(name, sizeof name, "%s: row-invariant matmul K=%d N=%d%s, packed "
+                         "weight, M = 1..%d", be->name, K, N, shapes[si].epi ? " +bias +residual"
+                         : "", MM);
+                /* the unpacked rows alone, which the packed ones must equal */
+                CHECK_OK(be->download(be, ref, dRef, (size_t)MM * N * as));
+            }
             gllm_matmul_args a = {.M = 1, .N = N, .K = K, .trans_b = true, .alpha = 1.0f,
                                   .batch = 1, .row_invariant = true,
-                                  .bias = shapes[si].epi ? dB : NULL};
+                                  .bias = shapes[si].epi ? dB : NULL,
+                                  .b_packed = packed ? dP : NULL};
             for (int m = 0; m < MM; m++) { /* every row alone */
                 a.residual = shapes[si].epi ? dR + (size_t)m * N * as : NULL;
                 CHECK_OK(be->matmul(be, dRef + (size_t)m * N * as, dA + (size_t)m * K * as, dW,
                                     &a));
             }
+            if (packed) {
+                unsigned char *pk_rows = malloc((size_t)MM * N * as);
+                CHECK_OK(be->download(be, pk_rows, dRef, (size_t)MM * N * as));
+                CHECK_MSG(memcmp(pk_rows, ref, (size_t)MM * N * as) == 0,
+                          "rows alone differ with the weight packed");
+                free(pk_rows);
+            }
+            check_rows_accuracy(be, (unsigned char *)dRef, Ar, Wr, shapes[si].epi ? Br : NULL,
+                                shapes[si].epi ? Rr : NULL, MM, N, K);
             CHECK_OK(be->download(be, ref, dRef, (size_t)MM * N * as));
             int bad = 0, tried = 0;
             for (int M = 2; M <= MM; M += M < 40 ? 1 : 37) {
@@ -494,6 +564,7 @@ static void check_matmul_rows(gllm_backend *be)
         }
         pool_free(&pl);
         free(A), free(W), free(bias), free(res), free(ref), free(got);
+        free(Ar), free(Wr), free(Br), free(Rr);
     }
 }
 

@@ -24,6 +24,15 @@ static const tcase CASES[] = {
     {OP_LINEAR, "linear+residual", .M = 6, .N = 10, .K = 3, .residual = true},
     {OP_LINEAR, "linear+all", .M = 9, .N = 7, .K = 13, .bias = true, .gelu = true,
      .residual = true},
+    /* the inference matmul: with AVX-512 12-row x 32-column tiles and k blocks
+     * of 192, with AVX2 6 x 16 (cpu_gemm.c): 13 rows, 37 columns and K = 200
+     * leave a partial tile and block on every side */
+    {OP_LINEAR, "linear row-invariant", .M = 13, .N = 37, .K = 200, .rowinv = true},
+    {OP_LINEAR, "linear row-invariant+all", .M = 25, .N = 70, .K = 9, .bias = true,
+     .gelu = true, .residual = true, .rowinv = true},
+    {OP_LINEAR, "linear packed weight", .M = 13, .N = 37, .K = 200, .packed = true},
+    {OP_LINEAR, "linear packed weight+bias+residual", .M = 1, .N = 33, .K = 385, .bias = true,
+     .residual = true, .packed = true},
     {OP_LAYERNORM, "layernorm", .M = 5, .N = 37},
     {OP_LAYERNORM, "layernorm C=3", .M = 11, .N = 3},
     {OP_RMSNORM, "rmsnorm", .M = 6, .N = 29},

@@ -183,6 +183,8 @@ gllm_status gllm_backend_cpu_create(int n_threads, gllm_backend **out)
     be->sample = gllm_cpu_sample;
     be->attention_paged = gllm_cpu_attention_paged;
     be->sample_rows = gllm_cpu_sample_rows;
+    be->packed_b_bytes = gllm_cpu_packed_b_bytes;
+    be->pack_b = gllm_cpu_pack_b;
     be->sumsq = gllm_cpu_sumsq;
     be->adamw = gllm_cpu_adamw;
     gllm_cpu_queue_ops(be);

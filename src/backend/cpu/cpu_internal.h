@@ -152,10 +152,36 @@ unsigned char *gllm_cpu_scratch(gllm_backend *be, size_t bytes_per_thread, const
 /* queues, events and device facts (cpu_queue.c) */
 void gllm_cpu_queue_ops(gllm_backend *be);
 
+/* gllm's own sgemm (cpu_gemm.c): every element of C one FMA chain over k in
+ * order, so rows never depend on M or on their neighbours. The kernel is
+ * picked once per process from the CPU (AVX-512, else AVX2 + FMA, else none);
+ * GLLM_GEMM=avx2 forces the AVX2 kernel, GLLM_GEMM=off turns it off. */
+enum { GLLM_GEMM_NONE = 0, GLLM_GEMM_AVX2 = 1, GLLM_GEMM_AVX512 = 2 };
+int gllm_cpu_gemm_isa(void);
+const char *gllm_cpu_gemm_isa_name(int isa);
+int gllm_cpu_gemm_nr(int isa);                /* columns per panel (a task) */
+size_t gllm_cpu_gemm_scratch_bytes(int isa);  /* per thread: one packed block of B */
+typedef struct gllm_cpu_gemm_call {
+    int isa, M, N, K;
+    bool trans_b; /* B is [N][K] (ldb >= K), else [K][N] (ldb >= N) */
+    const float *A, *B;
+    const float *Bpk; /* B packed (gllm_cpu_gemm_pack_panel), or NULL: pack per call */
+    float *C;
+    long lda, ldb, ldc;
+} gllm_cpu_gemm_call;
+/* bytes of B [N, K] packed for `isa`'s kernel, and one panel of it into dst */
+size_t gllm_cpu_gemm_packed_bytes(int isa, int N, int K);
+void gllm_cpu_gemm_pack_panel(const gllm_cpu_gemm_call *g, int panel, float *dst);
+/* C[:, panel*nr ..) = A op(B) for one panel of columns (beta 0, alpha 1);
+ * Bp: gllm_cpu_gemm_scratch_bytes of 64-byte-aligned scratch */
+void gllm_cpu_gemm_panel(const gllm_cpu_gemm_call *g, int panel, float *Bp);
+
 /* How row-invariant matmuls run in this process (with BLAS), chosen once by a
  * probe of OpenBLAS (cpu_matmul.c): 0 whole-M sgemm tiles, 1 calls of 8 rows,
  * 2 gllm's plain loops; GLLM_ROWINV=whole|chunk8|loops forces one. */
 int gllm_cpu_rowinv_strategy(void);
+size_t gllm_cpu_packed_b_bytes(gllm_backend *be, int N, int K);
+gllm_status gllm_cpu_pack_b(gllm_backend *be, void *dst, const void *B, int N, int K);
 gllm_status gllm_cpu_matmul(gllm_backend *be, void *C, const void *A, const void *B,
                             const gllm_matmul_args *a);
 gllm_status gllm_cpu_bias_bwd(gllm_backend *be, float *dbias, const void *dout, int M, int N);

@@ -142,11 +142,93 @@ static gllm_status mm_loops(gllm_backend *be, float *C, const float *A, const fl
     return GLLM_OK;
 }
 
-#ifdef GLLM_HAVE_BLAS
 static bool mm_has_epilogue(const gllm_matmul_args *a)
 {
     return a->bias || a->residual || a->epilogue != GLLM_EPI_NONE;
 }
+
+/* The row-invariant matmul on gllm's own sgemm (cpu_gemm.c): one task per
+ * panel of columns, the epilogue on the panel while it is still in cache. */
+typedef struct gemm_ctx {
+    gllm_cpu_gemm_call g;
+    const gllm_matmul_args *a;
+    unsigned char *scr;
+    size_t stride;
+    int nr;
+} gemm_ctx;
+
+static void mm_gemm_range(void *args, long pb, long pe, int tid)
+{
+    const gemm_ctx *x = args;
+    float *Bp = (float *)(x->scr + (size_t)tid * x->stride);
+    const float *R = x->a->residual;
+    for (long p = pb; p < pe; p++) {
+        gllm_cpu_gemm_panel(&x->g, (int)p, Bp);
+        if (!mm_has_epilogue(x->a))
+            continue;
+        const int n0 = (int)p * x->nr, n1 = n0 + x->nr < x->g.N ? n0 + x->nr : x->g.N;
+        for (int m = 0; m < x->g.M; m++)
+            mm_epilogue_cols(x->g.C + (size_t)m * x->g.ldc, x->a,
+                             R ? R + (size_t)m * x->g.ldc : NULL, n0, n1);
+    }
+}
+
+static bool mm_gemm_fits(const gllm_matmul_args *a, int batch)
+{
+    return a->row_invariant && batch == 1 && !a->trans_a && a->alpha == 1.0f &&
+           a->beta == 0.0f && gllm_cpu_gemm_isa() != GLLM_GEMM_NONE;
+}
+
+static gllm_status mm_gemm(gllm_backend *be, float *C, const float *A, const float *B,
+                           const gllm_matmul_args *a, const mm_dims *d)
+{
+    const int isa = gllm_cpu_gemm_isa();
+    unsigned char *scr = gllm_cpu_scratch(be, gllm_cpu_gemm_scratch_bytes(isa), "matmul");
+    if (!scr)
+        return GLLM_ERR_OOM;
+    const float *pk = a->trans_b ? a->b_packed : NULL;
+    gemm_ctx x = {.g = {.isa = isa, .M = a->M, .N = a->N, .K = a->K, .trans_b = a->trans_b,
+                        .A = A, .B = B, .Bpk = pk, .C = C, .lda = d->lda, .ldb = d->ldb,
+                        .ldc = d->ldc},
+                  .a = a, .scr = scr, .stride = gllm_cpu_ctx_of(be)->scratch_stride,
+                  .nr = gllm_cpu_gemm_nr(isa)};
+    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (a->N + x.nr - 1) / x.nr, 1, mm_gemm_range,
+                      &x);
+    return GLLM_OK;
+}
+
+static bool cpu_gemm_on(gllm_backend *be)
+{
+    return gllm_cpu_ctx_of(be)->use_blas && gllm_cpu_gemm_isa() != GLLM_GEMM_NONE;
+}
+
+size_t gllm_cpu_packed_b_bytes(gllm_backend *be, int N, int K)
+{
+    return N > 0 && K > 0 && cpu_gemm_on(be) ? gllm_cpu_gemm_packed_bytes(gllm_cpu_gemm_isa(), N, K)
+                                             : 0;
+}
+
+static void pack_range(void *args, long pb, long pe, int tid)
+{
+    const gemm_ctx *x = args;
+    (void)tid;
+    for (long p = pb; p < pe; p++)
+        gllm_cpu_gemm_pack_panel(&x->g, (int)p, (float *)x->scr);
+}
+
+gllm_status gllm_cpu_pack_b(gllm_backend *be, void *dst, const void *B, int N, int K)
+{
+    if (!dst || !B || N <= 0 || K <= 0 || !cpu_gemm_on(be))
+        return gllm_fail(GLLM_ERR_INVALID, "pack_b: N=%d K=%d%s", N, K,
+                         cpu_gemm_on(be) ? "" : " (this backend has no packed layout)");
+    const int isa = gllm_cpu_gemm_isa();
+    gemm_ctx x = {.g = {.isa = isa, .N = N, .K = K, .trans_b = true, .B = B, .ldb = K},
+                  .scr = dst, .nr = gllm_cpu_gemm_nr(isa)};
+    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (N + x.nr - 1) / x.nr, 1, pack_range, &x);
+    return GLLM_OK;
+}
+
+#ifdef GLLM_HAVE_BLAS
 
 /* sgemm runs in tiles of C, one single-threaded cblas_sgemm per tile, handed
  * out by the pool like any other chunk: one pool for everything, no libgomp
@@ -441,6 +523,8 @@ gllm_status gllm_cpu_matmul(gllm_backend *be, void *C, const void *A, const void
     int batch = a->batch > 1 ? a->batch : 1;
 #ifdef GLLM_HAVE_BLAS
     if (gllm_cpu_ctx_of(be)->use_blas) {
+        if (mm_gemm_fits(a, batch))
+            return mm_gemm(be, C, A, B, a, &d);
         if (a->row_invariant && batch == 1 && !a->trans_a) {
             const int s = gllm_cpu_rowinv_strategy();
             if (s != ROWINV_LOOPS)

@@ -1,0 +1,290 @@
+/* gllm's own sgemm for the row-invariant matmul (inference): C = A op(B),
+ * every element of C one chain of fused multiply-adds over k = 0..K-1 in
+ * order, started from zero. Nothing about that chain depends on M, on where a
+ * row or column sits in the call, on the tiling or on the thread count, so a
+ * row's result is the same bits however many other rows share the call: batch
+ * invariance by construction, on every x86-64 CPU with AVX2 or AVX-512,
+ * where OpenBLAS's answer depends on its kernel for the CPU (cpu_matmul.c).
+ *
+ * Layout (GotoBLAS/BLIS style, no packing of A): a task is one panel of NR
+ * columns of C. For each block of KC values of k the panel's slice of B is
+ * packed into [KC][NR] (KC * NR * 4 bytes: 24 KiB with AVX-512, in L1), then
+ * every group of MR rows of A runs the micro-kernel: MR x NR accumulators in
+ * registers, per k one broadcast of A[i][k] per row and NR/lanes loads of B.
+ * Between k blocks the partial sums wait in C itself; reloading a float and
+ * continuing the chain is the same chain. Rows past the last full group run
+ * the same micro-kernel with fewer rows (each row's instructions unchanged),
+ * columns past N are zero in the packed panel and masked on store. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define GEMM_X86 1
+#include <immintrin.h>
+#endif
+
+#define GEMM_KC 192 /* fixed: a chain's blocks never depend on M */
+
+#ifdef GEMM_X86
+/* ---------------------------------------------------------------- AVX-512: 12 x 32 */
+#define G512_MR 12
+#define G512_NR 32
+
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+ukr512(const int mr, int kc, const float *A, long lda, const float *Bp, float *C, long ldc,
+       bool first, __mmask16 k0, __mmask16 k1)
+{
+    __m512 c0[G512_MR], c1[G512_MR];
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++) {
+        if (first) {
+            c0[i] = _mm512_setzero_ps();
+            c1[i] = _mm512_setzero_ps();
+        } else {
+            c0[i] = _mm512_maskz_loadu_ps(k0, C + i * ldc);
+            c1[i] = _mm512_maskz_loadu_ps(k1, C + i * ldc + 16);
+        }
+    }
+    for (int k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(Bp + (long)k * G512_NR);
+        const __m512 b1 = _mm512_load_ps(Bp + (long)k * G512_NR + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < mr; i++) {
+            const __m512 a = _mm512_set1_ps(A[i * lda + k]);
+            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++) {
+        _mm512_mask_storeu_ps(C + i * ldc, k0, c0[i]);
+        _mm512_mask_storeu_ps(C + i * ldc + 16, k1, c1[i]);
+    }
+}
+
+#define UKR512_N(MR)                                                                            \
+    __attribute__((target("avx512f"))) static void ukr512_##MR(                                 \
+        int kc, const float *A, long lda, const float *Bp, float *C, long ldc, bool first,      \
+        __mmask16 k0, __mmask16 k1)                                                             \
+    {                                                                                           \
+        ukr512(MR, kc, A, lda, Bp, C, ldc, first, k0, k1);                                      \
+    }
+UKR512_N(1)
+UKR512_N(2)
+UKR512_N(3)
+UKR512_N(4)
+UKR512_N(5)
+UKR512_N(6)
+UKR512_N(7)
+UKR512_N(8)
+UKR512_N(9)
+UKR512_N(10)
+UKR512_N(11)
+UKR512_N(12)
+typedef void (*ukr512_fn)(int, const float *, long, const float *, float *, long, bool,
+                          __mmask16, __mmask16);
+static const ukr512_fn ukr512_tab[G512_MR + 1] = {
+    NULL,       ukr512_1, ukr512_2, ukr512_3, ukr512_4,  ukr512_5,  ukr512_6,
+    ukr512_7,   ukr512_8, ukr512_9, ukr512_10, ukr512_11, ukr512_12};
+
+/* ---------------------------------------------------------------- AVX2 + FMA: 6 x 16 */
+#define G256_MR 6
+#define G256_NR 16
+
+__attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
+ukr256(const int mr, int kc, const float *A, long lda, const float *Bp, float *C, long ldc,
+       bool first, __m256i k0, __m256i k1)
+{
+    __m256 c0[G256_MR], c1[G256_MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) {
+        if (first) {
+            c0[i] = _mm256_setzero_ps();
+            c1[i] = _mm256_setzero_ps();
+        } else {
+            c0[i] = _mm256_maskload_ps(C + i * ldc, k0);
+            c1[i] = _mm256_maskload_ps(C + i * ldc + 8, k1);
+        }
+    }
+    for (int k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_load_ps(Bp + (long)k * G256_NR);
+        const __m256 b1 = _mm256_load_ps(Bp + (long)k * G256_NR + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < mr; i++) {
+            const __m256 a = _mm256_broadcast_ss(A + i * lda + k);
+            c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) {
+        _mm256_maskstore_ps(C + i * ldc, k0, c0[i]);
+        _mm256_maskstore_ps(C + i * ldc + 8, k1, c1[i]);
+    }
+}
+
+#define UKR256_N(MR)                                                                            \
+    __attribute__((target("avx2,fma"))) static void ukr256_##MR(                                \
+        int kc, const float *A, long lda, const float *Bp, float *C, long ldc, bool first,      \
+        __m256i k0, __m256i k1)                                                                 \
+    {                                                                                           \
+        ukr256(MR, kc, A, lda, Bp, C, ldc, first, k0, k1);                                      \
+    }
+UKR256_N(1)
+UKR256_N(2)
+UKR256_N(3)
+UKR256_N(4)
+UKR256_N(5)
+UKR256_N(6)
+typedef void (*ukr256_fn)(int, const float *, long, const float *, float *, long, bool, __m256i,
+                          __m256i);
+static const ukr256_fn ukr256_tab[G256_MR + 1] = {NULL,     ukr256_1, ukr256_2, ukr256_3,
+                                                  ukr256_4, ukr256_5, ukr256_6};
+
+/* lanes [0, n) of an 8-lane mask (n clamped to 0..8) */
+__attribute__((target("avx2"))) static __m256i mask8(int n)
+{
+    n = n < 0 ? 0 : n > 8 ? 8 : n;
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+}
+#endif /* GEMM_X86 */
+
+/* ---------------------------------------------------------------- dispatch */
+static int gemm_isa_chosen = -1;
+
+static void gemm_choose(void)
+{
+    int isa = GLLM_GEMM_NONE;
+#ifdef GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        isa = GLLM_GEMM_AVX512;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        isa = GLLM_GEMM_AVX2;
+    /* GLLM_GEMM forces a narrower kernel (tests run both) or turns it off */
+    const char *v = getenv("GLLM_GEMM");
+    if (v && strcmp(v, "off") == 0)
+        isa = GLLM_GEMM_NONE;
+    else if (v && strcmp(v, "avx2") == 0 && isa != GLLM_GEMM_NONE)
+        isa = GLLM_GEMM_AVX2;
+#endif
+    gemm_isa_chosen = isa;
+}
+
+int gllm_cpu_gemm_isa(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, gemm_choose);
+    return gemm_isa_chosen;
+}
+
+const char *gllm_cpu_gemm_isa_name(int isa)
+{
+    return isa == GLLM_GEMM_AVX512 ? "avx512" : isa == GLLM_GEMM_AVX2 ? "avx2" : "none";
+}
+
+int gllm_cpu_gemm_nr(int isa)
+{
+#ifdef GEMM_X86
+    if (isa == GLLM_GEMM_AVX512)
+        return G512_NR;
+    if (isa == GLLM_GEMM_AVX2)
+        return G256_NR;
+#endif
+    (void)isa;
+    return 0;
+}
+
+size_t gllm_cpu_gemm_packed_bytes(int isa, int N, int K)
+{
+    const size_t nr = (size_t)gllm_cpu_gemm_nr(isa);
+    return nr ? ((size_t)N + nr - 1) / nr * nr * (size_t)K * sizeof(float) : 0;
+}
+
+size_t gllm_cpu_gemm_scratch_bytes(int isa)
+{
+    return (size_t)GEMM_KC * (size_t)gllm_cpu_gemm_nr(isa) * sizeof(float);
+}
+
+/* B's columns [n0, n0 + nr) for k in [k0, k0 + kc) into Bp[kc][nr], zero past N */
+static void gemm_pack_b(float *Bp, const gllm_cpu_gemm_call *g, int nr, int n0, int k0, int kc)
+{
+    const int nv = g->N - n0 < nr ? g->N - n0 : nr;
+    if (g->trans_b) { /* B is [N][K]: row n holds column n of op(B) */
+        if (nv < nr)
+            memset(Bp, 0, (size_t)kc * nr * sizeof(float));
+        for (int c = 0; c < nv; c++) {
+            const float *src = g->B + (size_t)(n0 + c) * g->ldb + k0;
+            for (int k = 0; k < kc; k++)
+                Bp[(size_t)k * nr + c] = src[k];
+        }
+    } else { /* B is [K][N] */
+        for (int k = 0; k < kc; k++) {
+            float *dst = Bp + (size_t)k * nr;
+            memcpy(dst, g->B + (size_t)(k0 + k) * g->ldb + n0, (size_t)nv * sizeof(float));
+            if (nv < nr)
+                memset(dst + nv, 0, (size_t)(nr - nv) * sizeof(float));
+        }
+    }
+}
+
+#ifdef GEMM_X86
+__attribute__((target("avx512f"))) static void rows512(const gllm_cpu_gemm_call *g, int n0,
+                                                       int nv, int k0, int kc, const float *Bp)
+{
+    const __mmask16 m0 = nv >= 16 ? 0xffff : (__mmask16)((1u << nv) - 1);
+    const __mmask16 m1 = nv >= 32 ? 0xffff : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
+    for (int i = 0; i < g->M; i += G512_MR) {
+        const int mr = g->M - i < G512_MR ? g->M - i : G512_MR;
+        ukr512_tab[mr](kc, g->A + (size_t)i * g->lda + k0, g->lda, Bp,
+                       g->C + (size_t)i * g->ldc + n0, g->ldc, k0 == 0, m0, m1);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void rows256(const gllm_cpu_gemm_call *g, int n0,
+                                                        int nv, int k0, int kc, const float *Bp)
+{
+    const __m256i m0 = mask8(nv), m1 = mask8(nv - 8);
+    for (int i = 0; i < g->M; i += G256_MR) {
+        const int mr = g->M - i < G256_MR ? g->M - i : G256_MR;
+        ukr256_tab[mr](kc, g->A + (size_t)i * g->lda + k0, g->lda, Bp,
+                       g->C + (size_t)i * g->ldc + n0, g->ldc, k0 == 0, m0, m1);
+    }
+}
+#endif
+
+/* The packed layout: panel p of nr columns at p * K * nr, inside it k-major
+ * rows of nr floats, so the block of k0..k0+kc is [kc][nr] at k0 * nr. */
+void gllm_cpu_gemm_pack_panel(const gllm_cpu_gemm_call *g, int panel, float *dst)
+{
+    const int nr = gllm_cpu_gemm_nr(g->isa);
+    float *p = dst + (size_t)panel * g->K * nr;
+    for (int k0 = 0; k0 < g->K; k0 += GEMM_KC)
+        gemm_pack_b(p + (size_t)k0 * nr, g, nr, panel * nr, k0,
+                    g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC);
+}
+
+void gllm_cpu_gemm_panel(const gllm_cpu_gemm_call *g, int panel, float *Bp)
+{
+#ifdef GEMM_X86
+    const int nr = gllm_cpu_gemm_nr(g->isa);
+    const int n0 = panel * nr, nv = g->N - n0 < nr ? g->N - n0 : nr;
+    for (int k0 = 0; k0 < g->K; k0 += GEMM_KC) {
+        const int kc = g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC;
+        if (g->Bpk)
+            Bp = (float *)g->Bpk + ((size_t)panel * g->K + k0) * nr;
+        else
+            gemm_pack_b(Bp, g, nr, n0, k0, kc);
+        if (g->isa == GLLM_GEMM_AVX512)
+            rows512(g, n0, nv, k0, kc, Bp);
+        else
+            rows256(g, n0, nv, k0, kc, Bp);
+    }
+#else
+    (void)g, (void)panel, (void)Bp;
+#endif
+}
