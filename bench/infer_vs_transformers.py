@@ -127,21 +127,26 @@ class Lock:
             self.f = None
 
 
-GLLM_RUNS = {"gllm": ([], "1"), "gllm-nosharing": (["--no-sharing"], "1"),
-             "gllm-noinv": ([], "0")}
+GLLM_RUNS = {"gllm": ([], "1", {}), "gllm-nosharing": (["--no-sharing"], "1", {}),
+             "gllm-noinv": ([], "0", {}),
+             # the row-invariant matmul on OpenBLAS (its per-CPU strategy) instead of
+             # gllm's own sgemm: what the kernel of cpu_gemm.c gains
+             "gllm-openblas": ([], "1", {"GLLM_GEMM": "off"})}
 NAMES = {"gllm": "gllm (prefix sharing, batch invariant)",
          "gllm-nosharing": "gllm, no prefix sharing",
          "gllm-noinv": "gllm, batch invariance off", "hf": "transformers generate",
+         "gllm-openblas": "gllm, batch invariant on OpenBLAS (GLLM_GEMM=off)",
          "llamacpp": "llama.cpp (llama-cpp-python, F32 GGUF)"}
 
 
 def run_gllm(args, key, pfile, res_dir):
-    extra, inv = GLLM_RUNS[key]
+    extra, inv, env_extra = GLLM_RUNS[key]
     exe = os.path.join(args.build, "bench_infer")
     out = os.path.join(res_dir, f"infer_run_{key}.json")
     ids_out = os.path.join(res_dir, f"infer_ids_{key}.txt")
     cmd = [exe, args.model, pfile, out, "--threads", str(args.threads), "--ids", ids_out] + extra
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GLLM_BATCH_INVARIANT=inv)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GLLM_BATCH_INVARIANT=inv,
+               **env_extra)
     with Lock(args.lock) as lk:
         load0 = os.getloadavg()[0]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -210,8 +215,8 @@ def report(result, args, res_dir, stem):
              "| system | time to finish (s) | CPU s | output tok/s | speedup vs transformers "
              "(time) | prompt tokens computed | load avg at start |",
              "|---|---|---|---|---|---|---|"]
-    for key in ("hf", "gllm", "gllm-nosharing", "gllm-noinv", "llamacpp"):
-        if key == "llamacpp" and key not in runs:
+    for key in ("hf", "gllm", "gllm-nosharing", "gllm-noinv", "gllm-openblas", "llamacpp"):
+        if key in ("llamacpp", "gllm-openblas") and key not in runs:
             continue
         if key not in runs:
             lines.append(f"| {NAMES[key]} | not run | | | | | |")
@@ -236,6 +241,11 @@ def report(result, args, res_dir, stem):
         lines.append(f"- batch invariance: off (GLLM_BATCH_INVARIANT=0) the run takes "
                      f"{inv['wall_s']:.1f} s vs {g['wall_s']:.1f} s on "
                      f"({(g['wall_s'] / inv['wall_s'] - 1) * 100:+.1f}% time for invariance).")
+    if g and "gllm-openblas" in runs:
+        ob = runs["gllm-openblas"]
+        lines.append(f"- the row-invariant matmul on gllm's own sgemm (cpu_gemm.c, weights packed "
+                     f"once) vs on OpenBLAS (GLLM_GEMM=off): {g['wall_s']:.1f} s vs "
+                     f"{ob['wall_s']:.1f} s ({ob['wall_s'] / g['wall_s']:.2f}x).")
     for key, what in result.get("equal_to_gllm", {}).items():
         lines.append(f"- greedy ids equal to gllm's (sharing on, invariant) for {what} of {n} "
                      f"prompts: {NAMES[key]}" +

@@ -95,6 +95,7 @@ static void cpu_destroy(gllm_backend *be)
     if (c) {
         gllm_cpu_pool_free(c->pool);
         free(c->scratch);
+        free(c->gemm_a);
     }
     free(c);
     free(be);

@@ -34,8 +34,8 @@
 #define G512_NR 32
 
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
-ukr512(const int mr, int kc, const float *A, long lda, const float *Bp, float *C, long ldc,
-       bool first, __mmask16 k0, __mmask16 k1)
+ukr512(const int mr, int kc, const float *Ap, const float *Bp, float *C, long ldc, bool first,
+       const float *R, long ldr, __mmask16 k0, __mmask16 k1)
 {
     __m512 c0[G512_MR], c1[G512_MR];
 #pragma GCC unroll 12
@@ -53,11 +53,17 @@ ukr512(const int mr, int kc, const float *A, long lda, const float *Bp, float *C
         const __m512 b1 = _mm512_load_ps(Bp + (long)k * G512_NR + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < mr; i++) {
-            const __m512 a = _mm512_set1_ps(A[i * lda + k]);
+            const __m512 a = _mm512_set1_ps(Ap[(long)k * G512_MR + i]);
             c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
         }
     }
+    if (R) /* the residual, added after the last block as a separate pass would */
+#pragma GCC unroll 12
+        for (int i = 0; i < mr; i++) {
+            c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(k0, R + i * ldr));
+            c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(k1, R + i * ldr + 16));
+        }
 #pragma GCC unroll 12
     for (int i = 0; i < mr; i++) {
         _mm512_mask_storeu_ps(C + i * ldc, k0, c0[i]);
@@ -67,10 +73,10 @@ ukr512(const int mr, int kc, const float *A, long lda, const float *Bp, float *C
 
 #define UKR512_N(MR)                                                                            \
     __attribute__((target("avx512f"))) static void ukr512_##MR(                                 \
-        int kc, const float *A, long lda, const float *Bp, float *C, long ldc, bool first,      \
-        __mmask16 k0, __mmask16 k1)                                                             \
+        int kc, const float *Ap, const float *Bp, float *C, long ldc, bool first,               \
+        const float *R, long ldr, __mmask16 k0, __mmask16 k1)                                   \
     {                                                                                           \
-        ukr512(MR, kc, A, lda, Bp, C, ldc, first, k0, k1);                                      \
+        ukr512(MR, kc, Ap, Bp, C, ldc, first, R, ldr, k0, k1);                                  \
     }
 UKR512_N(1)
 UKR512_N(2)
@@ -84,8 +90,8 @@ UKR512_N(9)
 UKR512_N(10)
 UKR512_N(11)
 UKR512_N(12)
-typedef void (*ukr512_fn)(int, const float *, long, const float *, float *, long, bool,
-                          __mmask16, __mmask16);
+typedef void (*ukr512_fn)(int, const float *, const float *, float *, long, bool,
+                          const float *, long, __mmask16, __mmask16);
 static const ukr512_fn ukr512_tab[G512_MR + 1] = {
     NULL,       ukr512_1, ukr512_2, ukr512_3, ukr512_4,  ukr512_5,  ukr512_6,
     ukr512_7,   ukr512_8, ukr512_9, ukr512_10, ukr512_11, ukr512_12};
@@ -95,8 +101,8 @@ static const ukr512_fn ukr512_tab[G512_MR + 1] = {
 #define G256_NR 16
 
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
-ukr256(const int mr, int kc, const float *A, long lda, const float *Bp, float *C, long ldc,
-       bool first, __m256i k0, __m256i k1)
+ukr256(const int mr, int kc, const float *Ap, const float *Bp, float *C, long ldc, bool first,
+       const float *R, long ldr, __m256i k0, __m256i k1)
 {
     __m256 c0[G256_MR], c1[G256_MR];
 #pragma GCC unroll 6
@@ -114,11 +120,17 @@ ukr256(const int mr, int kc, const float *A, long lda, const float *Bp, float *C
         const __m256 b1 = _mm256_load_ps(Bp + (long)k * G256_NR + 8);
 #pragma GCC unroll 6
         for (int i = 0; i < mr; i++) {
-            const __m256 a = _mm256_broadcast_ss(A + i * lda + k);
+            const __m256 a = _mm256_broadcast_ss(Ap + (long)k * G256_MR + i);
             c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
         }
     }
+    if (R)
+#pragma GCC unroll 6
+        for (int i = 0; i < mr; i++) {
+            c0[i] = _mm256_add_ps(c0[i], _mm256_maskload_ps(R + i * ldr, k0));
+            c1[i] = _mm256_add_ps(c1[i], _mm256_maskload_ps(R + i * ldr + 8, k1));
+        }
 #pragma GCC unroll 6
     for (int i = 0; i < mr; i++) {
         _mm256_maskstore_ps(C + i * ldc, k0, c0[i]);
@@ -128,10 +140,10 @@ ukr256(const int mr, int kc, const float *A, long lda, const float *Bp, float *C
 
 #define UKR256_N(MR)                                                                            \
     __attribute__((target("avx2,fma"))) static void ukr256_##MR(                                \
-        int kc, const float *A, long lda, const float *Bp, float *C, long ldc, bool first,      \
-        __m256i k0, __m256i k1)                                                                 \
+        int kc, const float *Ap, const float *Bp, float *C, long ldc, bool first,               \
+        const float *R, long ldr, __m256i k0, __m256i k1)                                       \
     {                                                                                           \
-        ukr256(MR, kc, A, lda, Bp, C, ldc, first, k0, k1);                                      \
+        ukr256(MR, kc, Ap, Bp, C, ldc, first, R, ldr, k0, k1);                                  \
     }
 UKR256_N(1)
 UKR256_N(2)
@@ -139,8 +151,8 @@ UKR256_N(3)
 UKR256_N(4)
 UKR256_N(5)
 UKR256_N(6)
-typedef void (*ukr256_fn)(int, const float *, long, const float *, float *, long, bool, __m256i,
-                          __m256i);
+typedef void (*ukr256_fn)(int, const float *, const float *, float *, long, bool, const float *,
+                          long, __m256i, __m256i);
 static const ukr256_fn ukr256_tab[G256_MR + 1] = {NULL,     ukr256_1, ukr256_2, ukr256_3,
                                                   ukr256_4, ukr256_5, ukr256_6};
 
@@ -185,6 +197,40 @@ int gllm_cpu_gemm_isa(void)
 const char *gllm_cpu_gemm_isa_name(int isa)
 {
     return isa == GLLM_GEMM_AVX512 ? "avx512" : isa == GLLM_GEMM_AVX2 ? "avx2" : "none";
+}
+
+int gllm_cpu_gemm_mr(int isa)
+{
+#ifdef GEMM_X86
+    if (isa == GLLM_GEMM_AVX512)
+        return G512_MR;
+    if (isa == GLLM_GEMM_AVX2)
+        return G256_MR;
+#endif
+    (void)isa;
+    return 0;
+}
+
+size_t gllm_cpu_gemm_apack_bytes(int isa, int M, int K)
+{
+    const size_t mr = (size_t)gllm_cpu_gemm_mr(isa);
+    return mr ? ((size_t)M + mr - 1) / mr * mr * (size_t)K * sizeof(float) : 0;
+}
+
+/* Rows [group * mr, + mr) of A into g->Apk as [K][mr] (rows past M zero), so
+ * the micro-kernel's broadcasts of one k read consecutive floats. */
+void gllm_cpu_gemm_pack_a(const gllm_cpu_gemm_call *g, int group)
+{
+    const int mr = gllm_cpu_gemm_mr(g->isa), i0 = group * mr;
+    const int rows = g->M - i0 < mr ? g->M - i0 : mr;
+    float *dst = (float *)g->Apk + (size_t)i0 * g->K;
+    if (rows < mr)
+        memset(dst, 0, (size_t)mr * g->K * sizeof(float));
+    for (int r = 0; r < rows; r++) {
+        const float *src = g->A + (size_t)(i0 + r) * g->lda;
+        for (int k = 0; k < g->K; k++)
+            dst[(size_t)k * mr + r] = src[k];
+    }
 }
 
 int gllm_cpu_gemm_nr(int isa)
@@ -238,10 +284,12 @@ __attribute__((target("avx512f"))) static void rows512(const gllm_cpu_gemm_call 
 {
     const __mmask16 m0 = nv >= 16 ? 0xffff : (__mmask16)((1u << nv) - 1);
     const __mmask16 m1 = nv >= 32 ? 0xffff : nv <= 16 ? 0 : (__mmask16)((1u << (nv - 16)) - 1);
+    const bool last = k0 + kc == g->K;
     for (int i = 0; i < g->M; i += G512_MR) {
         const int mr = g->M - i < G512_MR ? g->M - i : G512_MR;
-        ukr512_tab[mr](kc, g->A + (size_t)i * g->lda + k0, g->lda, Bp,
-                       g->C + (size_t)i * g->ldc + n0, g->ldc, k0 == 0, m0, m1);
+        ukr512_tab[mr](kc, g->Apk + ((size_t)i * g->K + (size_t)k0 * G512_MR), Bp,
+                       g->C + (size_t)i * g->ldc + n0, g->ldc, k0 == 0,
+                       last && g->R ? g->R + (size_t)i * g->ldc + n0 : NULL, g->ldc, m0, m1);
     }
 }
 
@@ -249,10 +297,12 @@ __attribute__((target("avx2,fma"))) static void rows256(const gllm_cpu_gemm_call
                                                         int nv, int k0, int kc, const float *Bp)
 {
     const __m256i m0 = mask8(nv), m1 = mask8(nv - 8);
+    const bool last = k0 + kc == g->K;
     for (int i = 0; i < g->M; i += G256_MR) {
         const int mr = g->M - i < G256_MR ? g->M - i : G256_MR;
-        ukr256_tab[mr](kc, g->A + (size_t)i * g->lda + k0, g->lda, Bp,
-                       g->C + (size_t)i * g->ldc + n0, g->ldc, k0 == 0, m0, m1);
+        ukr256_tab[mr](kc, g->Apk + ((size_t)i * g->K + (size_t)k0 * G256_MR), Bp,
+                       g->C + (size_t)i * g->ldc + n0, g->ldc, k0 == 0,
+                       last && g->R ? g->R + (size_t)i * g->ldc + n0 : NULL, g->ldc, m0, m1);
     }
 }
 #endif

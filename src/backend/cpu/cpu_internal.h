@@ -48,6 +48,9 @@ typedef struct gllm_cpu_ctx {
      * [i * stride, (i + 1) * stride). Ops run one at a time per backend. */
     unsigned char *scratch;
     size_t scratch_bytes, scratch_stride;
+    /* A of a row-invariant matmul, packed for cpu_gemm.c's kernel */
+    float *gemm_a;
+    size_t gemm_a_bytes;
     /* bytes of this backend's live allocations and their peak (device_info) */
     size_t mem_live, mem_peak;
     char device_name[128];      /* the CPU model, read once from /proc/cpuinfo */
@@ -166,9 +169,14 @@ typedef struct gllm_cpu_gemm_call {
     bool trans_b; /* B is [N][K] (ldb >= K), else [K][N] (ldb >= N) */
     const float *A, *B;
     const float *Bpk; /* B packed (gllm_cpu_gemm_pack_panel), or NULL: pack per call */
+    float *Apk;       /* A packed by gllm_cpu_gemm_pack_a (gllm_cpu_gemm_apack_bytes) */
+    const float *R;   /* residual [M][ldc] added after the sum, or NULL */
     float *C;
     long lda, ldb, ldc;
 } gllm_cpu_gemm_call;
+int gllm_cpu_gemm_mr(int isa); /* rows per register tile (a group of A) */
+size_t gllm_cpu_gemm_apack_bytes(int isa, int M, int K);
+void gllm_cpu_gemm_pack_a(const gllm_cpu_gemm_call *g, int group);
 /* bytes of B [N, K] packed for `isa`'s kernel, and one panel of it into dst */
 size_t gllm_cpu_gemm_packed_bytes(int isa, int N, int K);
 void gllm_cpu_gemm_pack_panel(const gllm_cpu_gemm_call *g, int panel, float *dst);

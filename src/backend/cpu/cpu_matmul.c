@@ -164,13 +164,21 @@ static void mm_gemm_range(void *args, long pb, long pe, int tid)
     const float *R = x->a->residual;
     for (long p = pb; p < pe; p++) {
         gllm_cpu_gemm_panel(&x->g, (int)p, Bp);
-        if (!mm_has_epilogue(x->a))
+        if (!mm_has_epilogue(x->a) || x->g.R) /* a residual alone is added by the kernel */
             continue;
         const int n0 = (int)p * x->nr, n1 = n0 + x->nr < x->g.N ? n0 + x->nr : x->g.N;
         for (int m = 0; m < x->g.M; m++)
             mm_epilogue_cols(x->g.C + (size_t)m * x->g.ldc, x->a,
                              R ? R + (size_t)m * x->g.ldc : NULL, n0, n1);
     }
+}
+
+static void pack_a_range(void *args, long gb, long ge, int tid)
+{
+    const gemm_ctx *x = args;
+    (void)tid;
+    for (long g = gb; g < ge; g++)
+        gllm_cpu_gemm_pack_a(&x->g, (int)g);
 }
 
 static bool mm_gemm_fits(const gllm_matmul_args *a, int batch)
@@ -186,14 +194,28 @@ static gllm_status mm_gemm(gllm_backend *be, float *C, const float *A, const flo
     unsigned char *scr = gllm_cpu_scratch(be, gllm_cpu_gemm_scratch_bytes(isa), "matmul");
     if (!scr)
         return GLLM_ERR_OOM;
+    gllm_cpu_ctx *c = gllm_cpu_ctx_of(be);
+    const size_t abytes = gllm_cpu_gemm_apack_bytes(isa, a->M, a->K);
+    if (abytes > c->gemm_a_bytes) {
+        float *p = aligned_alloc(64, (abytes + 63) & ~(size_t)63);
+        if (!p)
+            return gllm_fail(GLLM_ERR_OOM, "matmul: out of memory packing %d rows of A", a->M);
+        free(c->gemm_a);
+        c->gemm_a = p;
+        c->gemm_a_bytes = abytes;
+    }
     const float *pk = a->trans_b ? a->b_packed : NULL;
+    /* a residual with nothing before it (the model's o and down projections) is
+     * added in the kernel's last store: the same one rounding as a separate pass */
+    const bool fuse_res = a->residual && !a->bias && a->epilogue == GLLM_EPI_NONE;
     gemm_ctx x = {.g = {.isa = isa, .M = a->M, .N = a->N, .K = a->K, .trans_b = a->trans_b,
-                        .A = A, .B = B, .Bpk = pk, .C = C, .lda = d->lda, .ldb = d->ldb,
-                        .ldc = d->ldc},
-                  .a = a, .scr = scr, .stride = gllm_cpu_ctx_of(be)->scratch_stride,
-                  .nr = gllm_cpu_gemm_nr(isa)};
-    gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (a->N + x.nr - 1) / x.nr, 1, mm_gemm_range,
-                      &x);
+                        .A = A, .B = B, .Bpk = pk, .Apk = c->gemm_a,
+                        .R = fuse_res ? a->residual : NULL, .C = C, .lda = d->lda,
+                        .ldb = d->ldb, .ldc = d->ldc},
+                  .a = a, .scr = scr, .stride = c->scratch_stride, .nr = gllm_cpu_gemm_nr(isa)};
+    const int mr = gllm_cpu_gemm_mr(isa);
+    gllm_cpu_pool_run(c->pool, (a->M + mr - 1) / mr, 1, pack_a_range, &x);
+    gllm_cpu_pool_run(c->pool, (a->N + x.nr - 1) / x.nr, 1, mm_gemm_range, &x);
     return GLLM_OK;
 }
 
