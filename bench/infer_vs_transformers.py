@@ -131,11 +131,14 @@ GLLM_RUNS = {"gllm": ([], "1", {}), "gllm-nosharing": (["--no-sharing"], "1", {}
              "gllm-noinv": ([], "0", {}),
              # the row-invariant matmul on OpenBLAS (its per-CPU strategy) instead of
              # gllm's own sgemm: what the kernel of cpu_gemm.c gains
-             "gllm-openblas": ([], "1", {"GLLM_GEMM": "off"})}
+             "gllm-openblas": ([], "1", {"GLLM_GEMM": "off"}),
+             # the AVX2 kernel where the CPU would pick AVX-512 (what AVX2-only CPUs run)
+             "gllm-avx2": ([], "1", {"GLLM_GEMM": "avx2"})}
 NAMES = {"gllm": "gllm (prefix sharing, batch invariant)",
          "gllm-nosharing": "gllm, no prefix sharing",
          "gllm-noinv": "gllm, batch invariance off", "hf": "transformers generate",
          "gllm-openblas": "gllm, batch invariant on OpenBLAS (GLLM_GEMM=off)",
+         "gllm-avx2": "gllm, AVX2 kernel forced (GLLM_GEMM=avx2)",
          "llamacpp": "llama.cpp (llama-cpp-python, F32 GGUF)"}
 
 
@@ -215,8 +218,9 @@ def report(result, args, res_dir, stem):
              "| system | time to finish (s) | CPU s | output tok/s | speedup vs transformers "
              "(time) | prompt tokens computed | load avg at start |",
              "|---|---|---|---|---|---|---|"]
-    for key in ("hf", "gllm", "gllm-nosharing", "gllm-noinv", "gllm-openblas", "llamacpp"):
-        if key in ("llamacpp", "gllm-openblas") and key not in runs:
+    for key in ("hf", "gllm", "gllm-nosharing", "gllm-noinv", "gllm-openblas", "gllm-avx2",
+                "llamacpp"):
+        if key in ("llamacpp", "gllm-openblas", "gllm-avx2") and key not in runs:
             continue
         if key not in runs:
             lines.append(f"| {NAMES[key]} | not run | | | | | |")

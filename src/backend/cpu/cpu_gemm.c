@@ -226,7 +226,30 @@ void gllm_cpu_gemm_pack_a(const gllm_cpu_gemm_call *g, int group)
     float *dst = (float *)g->Apk + (size_t)i0 * g->K;
     if (rows < mr)
         memset(dst, 0, (size_t)mr * g->K * sizeof(float));
-    for (int r = 0; r < rows; r++) {
+    int r = 0;
+#ifdef GEMM_X86
+    /* four rows by four k at a time: one 4x4 transpose in SSE registers */
+    for (; r + 4 <= rows; r += 4) {
+        const float *s0 = g->A + (size_t)(i0 + r) * g->lda, *s1 = s0 + g->lda;
+        const float *s2 = s1 + g->lda, *s3 = s2 + g->lda;
+        int k = 0;
+        for (; k + 4 <= g->K; k += 4) {
+            __m128 a = _mm_loadu_ps(s0 + k), b = _mm_loadu_ps(s1 + k);
+            __m128 c = _mm_loadu_ps(s2 + k), d = _mm_loadu_ps(s3 + k);
+            _MM_TRANSPOSE4_PS(a, b, c, d);
+            float *o = dst + (size_t)k * mr + r;
+            _mm_storeu_ps(o, a);
+            _mm_storeu_ps(o + mr, b);
+            _mm_storeu_ps(o + 2 * mr, c);
+            _mm_storeu_ps(o + 3 * mr, d);
+        }
+        for (; k < g->K; k++) {
+            float *o = dst + (size_t)k * mr + r;
+            o[0] = s0[k], o[1] = s1[k], o[2] = s2[k], o[3] = s3[k];
+        }
+    }
+#endif
+    for (; r < rows; r++) {
         const float *src = g->A + (size_t)(i0 + r) * g->lda;
         for (int k = 0; k < g->K; k++)
             dst[(size_t)k * mr + r] = src[k];

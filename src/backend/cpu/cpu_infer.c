@@ -33,7 +33,7 @@ typedef struct paged_ctx {
  * compiled version (ISO C: no contraction into FMA). Inlined with nh a
  * constant, the heads' accumulators stay in registers. */
 static inline __attribute__((always_inline)) void
-paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, const int nh)
+paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, int32_t *slot, const int nh)
 {
     const gllm_paged_attn_args *a = c->a;
     const int bs = c->bs, D = c->D, D8 = D & ~7, g = h0 / c->group;
@@ -43,11 +43,17 @@ paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, const int nh)
     const int32_t *bt = a->block_table + (size_t)s * a->max_blocks;
     const float *q = c->x + (size_t)row * c->W + (size_t)h0 * D;
     const float *Kg = c->K + (size_t)g * D, *Vg = c->V + (size_t)g * D;
+    /* the cache slot of every key, once (no division in the loops below) */
+    for (int j = 0, blk = lo / bs, off = lo % bs; j < n; j++) {
+        slot[j] = bt[blk] * bs + off;
+        if (++off == bs)
+            off = 0, blk++;
+    }
     /* scores, two keys at a time: 2 nh independent accumulations in flight */
     for (int j = 0; j < n; j += 2) {
         const int two = j + 1 < n;
-        const size_t s0 = (size_t)bt[(lo + j) / bs] * bs + (lo + j) % bs;
-        const size_t s1 = two ? (size_t)bt[(lo + j + 1) / bs] * bs + (lo + j + 1) % bs : s0;
+        const size_t s0 = (size_t)slot[j];
+        const size_t s1 = two ? (size_t)slot[j + 1] : s0;
         const float *k0 = Kg + s0 * HD, *k1 = Kg + s1 * HD;
         gllm_v8f acc0[GLLM_PAGED_MAX_HEADS] = {{0}}, acc1[GLLM_PAGED_MAX_HEADS] = {{0}};
         for (int d = 0; d < D8; d += 8) {
@@ -83,13 +89,37 @@ paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, const int nh)
             sum += sh[j];
         inv[h] = 1.0f / sum;
     }
-    /* values, sixteen d lanes at a time */
+    /* values, 32 d lanes at a time while 4 nh accumulators fit in the 16
+     * registers, else 16; either way o[d] sums over the keys in order */
     float *on = c->o + (size_t)row * c->Hq * D + (size_t)h0 * D;
     int d = 0;
+    if (nh <= 3)
+        for (; d + 32 <= D; d += 32) {
+            gllm_v8f a0[3] = {{0}}, a1[3] = {{0}}, a2[3] = {{0}}, a3[3] = {{0}};
+            for (int j = 0; j < n; j++) {
+                const float *v = Vg + (size_t)slot[j] * HD + d;
+                const gllm_v8f v0 = GLLM_V8F_AT(v), v1 = GLLM_V8F_AT(v + 8);
+                const gllm_v8f v2 = GLLM_V8F_AT(v + 16), v3 = GLLM_V8F_AT(v + 24);
+                for (int h = 0; h < nh; h++) {
+                    const float w = sc[(size_t)h * scs + j];
+                    a0[h] += w * v0;
+                    a1[h] += w * v1;
+                    a2[h] += w * v2;
+                    a3[h] += w * v3;
+                }
+            }
+            for (int h = 0; h < nh; h++) {
+                float *oh = on + (size_t)h * D + d;
+                GLLM_V8F_AT(oh) = a0[h] * inv[h];
+                GLLM_V8F_AT(oh + 8) = a1[h] * inv[h];
+                GLLM_V8F_AT(oh + 16) = a2[h] * inv[h];
+                GLLM_V8F_AT(oh + 24) = a3[h] * inv[h];
+            }
+        }
     for (; d + 16 <= D; d += 16) {
         gllm_v8f acc0[GLLM_PAGED_MAX_HEADS] = {{0}}, acc1[GLLM_PAGED_MAX_HEADS] = {{0}};
         for (int j = 0; j < n; j++) {
-            const float *v = Vg + ((size_t)bt[(lo + j) / bs] * bs + (lo + j) % bs) * HD + d;
+            const float *v = Vg + (size_t)slot[j] * HD + d;
             const gllm_v8f v0 = GLLM_V8F_AT(v), v1 = GLLM_V8F_AT(v + 8);
             for (int h = 0; h < nh; h++) {
                 const float w = sc[(size_t)h * scs + j];
@@ -106,8 +136,7 @@ paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, const int nh)
         for (int h = 0; h < nh; h++) {
             float acc = 0;
             for (int j = 0; j < n; j++)
-                acc += sc[(size_t)h * scs + j] *
-                       Vg[((size_t)bt[(lo + j) / bs] * bs + (lo + j) % bs) * HD + d];
+                acc += sc[(size_t)h * scs + j] * Vg[(size_t)slot[j] * HD + d];
             on[(size_t)h * D + d] = acc * inv[h];
         }
 }
@@ -120,17 +149,18 @@ static void paged_range(void *args, long tb, long te, int tid)
     const paged_ctx *c = args;
     const int hpt = c->heads_per_task, tasks_per_row = c->Hq / hpt;
     float *sc = (float *)(c->scr + (size_t)tid * c->stride);
+    int32_t *slot = (int32_t *)(sc + (size_t)hpt * c->sc_stride);
     for (long task = tb; task < te; task++) {
         const int row = (int)(task / tasks_per_row), h0 = (int)(task % tasks_per_row) * hpt;
         const int s = c->row_seq[row];
         if (s < 0)
             continue;
         switch (hpt) { /* the usual GQA groups with a constant head count */
-        case 1: paged_task(c, row, h0, s, sc, 1); break;
-        case 2: paged_task(c, row, h0, s, sc, 2); break;
-        case 3: paged_task(c, row, h0, s, sc, 3); break;
-        case 4: paged_task(c, row, h0, s, sc, 4); break;
-        default: paged_task(c, row, h0, s, sc, hpt); break;
+        case 1: paged_task(c, row, h0, s, sc, slot, 1); break;
+        case 2: paged_task(c, row, h0, s, sc, slot, 2); break;
+        case 3: paged_task(c, row, h0, s, sc, slot, 3); break;
+        case 4: paged_task(c, row, h0, s, sc, slot, 4); break;
+        default: paged_task(c, row, h0, s, sc, slot, hpt); break;
         }
     }
 }
@@ -187,7 +217,7 @@ gllm_status gllm_cpu_attention_paged(gllm_backend *be, void *out, const void *qk
         hpt--;
     const size_t sc_stride = ((size_t)max_ctx + 15) & ~(size_t)15;
     unsigned char *scr =
-        gllm_cpu_scratch(be, (size_t)hpt * sc_stride * sizeof(float), "attention_paged");
+        gllm_cpu_scratch(be, ((size_t)hpt + 1) * sc_stride * sizeof(float), "attention_paged");
     if (!scr) {
         free(row_seq);
         return GLLM_ERR_OOM;
