@@ -58,12 +58,14 @@ paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, int32_t *slot,
         gllm_v8f acc0[GLLM_PAGED_MAX_HEADS] = {{0}}, acc1[GLLM_PAGED_MAX_HEADS] = {{0}};
         for (int d = 0; d < D8; d += 8) {
             const gllm_v8f kv0 = GLLM_V8F_AT(k0 + d), kv1 = GLLM_V8F_AT(k1 + d);
+            #pragma GCC unroll 8
             for (int h = 0; h < nh; h++) {
                 const gllm_v8f qv = GLLM_V8F_AT(q + (size_t)h * D + d);
                 acc0[h] += qv * kv0;
                 acc1[h] += qv * kv1;
             }
         }
+        #pragma GCC unroll 8
         for (int h = 0; h < nh; h++) {
             const float *qh = q + (size_t)h * D;
             const gllm_v8f x = acc0[h], y = acc1[h];
@@ -78,7 +80,8 @@ paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, int32_t *slot,
                 sc[(size_t)h * scs + j + 1] = a->scale * d1;
         }
     }
-    float inv[GLLM_PAGED_MAX_HEADS];
+    float inv[GLLM_PAGED_MAX_HEADS] = {0};
+    #pragma GCC unroll 8
     for (int h = 0; h < nh; h++) {
         float *sh = sc + (size_t)h * scs, mx = -INFINITY, sum = 0;
         for (int j = 0; j < n; j++)
@@ -100,6 +103,7 @@ paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, int32_t *slot,
                 const float *v = Vg + (size_t)slot[j] * HD + d;
                 const gllm_v8f v0 = GLLM_V8F_AT(v), v1 = GLLM_V8F_AT(v + 8);
                 const gllm_v8f v2 = GLLM_V8F_AT(v + 16), v3 = GLLM_V8F_AT(v + 24);
+                #pragma GCC unroll 8
                 for (int h = 0; h < nh; h++) {
                     const float w = sc[(size_t)h * scs + j];
                     a0[h] += w * v0;
@@ -108,6 +112,7 @@ paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, int32_t *slot,
                     a3[h] += w * v3;
                 }
             }
+            #pragma GCC unroll 8
             for (int h = 0; h < nh; h++) {
                 float *oh = on + (size_t)h * D + d;
                 GLLM_V8F_AT(oh) = a0[h] * inv[h];
@@ -121,18 +126,21 @@ paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, int32_t *slot,
         for (int j = 0; j < n; j++) {
             const float *v = Vg + (size_t)slot[j] * HD + d;
             const gllm_v8f v0 = GLLM_V8F_AT(v), v1 = GLLM_V8F_AT(v + 8);
+            #pragma GCC unroll 8
             for (int h = 0; h < nh; h++) {
                 const float w = sc[(size_t)h * scs + j];
                 acc0[h] += w * v0;
                 acc1[h] += w * v1;
             }
         }
+        #pragma GCC unroll 8
         for (int h = 0; h < nh; h++) {
             GLLM_V8F_AT(on + (size_t)h * D + d) = acc0[h] * inv[h];
             GLLM_V8F_AT(on + (size_t)h * D + d + 8) = acc1[h] * inv[h];
         }
     }
     for (; d < D; d++)
+        #pragma GCC unroll 8
         for (int h = 0; h < nh; h++) {
             float acc = 0;
             for (int j = 0; j < n; j++)
