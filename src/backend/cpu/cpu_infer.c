@@ -311,15 +311,51 @@ static double sum_exp(const float *x, int V, float mx, float inv_t)
 
 double gllm_sample_uniform(uint64_t seed);
 
+/* max of x[0..V) as `m = x[v] > m ? x[v] : m` from x[0] computes it (NaN only
+ * when x[0] is), in 16 lanes: the same value whatever the order */
+GLLM_CPU_CLONES
+static float row_max(const float *x, int V)
+{
+    float acc[16];
+    for (int l = 0; l < 16; l++)
+        acc[l] = x[0];
+    int v = 0;
+    for (; v + 16 <= V; v += 16)
+        for (int l = 0; l < 16; l++)
+            acc[l] = x[v + l] > acc[l] ? x[v + l] : acc[l];
+    float m = acc[0];
+    for (int l = 1; l < 16; l++)
+        m = acc[l] > m ? acc[l] : m;
+    for (; v < V; v++)
+        m = x[v] > m ? x[v] : m;
+    return m;
+}
+
+/* the first v with x[v] == m, or -1 (m is NaN, or not in x) */
+GLLM_CPU_CLONES
+static int first_equal(const float *x, int V, float m)
+{
+    int v = 0;
+    for (; v + 16 <= V; v += 16) {
+        int any = 0;
+        for (int l = 0; l < 16; l++)
+            any |= x[v + l] == m;
+        if (any)
+            break;
+    }
+    for (; v < V; v++)
+        if (x[v] == m)
+            return v;
+    return -1;
+}
+
 /* One row. z: scratch [V] floats; buf: scratch [V] pairs. */
 static void sample_one(const float *x, int V, const gllm_sample_params *sp, const int32_t *pen,
                        int n_pen, float *z, pid *buf, int32_t *out_id, float *out_lp,
                        int32_t *top_ids, float *top_lp)
 {
     /* the unprocessed distribution: max, log-sum-exp, top-n */
-    float mx = x[0];
-    for (int v = 1; v < V; v++)
-        mx = x[v] > mx ? x[v] : mx;
+    const float mx = row_max(x, V);
     const double lse = (double)mx + log(sum_exp(x, V, mx, 1.0f));
     const int n_top = sp->n_top;
     if (n_top > 0) {
@@ -350,10 +386,15 @@ static void sample_one(const float *x, int V, const gllm_sample_params *sp, cons
         }
         y = z;
     }
-    int32_t best = 0;
-    for (int v = 1; v < V; v++)
-        if (y[v] > y[best])
-            best = v;
+    /* the first id of the largest processed logit (as `if (y[v] > y[best])`
+     * over v in order would pick it); without a penalty that is x's max */
+    int32_t best = y == x ? first_equal(x, V, mx) : -1;
+    if (best < 0) {
+        best = 0;
+        for (int v = 1; v < V; v++)
+            if (y[v] > y[best])
+                best = v;
+    }
     int32_t chosen = best;
     if (sp->temperature > 0) {
         const float inv_t = 1.0f / sp->temperature, ymax = y[best];
