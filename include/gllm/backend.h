@@ -67,10 +67,11 @@ typedef struct gllm_matmul_args {
     int64_t stride_a, stride_b, stride_c;
     /* Batch invariance (inference): each row of C must come out bit-identical
      * whatever M is and whatever the other rows hold, i.e. the reduction order of
-     * a row never depends on the batch. The CPU backend guarantees it (plain loops
-     * per row; with OpenBLAS, small M is padded past the sizes where OpenBLAS
-     * switches kernels, see cpu_matmul.c); CUDA runs one fixed-tile kernel for
-     * every shape, no split-K (kernels/matmul.cu; not yet run on a GPU). */
+     * a row never depends on the batch. The CPU backend guarantees it (its own
+     * sgemm, one FMA chain per element in k order, cpu_gemm.c; without AVX2 a
+     * strategy for OpenBLAS verified by a probe, or plain loops per row, see
+     * cpu_matmul.c); CUDA runs one fixed-tile kernel for every shape, no split-K
+     * (kernels/matmul.cu; not yet run on a GPU). */
     bool row_invariant;
     /* Optional, trans_b row-invariant calls only: B already rearranged by
      * be->pack_b (same N, K; same backend). A backend with its own layout reads

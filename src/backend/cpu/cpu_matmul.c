@@ -1,5 +1,7 @@
 /* CPU matmul: cblas_sgemm when built with OpenBLAS, else (or when forced) plain
- * loops; bias, GELU and residual are applied afterwards, by the same chunk. */
+ * loops; row-invariant (inference) calls on gllm's own sgemm (cpu_gemm.c) where
+ * the CPU has AVX2. Bias, GELU and residual are applied afterwards, by the same
+ * chunk. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -367,7 +369,9 @@ static gllm_status mm_blas(gllm_backend *be, float *C, const float *A, const flo
     return GLLM_OK;
 }
 
-/* Batch invariance with OpenBLAS. Which rows of one sgemm call are summed in
+/* Batch invariance with OpenBLAS: the fallback where gllm's own kernel
+ * (cpu_gemm.c, used whenever the CPU has AVX2) is off (GLLM_GEMM=off, or no
+ * AVX2). Which rows of one sgemm call are summed in
  * the same order depends on OpenBLAS's kernel for the CPU, so the strategy is
  * chosen per process by a probe (rowinv_strategy) among:
  *  - WHOLE: every tile keeps all M rows (tiles split the columns only, at
