@@ -94,7 +94,8 @@ int main(int argc, char **argv)
     printf("row-invariant matmul vs OpenBLAS sgemm, %s, C=%d I=%d V=%d, %s", be->name, C, I, V,
            ctime(&now));
     printf("| shape | M | N | K | row-invariant ms | GFLOP/s | packed weights ms | GFLOP/s | "
-           "OpenBLAS ms | GFLOP/s | ratio (packed) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "OpenBLAS ms | GFLOP/s | ratio (packed) |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
     double sum_ri = 0, sum_pk = 0, sum_bl = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int N = shapes[si].N, K = shapes[si].K;

@@ -195,7 +195,8 @@ def run_llamacpp(args, prompts, res_dir):
     finally:
         os.remove(gguf)
     n_gen = sum(p[1] for p in prompts)
-    print(f"{NAMES['llamacpp']}: {wall:.2f} s ({info['cpu_s']:.1f} CPU s), {n_gen / wall:.1f} tok/s, "
+    print(f"{NAMES['llamacpp']}: {wall:.2f} s ({info['cpu_s']:.1f} CPU s), "
+          f"{n_gen / wall:.1f} tok/s, "
           f"llama-cpp-python {llama_cpp.__version__}, {info}", flush=True)
     return dict(info, wall_s=wall, output_tok_per_s=n_gen / wall,
                 generated_tokens=n_gen, ids=outs, load_at_start=load0,
@@ -237,7 +238,8 @@ def report(result, args, res_dir, stem):
     g = runs.get("gllm")
     if g and "gllm-nosharing" in runs:
         ns = runs["gllm-nosharing"]
-        lines.append(f"- prefix sharing: {g['cached_tokens']} of {g['prompt_tokens']} prompt tokens "
+        lines.append(f"- prefix sharing: {g['cached_tokens']} of {g['prompt_tokens']} "
+                     f"prompt tokens "
                      f"served from shared blocks; {ns['wall_s'] / g['wall_s']:.2f}x faster than "
                      f"without sharing.")
     if g and "gllm-noinv" in runs:

@@ -505,7 +505,8 @@ static void check_matmul_rows(gllm_backend *be)
         unsigned char *ref = malloc((size_t)MM * N * as), *got = malloc((size_t)MM * N * as);
         char *dA = up_act(&pl, A, (size_t)MM * K), *dW = up_act(&pl, W, (size_t)N * K);
         char *dB = up_act(&pl, bias, (size_t)N), *dR = up_act(&pl, res, (size_t)MM * N);
-        char *dRef = pool_alloc(&pl, (size_t)MM * N * as), *dC = pool_alloc(&pl, (size_t)MM * N * as);
+        char *dRef = pool_alloc(&pl, (size_t)MM * N * as);
+        char *dC = pool_alloc(&pl, (size_t)MM * N * as);
         CHECK(dA && dW && dB && dR && dRef && dC);
         /* the inputs as the backend holds them, for the host reference */
         float *Ar = malloc((size_t)MM * K * 4), *Wr = malloc((size_t)N * K * 4);

@@ -47,14 +47,16 @@ try:
     import numpy as np
     import llama_cpp
 except ImportError:
-    print("llama_cpp is not importable (pip install llama-cpp-python builds llama.cpp)", file=sys.stderr)
+    print("llama_cpp is not importable (pip install llama-cpp-python builds llama.cpp)",
+          file=sys.stderr)
     sys.exit(77)
 
 SMOLLM2_PROMPTS = [
     "The capital of France is",
     "def fibonacci(n):\n",
     "Once upon a time, in a small village,",
-    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    "<|im_end|>\n"
     "<|im_start|>user\nWhat is the boiling point of water?<|im_end|>\n<|im_start|>assistant\n",
 ]
 FIXTURE_PROMPTS = ["the cat sat on the mat", "Hello, world! 123", "a"]
@@ -115,7 +117,8 @@ def run_file(name, path, source, gtype, prompts, n_new, window, tmp):
         logits.tofile(lpath)
         with open(tpath, "wb") as f:
             f.write(text.encode("utf-8"))
-        print(f"case {case} {path} {source} {gtype} {logits.shape[1]} {len(prompt)} {new} {lpath} {tpath} "
+        print(f"case {case} {path} {source} {gtype} {logits.shape[1]} {len(prompt)} {new} "
+              f"{lpath} {tpath} "
               + " ".join(map(str, ids)), flush=True)
     llm.close()
 
@@ -139,7 +142,8 @@ def main(exe, src, tmp, smollm2):
         for gtype in ("f32", "f16"):
             out = os.path.join(tmp, f"smollm2-{gtype}.gguf")
             gconvert(exe, hf, out, "--type", gtype, "--name", "SmolLM2-135M-Instruct")
-            run_file("smollm2-" + gtype, out, hf if gtype == "f32" else out, gtype, SMOLLM2_PROMPTS, SMOLLM2_NEW, None, tmp)
+            run_file("smollm2-" + gtype, out, hf if gtype == "f32" else out, gtype,
+                     SMOLLM2_PROMPTS, SMOLLM2_NEW, None, tmp)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@
 
 #include "gllm/tok.h"
 #include "infer/infer_util.h"
+#include "forward_util.h"
 #include "smollm2_path.h"
 
 #define MAX_CASES 64
@@ -86,27 +87,6 @@ static double tolerance(const llama_case *c)
     return 2e-2;
 }
 
-static float *forward(gllm_model *m, const int32_t *ids, int T)
-{
-    const size_t V = (size_t)gllm_model_cfg(m)->vocab_size;
-    int32_t *pos = malloc((size_t)T * sizeof *pos), *idc = malloc((size_t)T * sizeof *idc);
-    for (int i = 0; i < T; i++) {
-        pos[i] = i;
-        idc[i] = ids[i];
-    }
-    float *out = malloc((size_t)T * V * sizeof(float));
-    gllm_batch b = {.B = 1, .T = T, .ids = idc, .pos = pos};
-    gllm_status s = gllm_model_forward(m, &b, NULL, out);
-    CHECK_OK(s);
-    free(pos);
-    free(idc);
-    if (s != GLLM_OK) {
-        free(out);
-        return NULL;
-    }
-    return out;
-}
-
 static void check_tokenizer(const gllm_tokenizer *tok, const llama_case *c)
 {
     size_t len = 0, n = 0;
@@ -133,7 +113,7 @@ static double check_logits(gllm_model *m, const llama_case *c)
     char *want = test_slurp(c->logits, &bytes);
     CHECK_MSG(want && bytes == (size_t)rows * V * sizeof(float), "%s: %s holds %zu bytes, "
               "wanted %d rows of %zu logits", c->name, c->logits, bytes, rows, V);
-    float *got = want && bytes == (size_t)rows * V * sizeof(float) ? forward(m, c->ids, rows)
+    float *got = want && bytes == (size_t)rows * V * sizeof(float) ? test_forward(m, c->ids, rows)
                                                                    : NULL;
     double worst = INFINITY;
     if (got) {
@@ -162,7 +142,7 @@ static int check_greedy(gllm_model *m, const llama_case *c, const gllm_sample_ou
     if (same == c->n_new || same >= o->n_ids)
         return same;
     const bool exact = strcmp(c->type, "f32") == 0;
-    float *z = forward(m, c->ids, c->n_prompt + same);
+    float *z = test_forward(m, c->ids, c->n_prompt + same);
     if (z) {
         const float *row = z + (size_t)(c->n_prompt + same - 1) * (size_t)c->V;
         const double gap = fabs((double)row[o->ids[same]] - row[c->ids[c->n_prompt + same]]);

@@ -28,10 +28,11 @@ typedef struct paged_ctx {
  * key and value row is read once for all of them. Per head, in a fixed order:
  * q.k in gllm_cpu_dot's eight lanes and tree, exp(s - max) (gllm_cpu_exp,
  * which vectorises where libm's expf is a call) summed in key order, then
- * o[d] = (sum over keys in order of w * v[d]) * (1 / sum). The vector types only run independent lanes (d, keys,
- * heads) side by side, so the bits are the same on every CPU and for either
- * compiled version (ISO C: no contraction into FMA). Inlined with nh a
- * constant, the heads' accumulators stay in registers. */
+ * o[d] = (sum over keys in order of w * v[d]) * (1 / sum). The vector types
+ * only run independent lanes (d, keys, heads) side by side, so the bits are
+ * the same on every CPU and for either compiled version (ISO C: no contraction
+ * into FMA). Inlined with nh a constant and the head loops unrolled, the
+ * heads' accumulators stay in registers. */
 static inline __attribute__((always_inline)) void
 paged_task(const paged_ctx *c, int row, int h0, int s, float *sc, int32_t *slot, const int nh)
 {
