@@ -144,11 +144,6 @@ static gllm_status mm_loops(gllm_backend *be, float *C, const float *A, const fl
     return GLLM_OK;
 }
 
-static bool mm_has_epilogue(const gllm_matmul_args *a)
-{
-    return a->bias || a->residual || a->epilogue != GLLM_EPI_NONE;
-}
-
 /* The row-invariant matmul on gllm's own sgemm (cpu_gemm.c): one task per
  * panel of columns, the epilogue on the panel while it is still in cache. */
 typedef struct gemm_ctx {
@@ -158,6 +153,14 @@ typedef struct gemm_ctx {
     size_t stride;
     int nr;
 } gemm_ctx;
+
+/* (only where OpenBLAS is: the kernel runs on the fast path, use_blas, and
+ * without OpenBLAS the backend has only the plain loops) */
+#ifdef GLLM_HAVE_BLAS
+static bool mm_has_epilogue(const gllm_matmul_args *a)
+{
+    return a->bias || a->residual || a->epilogue != GLLM_EPI_NONE;
+}
 
 static void mm_gemm_range(void *args, long pb, long pe, int tid)
 {
@@ -220,6 +223,8 @@ static gllm_status mm_gemm(gllm_backend *be, float *C, const float *A, const flo
     gllm_cpu_pool_run(c->pool, (a->N + x.nr - 1) / x.nr, 1, mm_gemm_range, &x);
     return GLLM_OK;
 }
+
+#endif /* GLLM_HAVE_BLAS */
 
 static bool cpu_gemm_on(gllm_backend *be)
 {
