@@ -96,18 +96,21 @@ int main(int argc, char **argv)
     printf("| shape | M | N | K | row-invariant ms | GFLOP/s | packed weights ms | GFLOP/s | "
            "OpenBLAS ms | GFLOP/s | ratio (packed) |\n"
            "|---|---|---|---|---|---|---|---|---|---|---|\n");
-    double sum_ri = 0, sum_pk = 0, sum_bl = 0;
+    double sum_ri = 0, sum_pk = 0, sum_bl = 0, sum_pack = 0, sum_pack_elems = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int N = shapes[si].N, K = shapes[si].K;
         float *W = rnd((size_t)N * K, 1 + si);
         /* the weights in the backend's own layout, as an inference workspace keeps them */
         const size_t pkb = be->packed_b_bytes ? be->packed_b_bytes(be, N, K) : 0;
         void *pk = NULL;
+        const double tp0 = now_s();
         if (pkb && (be->alloc(be, pkb, "packed weights", &pk) != GLLM_OK ||
                     be->pack_b(be, pk, W, N, K) != GLLM_OK)) {
             fprintf(stderr, "bench_rowinv: %s\n", gllm_last_error());
             return 1;
         }
+        sum_pack += now_s() - tp0;
+        sum_pack_elems += (double)N * K;
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
             const int M = Ms[mi];
             if (N == V && M > 32) /* logits are wanted for a few rows per step */
@@ -133,6 +136,8 @@ int main(int argc, char **argv)
     }
     printf("\nsum over the table: row-invariant %.2f ms, with packed weights %.2f ms, OpenBLAS "
            "%.2f ms; OpenBLAS / packed %.2f\n", sum_ri, sum_pk, sum_bl, sum_bl / sum_pk);
+    printf("packing the %d weights once (first touch included): %.1f ms, %.2f G floats/s\n",
+           (int)(sizeof shapes / sizeof shapes[0]), sum_pack * 1e3, sum_pack_elems / sum_pack * 1e-9);
     be->destroy(be);
     return 0;
 }

@@ -49,8 +49,8 @@ ukr512(const int mr, int kc, const float *Ap, const float *Bp, float *C, long ld
         }
     }
     for (int k = 0; k < kc; k++) {
-        const __m512 b0 = _mm512_load_ps(Bp + (long)k * G512_NR);
-        const __m512 b1 = _mm512_load_ps(Bp + (long)k * G512_NR + 16);
+        const __m512 b0 = _mm512_loadu_ps(Bp + (long)k * G512_NR);
+        const __m512 b1 = _mm512_loadu_ps(Bp + (long)k * G512_NR + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < mr; i++) {
             const __m512 a = _mm512_set1_ps(Ap[(long)k * G512_MR + i]);
@@ -116,8 +116,8 @@ ukr256(const int mr, int kc, const float *Ap, const float *Bp, float *C, long ld
         }
     }
     for (int k = 0; k < kc; k++) {
-        const __m256 b0 = _mm256_load_ps(Bp + (long)k * G256_NR);
-        const __m256 b1 = _mm256_load_ps(Bp + (long)k * G256_NR + 8);
+        const __m256 b0 = _mm256_loadu_ps(Bp + (long)k * G256_NR);
+        const __m256 b1 = _mm256_loadu_ps(Bp + (long)k * G256_NR + 8);
 #pragma GCC unroll 6
         for (int i = 0; i < mr; i++) {
             const __m256 a = _mm256_broadcast_ss(Ap + (long)k * G256_MR + i);
@@ -286,7 +286,30 @@ static void gemm_pack_b(float *Bp, const gllm_cpu_gemm_call *g, int nr, int n0, 
     if (g->trans_b) { /* B is [N][K]: row n holds column n of op(B) */
         if (nv < nr)
             memset(Bp, 0, (size_t)kc * nr * sizeof(float));
-        for (int c = 0; c < nv; c++) {
+        int c = 0;
+#ifdef GEMM_X86
+        /* four columns by four k at a time: one 4x4 transpose in SSE registers */
+        for (; c + 4 <= nv; c += 4) {
+            const float *s0 = g->B + (size_t)(n0 + c) * g->ldb + k0, *s1 = s0 + g->ldb;
+            const float *s2 = s1 + g->ldb, *s3 = s2 + g->ldb;
+            int k = 0;
+            for (; k + 4 <= kc; k += 4) {
+                __m128 a = _mm_loadu_ps(s0 + k), b = _mm_loadu_ps(s1 + k);
+                __m128 x = _mm_loadu_ps(s2 + k), y = _mm_loadu_ps(s3 + k);
+                _MM_TRANSPOSE4_PS(a, b, x, y);
+                float *o = Bp + (size_t)k * nr + c;
+                _mm_storeu_ps(o, a);
+                _mm_storeu_ps(o + nr, b);
+                _mm_storeu_ps(o + 2 * nr, x);
+                _mm_storeu_ps(o + 3 * nr, y);
+            }
+            for (; k < kc; k++) {
+                float *o = Bp + (size_t)k * nr + c;
+                o[0] = s0[k], o[1] = s1[k], o[2] = s2[k], o[3] = s3[k];
+            }
+        }
+#endif
+        for (; c < nv; c++) {
             const float *src = g->B + (size_t)(n0 + c) * g->ldb + k0;
             for (int k = 0; k < kc; k++)
                 Bp[(size_t)k * nr + c] = src[k];
