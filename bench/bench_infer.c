@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "gllm/backend.h"
+#include "gllm/backend_cpu.h"
 #include "gllm/infer.h"
 #include "gllm/model.h"
 
@@ -197,12 +198,13 @@ int main(int argc, char **argv)
             "\"output_tok_per_s\": %.2f, \"steps\": %lld, \"preemptions\": %lld, "
             "\"kv_blocks\": %d, \"peak_bytes\": %zu, \"prefix_sharing\": %s, "
             "\"batch_invariant\": %s, \"threads\": %d, \"backend\": \"%s\", \"kv_bytes\": %zu, "
-            "\"peak_rss_mib\": %.1f}\n",
+            "\"peak_rss_mib\": %.1f, \"rowinv_matmul\": \"%s\"}\n",
             n, wall, cpu, first_done, (long long)st.generated_tokens, (long long)st.prompt_tokens,
             (long long)st.cached_tokens, (double)st.generated_tokens / wall, (long long)st.steps,
             (long long)st.preemptions, st.kv_blocks_total, st.peak_bytes,
             o.prefix_sharing ? "true" : "false", inv && !strcmp(inv, "0") ? "false" : "true",
-            threads, be->name, st.kv_bytes, peak_rss_mib());
+            threads, be->name, st.kv_bytes, peak_rss_mib(),
+            strcmp(be->name, "cpu") == 0 ? gllm_backend_cpu_rowinv_kernel(be) : "-");
     fclose(f);
     printf("%d requests: %.2f s (%.1f CPU s), %lld generated tokens (%.1f tok/s), %lld of %lld prompt tokens "
            "cached, %lld steps\n", n, wall, cpu, (long long)st.generated_tokens,

@@ -91,8 +91,8 @@ int main(int argc, char **argv)
                   {"mlp down", C, I}, {"lm head", V, C}};
     static const int Ms[] = {1, 8, 32, 128, 256, 512};
     time_t now = time(NULL);
-    printf("row-invariant matmul vs OpenBLAS sgemm, %s, C=%d I=%d V=%d, %s", be->name, C, I, V,
-           ctime(&now));
+    printf("row-invariant matmul (%s) vs OpenBLAS sgemm, C=%d I=%d V=%d, %s",
+           gllm_backend_cpu_rowinv_kernel(be), C, I, V, ctime(&now));
     printf("| shape | M | N | K | row-invariant ms | GFLOP/s | packed weights ms | GFLOP/s | "
            "OpenBLAS ms | GFLOP/s | ratio (packed) |\n"
            "|---|---|---|---|---|---|---|---|---|---|---|\n");

@@ -23,6 +23,13 @@ extern "C" {
 /* True when this gllm was built with OpenBLAS for the CPU matmul. */
 bool gllm_backend_cpu_has_blas(void);
 
+/* What runs the row-invariant (inference) matmuls of this CPU backend: "gllm
+ * sgemm avx512" or "gllm sgemm avx2" (src/backend/cpu/cpu_gemm.c), "openblas
+ * (whole-M tiles)", "openblas (8-row calls)" or "plain loops" (the fallbacks
+ * without AVX2, or with GLLM_GEMM=off), "plain loops" also when the backend's
+ * matmul is set to loops. For benchmark records. */
+const char *gllm_backend_cpu_rowinv_kernel(gllm_backend *be);
+
 /* Choose cblas_sgemm (on, the default when built with BLAS) or gllm's own
  * loops (off) for be's matmul. Asking for BLAS in a build without it returns
  * GLLM_ERR_UNSUPPORTED; `be` must come from gllm_backend_cpu_create. */

@@ -238,6 +238,16 @@ int main(void)
     CHECK_OK(gllm_backend_cpu_create(0, &cpu));
     if (!cpu)
         return test_summary();
+    /* the row-invariant path this process runs, as benchmarks record it */
+    const char *k = gllm_backend_cpu_rowinv_kernel(cpu), *force = getenv("GLLM_GEMM");
+    printf("row-invariant matmul: %s\n", k);
+    t_case = "gllm_backend_cpu_rowinv_kernel";
+    if (force && strcmp(force, "off") == 0)
+        CHECK_MSG(strncmp(k, "gllm sgemm", 10) != 0, "GLLM_GEMM=off, yet %s", k);
+    else if (force && strcmp(force, "avx2") == 0)
+        CHECK_MSG(strcmp(k, "gllm sgemm avx2") == 0 || strncmp(k, "gllm", 4) != 0,
+                  "GLLM_GEMM=avx2, yet %s", k);
+    CHECK(strcmp(gllm_backend_cpu_rowinv_kernel(NULL), "not a CPU backend") == 0);
     gradient_mode(cpu);
     check_matmul_rows(cpu);
     static const char *const others[] = {"cuda"};
@@ -259,6 +269,9 @@ int main(void)
         if (gllm_backend_cpu_has_blas())
             CHECK_OK(gllm_backend_cpu_set_blas(loops, false));
         loops->name = "cpu (plain-loop matmul)";
+        t_case = "gllm_backend_cpu_rowinv_kernel";
+        CHECK(!gllm_backend_cpu_has_blas() ||
+              strcmp(gllm_backend_cpu_rowinv_kernel(loops), "plain loops") == 0);
         reference_mode(cpu, loops);
         check_matmul_rows(loops);
         loops->destroy(loops);

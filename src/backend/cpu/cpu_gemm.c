@@ -194,11 +194,6 @@ int gllm_cpu_gemm_isa(void)
     return gemm_isa_chosen;
 }
 
-const char *gllm_cpu_gemm_isa_name(int isa)
-{
-    return isa == GLLM_GEMM_AVX512 ? "avx512" : isa == GLLM_GEMM_AVX2 ? "avx2" : "none";
-}
-
 int gllm_cpu_gemm_mr(int isa)
 {
 #ifdef GEMM_X86

@@ -161,7 +161,6 @@ void gllm_cpu_queue_ops(gllm_backend *be);
  * GLLM_GEMM=avx2 forces the AVX2 kernel, GLLM_GEMM=off turns it off. */
 enum { GLLM_GEMM_NONE = 0, GLLM_GEMM_AVX2 = 1, GLLM_GEMM_AVX512 = 2 };
 int gllm_cpu_gemm_isa(void);
-const char *gllm_cpu_gemm_isa_name(int isa);
 int gllm_cpu_gemm_nr(int isa);                /* columns per panel (a task) */
 size_t gllm_cpu_gemm_scratch_bytes(int isa);  /* per thread: one packed block of B */
 typedef struct gllm_cpu_gemm_call {

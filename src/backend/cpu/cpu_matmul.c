@@ -598,3 +598,24 @@ gllm_status gllm_cpu_bias_bwd(gllm_backend *be, float *dbias, const void *dout, 
     gllm_cpu_pool_run(gllm_cpu_ctx_of(be)->pool, (N + 63) / 64, 1, bias_bwd_range, &x);
     return GLLM_OK;
 }
+
+const char *gllm_backend_cpu_rowinv_kernel(gllm_backend *be)
+{
+    if (!be || be->matmul != gllm_cpu_matmul)
+        return "not a CPU backend";
+    if (!gllm_cpu_ctx_of(be)->use_blas)
+        return "plain loops";
+    switch (gllm_cpu_gemm_isa()) {
+    case GLLM_GEMM_AVX512: return "gllm sgemm avx512";
+    case GLLM_GEMM_AVX2: return "gllm sgemm avx2";
+    default: break;
+    }
+#ifdef GLLM_HAVE_BLAS
+    switch (gllm_cpu_rowinv_strategy()) {
+    case ROWINV_WHOLE: return "openblas (whole-M tiles)";
+    case ROWINV_CHUNK8: return "openblas (8-row calls)";
+    default: break;
+    }
+#endif
+    return "plain loops";
+}
