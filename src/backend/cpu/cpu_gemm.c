@@ -212,6 +212,37 @@ size_t gllm_cpu_gemm_apack_bytes(int isa, int M, int K)
     return mr ? ((size_t)M + mr - 1) / mr * mr * (size_t)K * sizeof(float) : 0;
 }
 
+/* dst[k * w + r] = src[r * ld + k] for r < rows, k < len: rows of a row-major
+ * matrix become columns of a panel w floats wide (w >= rows), four rows by
+ * four k at a time with one 4x4 transpose in SSE registers */
+static void gemm_transpose(float *dst, int w, const float *src, long ld, int rows, int len)
+{
+    int r = 0;
+#ifdef GEMM_X86
+    for (; r + 4 <= rows; r += 4) {
+        const float *s0 = src + (size_t)r * ld, *s1 = s0 + ld, *s2 = s1 + ld, *s3 = s2 + ld;
+        int k = 0;
+        for (; k + 4 <= len; k += 4) {
+            __m128 a = _mm_loadu_ps(s0 + k), b = _mm_loadu_ps(s1 + k);
+            __m128 c = _mm_loadu_ps(s2 + k), d = _mm_loadu_ps(s3 + k);
+            _MM_TRANSPOSE4_PS(a, b, c, d);
+            float *o = dst + (size_t)k * w + r;
+            _mm_storeu_ps(o, a);
+            _mm_storeu_ps(o + w, b);
+            _mm_storeu_ps(o + 2 * w, c);
+            _mm_storeu_ps(o + 3 * w, d);
+        }
+        for (; k < len; k++) {
+            float *o = dst + (size_t)k * w + r;
+            o[0] = s0[k], o[1] = s1[k], o[2] = s2[k], o[3] = s3[k];
+        }
+    }
+#endif
+    for (; r < rows; r++)
+        for (int k = 0; k < len; k++)
+            dst[(size_t)k * w + r] = src[(size_t)r * ld + k];
+}
+
 /* Rows [group * mr, + mr) of A into g->Apk as [K][mr] (rows past M zero), so
  * the micro-kernel's broadcasts of one k read consecutive floats. */
 void gllm_cpu_gemm_pack_a(const gllm_cpu_gemm_call *g, int group)
@@ -221,34 +252,7 @@ void gllm_cpu_gemm_pack_a(const gllm_cpu_gemm_call *g, int group)
     float *dst = (float *)g->Apk + (size_t)i0 * g->K;
     if (rows < mr)
         memset(dst, 0, (size_t)mr * g->K * sizeof(float));
-    int r = 0;
-#ifdef GEMM_X86
-    /* four rows by four k at a time: one 4x4 transpose in SSE registers */
-    for (; r + 4 <= rows; r += 4) {
-        const float *s0 = g->A + (size_t)(i0 + r) * g->lda, *s1 = s0 + g->lda;
-        const float *s2 = s1 + g->lda, *s3 = s2 + g->lda;
-        int k = 0;
-        for (; k + 4 <= g->K; k += 4) {
-            __m128 a = _mm_loadu_ps(s0 + k), b = _mm_loadu_ps(s1 + k);
-            __m128 c = _mm_loadu_ps(s2 + k), d = _mm_loadu_ps(s3 + k);
-            _MM_TRANSPOSE4_PS(a, b, c, d);
-            float *o = dst + (size_t)k * mr + r;
-            _mm_storeu_ps(o, a);
-            _mm_storeu_ps(o + mr, b);
-            _mm_storeu_ps(o + 2 * mr, c);
-            _mm_storeu_ps(o + 3 * mr, d);
-        }
-        for (; k < g->K; k++) {
-            float *o = dst + (size_t)k * mr + r;
-            o[0] = s0[k], o[1] = s1[k], o[2] = s2[k], o[3] = s3[k];
-        }
-    }
-#endif
-    for (; r < rows; r++) {
-        const float *src = g->A + (size_t)(i0 + r) * g->lda;
-        for (int k = 0; k < g->K; k++)
-            dst[(size_t)k * mr + r] = src[k];
-    }
+    gemm_transpose(dst, mr, g->A + (size_t)i0 * g->lda, g->lda, rows, g->K);
 }
 
 int gllm_cpu_gemm_nr(int isa)
@@ -281,34 +285,7 @@ static void gemm_pack_b(float *Bp, const gllm_cpu_gemm_call *g, int nr, int n0, 
     if (g->trans_b) { /* B is [N][K]: row n holds column n of op(B) */
         if (nv < nr)
             memset(Bp, 0, (size_t)kc * nr * sizeof(float));
-        int c = 0;
-#ifdef GEMM_X86
-        /* four columns by four k at a time: one 4x4 transpose in SSE registers */
-        for (; c + 4 <= nv; c += 4) {
-            const float *s0 = g->B + (size_t)(n0 + c) * g->ldb + k0, *s1 = s0 + g->ldb;
-            const float *s2 = s1 + g->ldb, *s3 = s2 + g->ldb;
-            int k = 0;
-            for (; k + 4 <= kc; k += 4) {
-                __m128 a = _mm_loadu_ps(s0 + k), b = _mm_loadu_ps(s1 + k);
-                __m128 x = _mm_loadu_ps(s2 + k), y = _mm_loadu_ps(s3 + k);
-                _MM_TRANSPOSE4_PS(a, b, x, y);
-                float *o = Bp + (size_t)k * nr + c;
-                _mm_storeu_ps(o, a);
-                _mm_storeu_ps(o + nr, b);
-                _mm_storeu_ps(o + 2 * nr, x);
-                _mm_storeu_ps(o + 3 * nr, y);
-            }
-            for (; k < kc; k++) {
-                float *o = Bp + (size_t)k * nr + c;
-                o[0] = s0[k], o[1] = s1[k], o[2] = s2[k], o[3] = s3[k];
-            }
-        }
-#endif
-        for (; c < nv; c++) {
-            const float *src = g->B + (size_t)(n0 + c) * g->ldb + k0;
-            for (int k = 0; k < kc; k++)
-                Bp[(size_t)k * nr + c] = src[k];
-        }
+        gemm_transpose(Bp, nr, g->B + (size_t)n0 * g->ldb + k0, g->ldb, nv, kc);
     } else { /* B is [K][N] */
         for (int k = 0; k < kc; k++) {
             float *dst = Bp + (size_t)k * nr;
