@@ -15,31 +15,17 @@
 
 #include "gllm/backend.h"
 #include "gllm/backend_cpu.h"
+#include "bench_util.h"
 
 static gllm_backend *be;
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static float *rnd(size_t n, float scale)
 {
     float *x = malloc(n * sizeof *x);
     uint64_t s = 0x9E3779B97F4A7C15ull + n;
-    for (size_t i = 0; i < n; i++) {
-        s ^= s >> 12, s ^= s << 25, s ^= s >> 27;
-        x[i] = scale * (float)((s * 2685821657736338717ull >> 40) / 8388608.0 - 1.0);
-    }
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * bench_randf(&s);
     return x;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 typedef gllm_status (*op_fn)(void *arg);
@@ -52,12 +38,11 @@ static double time_ms(op_fn f, void *arg)
         exit(1);
     }
     for (int i = 0; i < 7; i++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         f(arg);
-        t[i] = (now_s() - t0) * 1e3;
+        t[i] = (bench_now_s() - t0) * 1e3;
     }
-    qsort(t, 7, sizeof t[0], cmp_d);
-    return t[3];
+    return bench_median(t, 7);
 }
 
 typedef struct mm_job {

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "gllm/backend.h"
+#include "bench_util.h"
 
 static gllm_backend *be;
 static int reps = 20;
@@ -35,21 +36,8 @@ static void die(const char *what)
     exit(1);
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float randf(void)
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (float)((rng * 2685821657736338717ull >> 40) / 8388608.0 - 1.0);
-}
+static float randf(void) { return bench_randf(&rng); }
 
 /* n elements of random values in [-scale, scale) (act dtype, or F32 when f32). */
 static void *dev_random(size_t n, bool f32, float scale, const char *what)
@@ -86,12 +74,6 @@ static void *dev_ints(size_t n, int mod)
     return p;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median milliseconds per call of `fn(arg)`. */
 typedef gllm_status (*op_fn)(void *arg);
 static double time_op(op_fn fn, void *arg)
@@ -103,16 +85,15 @@ static double time_op(op_fn fn, void *arg)
         die("sync");
     double t[7];
     for (int b = 0; b < 7; b++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         for (int i = 0; i < reps; i++)
             if (fn(arg) != GLLM_OK)
                 die("run");
         if (be->sync(be) != GLLM_OK)
             die("sync");
-        t[b] = (now_s() - t0) * 1e3 / reps;
+        t[b] = (bench_now_s() - t0) * 1e3 / reps;
     }
-    qsort(t, 7, sizeof *t, cmp_d);
-    return t[3];
+    return bench_median(t, 7);
 }
 
 static void add_row(const char *kernel, const char *shape, double ms, double bytes,

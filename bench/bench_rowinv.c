@@ -20,15 +20,9 @@
 
 #include "gllm/backend.h"
 #include "gllm/backend_cpu.h"
+#include "bench_util.h"
 
 static gllm_backend *be;
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static float *rnd(size_t n, uint64_t seed)
 {
@@ -38,17 +32,9 @@ static float *rnd(size_t n, uint64_t seed)
         exit(1);
     }
     uint64_t s = 0x9E3779B97F4A7C15ull ^ seed;
-    for (size_t i = 0; i < n; i++) {
-        s ^= s >> 12, s ^= s << 25, s ^= s >> 27;
-        x[i] = (float)((s * 2685821657736338717ull >> 40) / 8388608.0 - 1.0);
-    }
+    for (size_t i = 0; i < n; i++)
+        x[i] = bench_randf(&s);
     return x;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 static double time_ms(float *C, const float *A, const float *W, const gllm_matmul_args *a)
@@ -59,12 +45,11 @@ static double time_ms(float *C, const float *A, const float *W, const gllm_matmu
         exit(1);
     }
     for (int i = 0; i < 7; i++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         be->matmul(be, C, A, W, a);
-        t[i] = (now_s() - t0) * 1e3;
+        t[i] = (bench_now_s() - t0) * 1e3;
     }
-    qsort(t, 7, sizeof t[0], cmp_d);
-    return t[3];
+    return bench_median(t, 7);
 }
 
 int main(int argc, char **argv)
@@ -103,13 +88,13 @@ int main(int argc, char **argv)
         /* the weights in the backend's own layout, as an inference workspace keeps them */
         const size_t pkb = be->packed_b_bytes ? be->packed_b_bytes(be, N, K) : 0;
         void *pk = NULL;
-        const double tp0 = now_s();
+        const double tp0 = bench_now_s();
         if (pkb && (be->alloc(be, pkb, "packed weights", &pk) != GLLM_OK ||
                     be->pack_b(be, pk, W, N, K) != GLLM_OK)) {
             fprintf(stderr, "bench_rowinv: %s\n", gllm_last_error());
             return 1;
         }
-        sum_pack += now_s() - tp0;
+        sum_pack += bench_now_s() - tp0;
         sum_pack_elems += (double)N * K;
         for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
             const int M = Ms[mi];

@@ -11,19 +11,7 @@
 
 #include "gllm/backend.h"
 #include "gllm/model.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -63,17 +51,16 @@ int main(int argc, char **argv)
     double *ms = malloc(steps * sizeof(double));
     float loss = 0;
     for (int i = 0; i < warmup + steps; i++) {
-        double t0 = now();
+        double t0 = bench_now_s();
         if (gllm_model_zero_grad(m) != GLLM_OK ||
             gllm_model_forward_backward(m, &b, 0.0f, &loss) != GLLM_OK) {
             fprintf(stderr, "bench_train_cpu: %s\n", gllm_last_error());
             return 1;
         }
         if (i >= warmup)
-            ms[i - warmup] = (now() - t0) * 1e3;
+            ms[i - warmup] = (bench_now_s() - t0) * 1e3;
     }
-    qsort(ms, steps, sizeof *ms, cmp_double);
-    const double med = ms[steps / 2];
+    const double med = bench_median(ms, steps);
     printf("{\"impl\":\"gllm-%s\",\"model\":\"%s\",\"params\":%zu,\"B\":%d,\"T\":%d,"
            "\"threads\":%d,\"tokens_per_s\":%.1f,\"ms_per_step\":%.3f,\"loss\":%.4f}\n",
            be->name, argv[1], gllm_model_numel(m), B, T, threads, N / (med / 1e3), med, loss);

@@ -237,6 +237,50 @@ static bool log_has(const char *log, const char *needle)
     return yes;
 }
 
+/* remove the run folder <g_tmp>/<name> of an earlier case */
+static bool clear_run(const char *name)
+{
+    char cmd[1500];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/%s", g_tmp, name);
+    return system(cmd) == 0;
+}
+
+/* the pid of the gtrain process that mpirun started as rank `rank` (0 if none) */
+static pid_t mpi_rank_pid(int rank)
+{
+    static pid_t all[65536];
+    const int n = children_of(0, NULL, all, 65536);
+    for (int i = 0; i < n; i++) {
+        char path[64], exe[1400] = "";
+        snprintf(path, sizeof path, "/proc/%d/exe", (int)all[i]);
+        const ssize_t k = readlink(path, exe, sizeof exe - 1);
+        exe[k > 0 ? k : 0] = '\0';
+        if (strcmp(exe, g_gtrain) == 0 && env_of(all[i], "OMPI_COMM_WORLD_RANK") == rank)
+            return all[i];
+    }
+    return 0;
+}
+
+/* wait up to `limit` s for the processes to end, reaping those re-parented to this one (a
+ * subreaper); returns how many still run */
+static int wait_gone(const pid_t *pids, int n, double limit)
+{
+    const double t0 = now_s();
+    int alive = n;
+    while (alive > 0 && now_s() - t0 < limit) {
+        alive = 0;
+        for (int i = 0; i < n; i++) {
+            int st;
+            if (pids[i] <= 0)
+                continue;
+            waitpid(pids[i], &st, WNOHANG);
+            alive += kill(pids[i], 0) == 0;
+        }
+        usleep(20 * 1000);
+    }
+    return alive;
+}
+
 int main(void)
 {
     test_shared_path("assets/models/stories260K-hf", g_model, sizeof g_model);
@@ -407,9 +451,7 @@ int main(void)
     }
     TEST_CASE("kill -9 of the launcher leaves no worker running")
     {
-        char cmd[1500];
-        snprintf(cmd, sizeof cmd, "rm -rf %s/long", g_tmp);
-        CHECK(system(cmd) == 0);
+        CHECK(clear_run("long"));
         /* orphans are re-parented to this process, so it can see them end */
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         char *argv[] = {g_gtrain, "--ranks", "2", cfg_long, NULL};
@@ -421,16 +463,7 @@ int main(void)
         const double t0 = now_s();
         kill(launcher, SIGKILL);
         waitpid(launcher, NULL, 0);
-        int alive = n;
-        while (alive > 0 && now_s() - t0 < 10) {
-            alive = 0;
-            for (int i = 0; i < n; i++) {
-                int st;
-                waitpid(w[i], &st, WNOHANG); /* reap those re-parented to us */
-                alive += kill(w[i], 0) == 0;
-            }
-            usleep(20 * 1000);
-        }
+        const int alive = wait_gone(w, n, 10); /* orphans re-parented to us are reaped */
         printf("%d of %d workers still running %.2f s after kill -9 of the launcher\n", alive, n,
                now_s() - t0);
         CHECK(alive == 0);
@@ -447,23 +480,11 @@ int main(void)
     {
         if (!mpi)
             break;
-        char cmd[1500];
-        snprintf(cmd, sizeof cmd, "rm -rf %s/long", g_tmp);
-        CHECK(system(cmd) == 0);
+        CHECK(clear_run("long"));
         char *argv[24] = {MPIRUN_ARGS, g_gtrain, cfg_long, NULL};
         const pid_t mpirun_pid = spawn(argv, "kill_mpi.log");
         CHECK(wait_steps("long", 3));
-        static pid_t all[65536];
-        const int n = children_of(0, NULL, all, 65536);
-        pid_t victim = 0;
-        for (int i = 0; i < n && !victim; i++) {
-            char path[64], exe[1400] = "";
-            snprintf(path, sizeof path, "/proc/%d/exe", (int)all[i]);
-            const ssize_t k = readlink(path, exe, sizeof exe - 1);
-            exe[k > 0 ? k : 0] = '\0';
-            if (strcmp(exe, g_gtrain) == 0 && env_of(all[i], "OMPI_COMM_WORLD_RANK") == 1)
-                victim = all[i];
-        }
+        const pid_t victim = mpi_rank_pid(1);
         CHECK(victim > 0);
         if (victim > 0) {
             kill(victim, SIGKILL);
@@ -480,9 +501,7 @@ int main(void)
     }
     TEST_CASE("--ranks 2: a stalled rank (SIGSTOP) makes the others time out, no hang")
     {
-        char cmd[1500];
-        snprintf(cmd, sizeof cmd, "rm -rf %s/long", g_tmp);
-        CHECK(system(cmd) == 0);
+        CHECK(clear_run("long"));
         setenv("GLLM_COMM_TIMEOUT", "3", 1);
         char *argv[] = {g_gtrain, "--ranks", "2", cfg_long, NULL};
         const pid_t launcher = spawn(argv, "stall_rank.log");
@@ -505,24 +524,12 @@ int main(void)
     {
         if (!mpi)
             break;
-        char cmd[1500];
-        snprintf(cmd, sizeof cmd, "rm -rf %s/long", g_tmp);
-        CHECK(system(cmd) == 0);
+        CHECK(clear_run("long"));
         char *argv[24] = {MPIRUN_ARGS, "-x", "GLLM_COMM_TIMEOUT=3", g_gtrain,
                           cfg_long, NULL};
         const pid_t mpirun_pid = spawn(argv, "stall_mpi.log");
         CHECK(wait_steps("long", 3));
-        static pid_t all[65536];
-        const int n = children_of(0, NULL, all, 65536);
-        pid_t victim = 0;
-        for (int i = 0; i < n && !victim; i++) {
-            char path[64], exe[1400] = "";
-            snprintf(path, sizeof path, "/proc/%d/exe", (int)all[i]);
-            const ssize_t k = readlink(path, exe, sizeof exe - 1);
-            exe[k > 0 ? k : 0] = '\0';
-            if (strcmp(exe, g_gtrain) == 0 && env_of(all[i], "OMPI_COMM_WORLD_RANK") == 1)
-                victim = all[i];
-        }
+        const pid_t victim = mpi_rank_pid(1);
         CHECK(victim > 0);
         if (victim > 0)
             kill(victim, SIGSTOP);
@@ -539,41 +546,17 @@ int main(void)
     {
         if (!mpi)
             break;
-        char cmd[1500];
-        snprintf(cmd, sizeof cmd, "rm -rf %s/long", g_tmp);
-        CHECK(system(cmd) == 0);
+        CHECK(clear_run("long"));
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         char *argv[24] = {MPIRUN_ARGS, g_gtrain, cfg_long, NULL};
         const pid_t mpirun_pid = spawn(argv, "kill_mpirun.log");
         CHECK(wait_steps("long", 3));
-        static pid_t all[65536];
-        pid_t ranks_pid[2] = {0, 0};
-        const int n = children_of(0, NULL, all, 65536);
-        for (int i = 0; i < n; i++) {
-            char path[64], exe[1400] = "";
-            snprintf(path, sizeof path, "/proc/%d/exe", (int)all[i]);
-            const ssize_t k = readlink(path, exe, sizeof exe - 1);
-            exe[k > 0 ? k : 0] = '\0';
-            const int r = env_of(all[i], "OMPI_COMM_WORLD_RANK");
-            if (strcmp(exe, g_gtrain) == 0 && (r == 0 || r == 1))
-                ranks_pid[r] = all[i];
-        }
+        const pid_t ranks_pid[2] = {mpi_rank_pid(0), mpi_rank_pid(1)};
         CHECK(ranks_pid[0] > 0 && ranks_pid[1] > 0);
         const double t0 = now_s();
         kill(mpirun_pid, SIGKILL);
         waitpid(mpirun_pid, NULL, 0);
-        int alive = 2;
-        while (alive > 0 && now_s() - t0 < 10) {
-            alive = 0;
-            for (int r = 0; r < 2; r++) {
-                int st;
-                if (ranks_pid[r] <= 0)
-                    continue;
-                waitpid(ranks_pid[r], &st, WNOHANG);
-                alive += kill(ranks_pid[r], 0) == 0;
-            }
-            usleep(20 * 1000);
-        }
+        const int alive = wait_gone(ranks_pid, 2, 10);
         printf("%d of 2 MPI ranks still running %.2f s after kill -9 of mpirun\n", alive,
                now_s() - t0);
         CHECK(alive == 0);
