@@ -338,14 +338,25 @@ def claims(tasks, arms, shape):
     for t in tasks:
         for r in t.be:
             if r.get("vs"):
-                parts.append("%s %s vs %s: break-even after %s queries (seconds), %s (FLOPs, prefix sharing on)" %
-                             (t.name, r["ft"], r["vs"], fq(r["q_seconds"]), fq(r["q_flops"])))
+                parts.append("%s %s vs %s: break-even %s (seconds), %s (FLOPs, prefix sharing on)" %
+                             (t.name, r["ft"], r["vs"], "after %s queries" % fq(r["q_seconds"])
+                              if r["q_seconds"] is not None else "never", fq(r["q_flops"])))
                 v.append(r["q_seconds"])
+    # cheap only at the accuracy prompting reaches: above its best arm no number of queries makes
+    # prompting the cheaper way to that accuracy
+    beyond = []
+    for t in tasks:
+        bp, bf = best(t, "prompt"), best(t, "ft")
+        if bp and bf and bf["acc"] > bp["acc"]:
+            beyond.append("%s: for accuracy above %.3f (the best prompting arm, %s) only fine-tuning serves: %s "
+                          "reaches %.3f after %.0f s of training" %
+                          (t.name, bp["acc"], bp["label"], bf["label"], bf["acc"], bf["train_s"]))
     if parts:
         finite = [x for x in v if x is not None]
-        rows.append(("Prompting: low cost", "; ".join(parts),
-                     "supported below the break-even volume, contradicted above it" if finite else
-                     "supported (fine-tuning never breaks even)"))
+        rows.append(("Prompting: low cost", "; ".join(parts + beyond),
+                     ("supported below the break-even volume, contradicted above it" if finite else
+                      "supported (fine-tuning never breaks even)") +
+                     ("; only at the accuracy prompting reaches" if beyond else "")))
     # 7. versatile
     wb = arms.get("wiki.base")
     parts, worse = [], 0
@@ -522,6 +533,35 @@ def headline(tasks):
     return L
 
 
+def load_line(arms):
+    """How loaded the machine was while the arms ran (run.py's "quiet" record of each arm): CPU
+    seconds of other processes and, on a virtual machine, of the hypervisor (steal), as a share of
+    the CPU seconds the arms' wall time offered. None when no arm has the record. Records from
+    before steal was split off count it with the other processes."""
+    qs = [a["quiet"] for a in arms.values() if isinstance(a.get("quiet"), dict)]
+    if not qs:
+        return None
+    cores = max((q.get("cores") or 0) for q in qs) or os.cpu_count() or 1
+    new = [q for q in qs if "steal_s" in q]
+    old = [q for q in qs if "steal_s" not in q]
+    wall = sum(q["wall_s"] for q in qs)
+    parts = []
+    if new:
+        w = sum(q["wall_s"] for q in new) * cores
+        o = sum(q["others_cpu_s"] for q in new)
+        st = sum(q["steal_s"] for q in new)
+        parts.append("over %d arms other processes of the machine used %.0f CPU-seconds of the %.0f that %d cores "
+                     "offered (%.1f%%) and the hypervisor took %.0f (steal, %.1f%%)" %
+                     (len(new), o, w, cores, 100 * o / w, st, 100 * st / w))
+    if old:
+        w = sum(q["wall_s"] for q in old) * cores
+        o = sum(q["others_cpu_s"] for q in old)
+        parts.append("over %d arms recorded before steal was split off, other processes and the hypervisor "
+                     "together used %.0f of %.0f CPU-seconds (%.1f%%)" % (len(old), o, w, 100 * o / w))
+    return ("Load while the arms ran (%.0f s of wall time): %s; the seconds in this report are those of this "
+            "machine at that load." % (wall, "; ".join(parts)))
+
+
 def write_md(out, study, results, tasks, cl, pngs, arms):
     L = []
     L.append("# Trade-off study `%s`: fine-tuning vs prompting, measured" % study["name"])
@@ -538,6 +578,10 @@ def write_md(out, study, results, tasks, cl, pngs, arms):
     work = sum(a.get("wall_s", 0) for a in arms.values())
     L.append("Measured time of all arms together (each alone on the machine): %.0f s (%.1f min)." % (work, work / 60))
     L.append("")
+    q = load_line(arms)
+    if q:
+        L.append(q)
+        L.append("")
     rp = os.path.join(out, "runs.jsonl")
     if os.path.exists(rp):
         runs = [json.loads(x) for x in open(rp) if x.strip()]

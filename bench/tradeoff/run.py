@@ -141,27 +141,32 @@ def render(study, c):
 
 def cpu_mark():
     """(wall, busy CPU seconds of the whole machine from /proc/stat, CPU seconds of this process
-    and its waited-for children), or None where /proc/stat is not readable."""
+    and its waited-for children, steal seconds), or None where /proc/stat is not readable."""
     import resource
     try:
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:]]
     except (OSError, ValueError):
         return None
-    busy = (sum(v[:8]) - v[3] - v[4]) / float(os.sysconf("SC_CLK_TCK"))  # all but idle and iowait
+    hz = float(os.sysconf("SC_CLK_TCK"))
+    busy = (sum(v[:8]) - v[3] - v[4]) / hz  # all but idle and iowait (steal included)
+    steal = (v[7] if len(v) > 7 else 0) / hz  # time the hypervisor gave this VM's CPUs to others
     own = sum(getattr(resource.getrusage(w), a) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
               for a in ("ru_utime", "ru_stime"))
-    return time.time(), busy, own
+    return time.time(), busy, own, steal
 
 
 def cpu_others(mark):
-    """CPU seconds that other processes used since mark (0 on a quiet machine, up to the wall
-    time x cores), with the wall time: a unit timed while others ran is slower than alone."""
+    """How quiet the machine was since mark: wall time, CPU seconds that other processes of this
+    machine used (0 on a quiet machine, up to the wall time x cores) and CPU seconds the hypervisor
+    took (steal: a virtual machine whose host is busy runs slower though nothing else runs here)."""
     now = cpu_mark()
     if mark is None or now is None:
         return None
+    steal = max(0.0, now[3] - mark[3])
     return {"wall_s": round(now[0] - mark[0], 1),
-            "others_cpu_s": round(max(0.0, (now[1] - mark[1]) - (now[2] - mark[2])), 1)}
+            "others_cpu_s": round(max(0.0, (now[1] - mark[1]) - (now[2] - mark[2]) - steal), 1),
+            "steal_s": round(steal, 1), "cores": os.cpu_count()}
 
 
 class Runner:

@@ -9,7 +9,9 @@ numbers are consistent with the raw per-example scores and with the cost model:
   - training FLOPs match cost.train_flops for the tokens gtrain reported and agree with gtrain's
     own count (independent C code) within 2%; every query's FLOPs match cost.query_flops of its
     token counts;
-  - the plots are PNG files and the claims table comes first.
+  - the plots are PNG files and the claims table comes first;
+  - the load line (other processes' and the hypervisor's CPU seconds during the arms) sums the
+    arms' records.
 Exit 77 (skip) without ../shared, the binaries or matplotlib."""
 
 import csv
@@ -107,6 +109,18 @@ def main():
             better = [g for g in t["groups"] if g["type"] == "prompt" and b["vs_acc"] < g["acc"] <= b["ft_acc"]]
             check(not better, "%s: compared with %s though %s is as accurate" % (b["ft"], b["vs"], better[:1]))
     check(n_groups >= 4, "only %d arm groups" % n_groups)
+    # every unit records how loaded the machine was (other processes, hypervisor steal), and the
+    # report sums those records: the shares it prints are recomputed here
+    if os.path.exists("/proc/stat"):
+        qs = [json.load(open(os.path.join(out, "arms", f)))["quiet"] for f in os.listdir(os.path.join(out, "arms"))
+              if f.endswith(".json")]
+        check(all(q and q["wall_s"] >= 0 and q["others_cpu_s"] >= 0 and q["steal_s"] >= 0 and q["cores"] >= 1
+                  for q in qs), "an arm lacks its load record: %s" % [q for q in qs if not q or "steal_s" not in q][:2])
+        if all(q and "steal_s" in q for q in qs):
+            w = sum(q["wall_s"] for q in qs) * qs[0]["cores"]
+            st = sum(q["steal_s"] for q in qs)
+            check(("the hypervisor took %.0f (steal, %.1f%%)" % (st, 100 * st / w)) in md,
+                  "report.md lacks the load line with %.0f s of steal" % st)
     # ci.json trains in pieces (max_unit_s tiny): checkpoint, SIGINT, --resume; every step is
     # logged once and the run ends at the step count of an uninterrupted run
     pieces = 0
