@@ -50,6 +50,20 @@ def accuracy(a):
     return sum(1 for e in ex if max(range(len(e["logprobs"])), key=lambda i: e["logprobs"][i]) == e["gold"]) / len(ex)
 
 
+NLL_MARGIN = 0.01  # a WikiText-2 NLL rise below 1% (relative) is not counted as a loss of versatility
+
+
+def paired_drop(before, after):
+    """Accuracy drop from arm before to arm after on the same examples, and the standard error
+    of that paired difference, sqrt(discordant pairs) / n (McNemar's normal approximation)."""
+    def ok(e):
+        return max(range(len(e["logprobs"])), key=lambda i: e["logprobs"][i]) == e["gold"]
+    xb, xa = before["examples"], after["examples"]
+    n = min(len(xb), len(xa))
+    disc = sum(1 for i in range(n) if ok(xb[i]) != ok(xa[i]))
+    return accuracy(before) - accuracy(after), math.sqrt(disc) / n if n else 0.0
+
+
 def fmt(x, d=3):
     if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))):
         return "n/a"
@@ -357,9 +371,11 @@ def claims(tasks, arms, shape):
                      ("supported below the break-even volume, contradicted above it" if finite else
                       "supported (fine-tuning never breaks even)") +
                      ("; only at the accuracy prompting reaches" if beyond else "")))
-    # 7. versatile
+    # 7. versatile. A change counts as a loss only beyond a stated margin: WikiText-2 NLL up by
+    # more than NLL_MARGIN (relative), the other task's accuracy down by more than two standard
+    # errors of the paired difference (examples scored by both models: sqrt(discordant) / n).
     wb = arms.get("wiki.base")
-    parts, worse = [], 0
+    parts, worse, within = [], 0, 0
     for t in tasks:
         for g in t.groups:
             if g["type"] != "ft":
@@ -367,17 +383,24 @@ def claims(tasks, arms, shape):
             w = arms.get("wiki.%s" % g["arms"][0])
             if w and wb:
                 parts.append("%s: WikiText-2 NLL %.3f -> %.3f after fine-tuning" % (g["arms"][0], wb["nll"], w["nll"]))
-                worse += w["nll"] > wb["nll"]
+                worse += w["nll"] > wb["nll"] * (1 + NLL_MARGIN)
+                within += wb["nll"] < w["nll"] <= wb["nll"] * (1 + NLL_MARGIN)
             pre = "other.%s." % g["arms"][0]
             for name in sorted(n for n in arms if n.startswith(pre)):
                 o = name[len(pre):]
                 a, b = arms[name], arms.get("other.base.%s" % o)
                 if b:
                     parts.append("%s zero-shot accuracy %.3f -> %.3f" % (o, accuracy(b), accuracy(a)))
-                    worse += accuracy(a) < accuracy(b)
+                    drop, se = paired_drop(b, a)
+                    worse += drop > 2 * se
+                    within += 0 < drop <= 2 * se
     if parts:
+        margin = ("WikiText-2 NLL up by more than %.0f%% or accuracy down by more than two paired standard errors"
+                  % (100 * NLL_MARGIN))
         rows.append(("Prompting: versatile (fine-tuning costs general ability)", "; ".join(parts),
-                     "supported (%d of the measures got worse)" % worse if worse else "not shown (nothing got worse)"))
+                     ("supported (%d of the measures got worse: %s)" % (worse, margin) if worse else
+                      "not shown (nothing got worse by more than the margin: %s%s)" %
+                      (margin, "; %d within it" % within if within else ""))))
     # 8. limited control
     parts = []
     for t in tasks:
@@ -568,8 +591,8 @@ def write_md(out, study, results, tasks, cl, pngs, arms):
     L.append("")
     d = results["dates"]
     L.append("Model %s (%d parameters, N = %d in the FLOP formulas); device `%s`; arms ran %s to %s. "
-             "Seconds and memory are **measured** (each arm alone under the CPU lock when `GLLM_BENCH_LOCK` was set: "
-             "a quiet machine); FLOPs are **computed** by `bench/tradeoff/cost.py` from the token counts the binaries "
+             "Seconds and memory are **measured** (each arm alone: under the CPU lock when `GLLM_BENCH_LOCK` was set, "
+             "its load recorded below); FLOPs are **computed** by `bench/tradeoff/cost.py` from the token counts the binaries "
              "reported. Accuracy is on %d test examples per arm (`eval_n`), predictions from ginfer's candidate "
              "logprobs (%s), the same for every arm." %
              (os.path.basename(results["model"]), results["shape"]["n_params"], results["shape"]["n_matmul"],
@@ -585,9 +608,12 @@ def write_md(out, study, results, tasks, cl, pngs, arms):
     rp = os.path.join(out, "runs.jsonl")
     if os.path.exists(rp):
         runs = [json.loads(x) for x in open(rp) if x.strip()]
-        L.append("Time: %.0f s of work in %d invocation(s) of run.py (%.0f s elapsed, of which %.0f s waiting for the "
-                 "shared CPU lock `%s`)." % (sum(r["busy_s"] for r in runs), len(runs), sum(r["elapsed_s"] for r in runs),
-                                           sum(r["lock_wait_s"] for r in runs), runs[-1].get("lock")))
+        locks = sorted(set(str(r["lock"]) for r in runs if r.get("lock")))
+        L.append("Time: %.0f s of work in %d invocation(s) of run.py (%.0f s elapsed, %s)." %
+                 (sum(r["busy_s"] for r in runs), len(runs), sum(r["elapsed_s"] for r in runs),
+                  "of which %.0f s waiting for the shared CPU lock %s" %
+                  (sum(r["lock_wait_s"] for r in runs), ", ".join("`%s`" % x for x in locks)) if locks else
+                  "no CPU lock"))
         L.append("")
     L.append("## Claims of the usual guidance, with the measured number")
     L.append("")

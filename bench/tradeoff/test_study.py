@@ -11,7 +11,9 @@ numbers are consistent with the raw per-example scores and with the cost model:
     token counts;
   - the plots are PNG files and the claims table comes first;
   - the load line (other processes' and the hypervisor's CPU seconds during the arms) sums the
-    arms' records.
+    arms' records;
+  - the versatility verdict counts only the losses beyond its stated margins (WikiText-2 NLL
+    +1%, accuracy two paired standard errors), recomputed from the arm records.
 Exit 77 (skip) without ../shared, the binaries or matplotlib."""
 
 import csv
@@ -146,6 +148,23 @@ def main():
             if b.get("vs"):
                 cell = "| %s (s) / %s (FLOPs) vs %s |" % (report.fq(b["q_seconds"]), report.fq(b["q_flops"]), b["vs"])
                 check(cell in head, "the headline table lacks the break-even %r of %s" % (cell, b["ft"]))
+    # the versatility verdict follows its stated margins, recomputed here from the arm records
+    arms = {f[:-5]: json.load(open(os.path.join(out, "arms", f))) for f in os.listdir(os.path.join(out, "arms"))
+            if f.endswith(".json")}
+    worse = 0
+    for name, a in arms.items():
+        if name.startswith("wiki.") and name != "wiki.base":
+            worse += a["nll"] > arms["wiki.base"]["nll"] * 1.01
+        if name.startswith("other.") and not name.startswith("other.base."):
+            b = arms["other.base." + name.rsplit(".", 1)[1]]
+            okb = [e["gold"] == max(range(len(e["logprobs"])), key=e["logprobs"].__getitem__) for e in b["examples"]]
+            oka = [e["gold"] == max(range(len(e["logprobs"])), key=e["logprobs"].__getitem__) for e in a["examples"]]
+            n = len(okb)
+            worse += (sum(okb) - sum(oka)) / n > 2 * math.sqrt(sum(x != y for x, y in zip(okb, oka))) / n
+    vrow = [ln for ln in md.splitlines() if ln.startswith("| Prompting: versatile")]
+    check(len(vrow) == 1 and (("supported (%d of the measures got worse" % worse) in vrow[0] if worse else
+                              "not shown (nothing got worse" in vrow[0]),
+          "the versatility verdict does not follow its margins (%d worse): %s" % (worse, vrow))
     for p in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md):
         with open(os.path.join(out, p), "rb") as f:
             check(f.read(8) == b"\x89PNG\r\n\x1a\n", "%s is not a PNG" % p)

@@ -370,6 +370,13 @@ gllm_status gllm_model_step(gllm_model *m, gllm_kv_pages *kv, gllm_step_ws *ws,
         .max_ctx = max_ctx};
 
     GLLM_TRY(be->embed_fwd(be, ws->x, d_ids, d_pos, wptr(m, m->wte), wv(m, m->wpe), N, C));
+    /* The last layer's keys and values are needed for every token, its output
+     * only for the rows whose logits are wanted: past its attention it runs on
+     * those rows alone (R < N: a prefill chunk wants one row per sequence, or
+     * none). Rows are computed independently of how many there are (lin), so
+     * the logits are the same bits either way. */
+    const int last = c->n_layers - 1;
+    const bool gather_last = R < N;
     for (int l = 0; l < c->n_layers; l++) {
         const layer_params *p = &m->layer[l];
         const void *const *pk = ws->pk ? ws->pk + 4 * l : (const void *const[4]){0};
@@ -386,6 +393,8 @@ gllm_status gllm_model_step(gllm_model *m, gllm_kv_pages *kv, gllm_step_ws *ws,
         }
         GLLM_TRY(be->kv_store(be, &kv->layer[l], ws->qkv, d_slots, N, c->n_heads));
         GLLM_TRY(be->attention_paged(be, ws->attn, ws->qkv, &kv->layer[l], &pa));
+        if (l == last && gather_last)
+            break;
         GLLM_TRY(lin(m, ws->x2, ws->attn, p->o_w, p->o_b, ws->x, N, C, HD, pk[1]));
         GLLM_TRY(norm(m, ws->h, ws->x2, p->ln2_w, p->ln2_b, N));
         GLLM_TRY(lin(m, ws->fc, ws->h, p->fc_w, p->fc_b, NULL, N, m->FC, C, pk[2]));
@@ -399,8 +408,25 @@ gllm_status gllm_model_step(gllm_model *m, gllm_kv_pages *kv, gllm_step_ws *ws,
         *logits = ws->logits;
     if (R == 0)
         return GLLM_OK;
-    /* only the wanted rows go through the final norm and the head */
-    GLLM_TRY(be->embed_fwd(be, ws->rows, d_rows, NULL, ws->x, NULL, R, C));
+    if (gather_last) {
+        /* the rest of the last layer on the wanted rows: their attention output
+         * (into qkv, free now) and residual (into rows), then o-proj and MLP */
+        const layer_params *p = &m->layer[last];
+        const void *const *pk = ws->pk ? ws->pk + 4 * last : (const void *const[4]){0};
+        GLLM_TRY(be->embed_fwd(be, ws->qkv, d_rows, NULL, ws->attn, NULL, R, HD));
+        GLLM_TRY(be->embed_fwd(be, ws->rows, d_rows, NULL, ws->x, NULL, R, C));
+        GLLM_TRY(lin(m, ws->x2, ws->qkv, p->o_w, p->o_b, ws->rows, R, C, HD, pk[1]));
+        GLLM_TRY(norm(m, ws->h, ws->x2, p->ln2_w, p->ln2_b, R));
+        GLLM_TRY(lin(m, ws->fc, ws->h, p->fc_w, p->fc_b, NULL, R, m->FC, C, pk[2]));
+        if (c->gated_mlp)
+            GLLM_TRY(be->swiglu_fwd(be, ws->act, ws->fc, R, m->ACT));
+        else
+            GLLM_TRY(be->gelu_fwd(be, ws->act, ws->fc, (size_t)R * m->ACT));
+        GLLM_TRY(lin(m, ws->rows, ws->act, p->proj_w, p->proj_b, ws->x2, R, C, m->ACT, pk[3]));
+    } else {
+        /* every row wanted (decode): the final norm and the head on the wanted order */
+        GLLM_TRY(be->embed_fwd(be, ws->rows, d_rows, NULL, ws->x, NULL, R, C));
+    }
     GLLM_TRY(norm(m, ws->rows_n, ws->rows, m->lnf_w, m->lnf_b, R));
     return lin(m, ws->logits, ws->rows_n, m->lm_head, NONE, NULL, R, c->vocab_size, C,
                ws->pk ? ws->pk[4 * c->n_layers] : NULL);
