@@ -44,10 +44,15 @@ def load_arms(out):
     return arms
 
 
+def correct(e):
+    """An example is right when its gold candidate has the highest logprob (the first on ties)."""
+    return max(range(len(e["logprobs"])), key=lambda i: e["logprobs"][i]) == e["gold"]
+
+
 def accuracy(a):
     """Accuracy recomputed from the per-example scores (never trusted from the arm record)."""
     ex = a["examples"]
-    return sum(1 for e in ex if max(range(len(e["logprobs"])), key=lambda i: e["logprobs"][i]) == e["gold"]) / len(ex)
+    return sum(1 for e in ex if correct(e)) / len(ex)
 
 
 NLL_MARGIN = 0.01  # a WikiText-2 NLL rise below 1% (relative) is not counted as a loss of versatility
@@ -56,11 +61,9 @@ NLL_MARGIN = 0.01  # a WikiText-2 NLL rise below 1% (relative) is not counted as
 def paired_drop(before, after):
     """Accuracy drop from arm before to arm after on the same examples, and the standard error
     of that paired difference, sqrt(discordant pairs) / n (McNemar's normal approximation)."""
-    def ok(e):
-        return max(range(len(e["logprobs"])), key=lambda i: e["logprobs"][i]) == e["gold"]
     xb, xa = before["examples"], after["examples"]
     n = min(len(xb), len(xa))
-    disc = sum(1 for i in range(n) if ok(xb[i]) != ok(xa[i]))
+    disc = sum(1 for i in range(n) if correct(xb[i]) != correct(xa[i]))
     return accuracy(before) - accuracy(after), math.sqrt(disc) / n if n else 0.0
 
 

@@ -312,6 +312,25 @@ static gllm_status check_batch(const gllm_model *m, const gllm_kv_pages *kv,
     return GLLM_OK;
 }
 
+/* A layer past its attention, on n rows: x2 = attn o_w + resid, then the MLP
+ * on norm(x2), out = mlp + x2 (out may be resid: it is read before out is
+ * written). Uses the workspace's x2, h, fc and act. */
+static gllm_status layer_tail(gllm_model *m, gllm_step_ws *ws, const layer_params *p,
+                              const void *const *pk, const void *attn, const void *resid,
+                              void *out, int n)
+{
+    const gllm_model_config *c = &m->cfg;
+    const int C = c->hidden, HD = c->n_heads * c->head_dim;
+    GLLM_TRY(lin(m, ws->x2, attn, p->o_w, p->o_b, resid, n, C, HD, pk[1]));
+    GLLM_TRY(norm(m, ws->h, ws->x2, p->ln2_w, p->ln2_b, n));
+    GLLM_TRY(lin(m, ws->fc, ws->h, p->fc_w, p->fc_b, NULL, n, m->FC, C, pk[2]));
+    if (c->gated_mlp)
+        GLLM_TRY(m->be->swiglu_fwd(m->be, ws->act, ws->fc, n, m->ACT));
+    else
+        GLLM_TRY(m->be->gelu_fwd(m->be, ws->act, ws->fc, (size_t)n * m->ACT));
+    return lin(m, out, ws->act, p->proj_w, p->proj_b, ws->x2, n, C, m->ACT, pk[3]);
+}
+
 gllm_status gllm_model_step(gllm_model *m, gllm_kv_pages *kv, gllm_step_ws *ws,
                             const gllm_step_batch *b, void **logits)
 {
@@ -395,14 +414,7 @@ gllm_status gllm_model_step(gllm_model *m, gllm_kv_pages *kv, gllm_step_ws *ws,
         GLLM_TRY(be->attention_paged(be, ws->attn, ws->qkv, &kv->layer[l], &pa));
         if (l == last && gather_last)
             break;
-        GLLM_TRY(lin(m, ws->x2, ws->attn, p->o_w, p->o_b, ws->x, N, C, HD, pk[1]));
-        GLLM_TRY(norm(m, ws->h, ws->x2, p->ln2_w, p->ln2_b, N));
-        GLLM_TRY(lin(m, ws->fc, ws->h, p->fc_w, p->fc_b, NULL, N, m->FC, C, pk[2]));
-        if (c->gated_mlp)
-            GLLM_TRY(be->swiglu_fwd(be, ws->act, ws->fc, N, m->ACT));
-        else
-            GLLM_TRY(be->gelu_fwd(be, ws->act, ws->fc, (size_t)N * m->ACT));
-        GLLM_TRY(lin(m, ws->x, ws->act, p->proj_w, p->proj_b, ws->x2, N, C, m->ACT, pk[3]));
+        GLLM_TRY(layer_tail(m, ws, p, pk, ws->attn, ws->x, ws->x, N));
     }
     if (logits)
         *logits = ws->logits;
@@ -410,19 +422,12 @@ gllm_status gllm_model_step(gllm_model *m, gllm_kv_pages *kv, gllm_step_ws *ws,
         return GLLM_OK;
     if (gather_last) {
         /* the rest of the last layer on the wanted rows: their attention output
-         * (into qkv, free now) and residual (into rows), then o-proj and MLP */
+         * (into qkv, free now) and residual (into rows) */
         const layer_params *p = &m->layer[last];
         const void *const *pk = ws->pk ? ws->pk + 4 * last : (const void *const[4]){0};
         GLLM_TRY(be->embed_fwd(be, ws->qkv, d_rows, NULL, ws->attn, NULL, R, HD));
         GLLM_TRY(be->embed_fwd(be, ws->rows, d_rows, NULL, ws->x, NULL, R, C));
-        GLLM_TRY(lin(m, ws->x2, ws->qkv, p->o_w, p->o_b, ws->rows, R, C, HD, pk[1]));
-        GLLM_TRY(norm(m, ws->h, ws->x2, p->ln2_w, p->ln2_b, R));
-        GLLM_TRY(lin(m, ws->fc, ws->h, p->fc_w, p->fc_b, NULL, R, m->FC, C, pk[2]));
-        if (c->gated_mlp)
-            GLLM_TRY(be->swiglu_fwd(be, ws->act, ws->fc, R, m->ACT));
-        else
-            GLLM_TRY(be->gelu_fwd(be, ws->act, ws->fc, (size_t)R * m->ACT));
-        GLLM_TRY(lin(m, ws->rows, ws->act, p->proj_w, p->proj_b, ws->x2, R, C, m->ACT, pk[3]));
+        GLLM_TRY(layer_tail(m, ws, p, pk, ws->qkv, ws->rows, ws->rows, R));
     } else {
         /* every row wanted (decode): the final norm and the head on the wanted order */
         GLLM_TRY(be->embed_fwd(be, ws->rows, d_rows, NULL, ws->x, NULL, R, C));
