@@ -280,6 +280,37 @@ static void test_norms_rope(gllm_backend *be)
     gllm_rope_args ra = {T, H, hd, rot, stride, inv, af};
     CHECK_OK(be->rope_fwd(be, qr + col0, pos, &ra));
     CHECK_REL(qr, qe, (size_t)T * stride, 1e-6);
+
+    /* The backend keeps the rotations per position in a table; a position past
+     * what a table covers sends the whole call down the path that computes the
+     * angles in place. Both must give the same bits for the same positions. */
+    t_case = "rope_fwd: table path == in-place path, bit for bit";
+    int32_t pos2[7] = {0, 1, 2, 0, 1, 3000, 1 << 24};
+    float *q2 = malloc((size_t)(T + 1) * stride * 4);
+    memcpy(q2, q, (size_t)T * stride * 4);
+    memcpy(q2 + (size_t)T * stride, q, (size_t)stride * 4);
+    gllm_rope_args ra2 = {T + 1, H, hd, rot, stride, inv, af};
+    CHECK_OK(be->rope_fwd(be, q2 + col0, pos2, &ra2));
+    CHECK(memcmp(q2, qr, (size_t)T * stride * 4) == 0);
+    /* other frequencies (another model on the same backend) rebuild the table */
+    t_case = "rope_fwd: new inv_freq after a table was built";
+    float inv3[4];
+    for (int i = 0; i < rot / 2; i++)
+        inv3[i] = (float)pow(10000.0, -2.0 * i / rot);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < rot; i++) {
+                const float *xh = q + t * stride + col0 + h * hd;
+                int j = i % (rot / 2);
+                double th = (double)(float)((float)pos[t] * inv3[j]);
+                double rh = i < rot / 2 ? -xh[i + rot / 2] : xh[i - rot / 2];
+                qe[t * stride + col0 + h * hd + i] = (float)(af * (xh[i] * cos(th) + rh * sin(th)));
+            }
+    memcpy(qr, q, (size_t)T * stride * 4);
+    gllm_rope_args ra3 = {T, H, hd, rot, stride, inv3, af};
+    CHECK_OK(be->rope_fwd(be, qr + col0, pos, &ra3));
+    CHECK_REL(qr, qe, (size_t)T * stride, 1e-6);
+    free(q2);
     free(x), free(w), free(b), free(y), free(ref), free(g), free(d0), free(d1), free(dw);
     free(prev), free(q), free(qr), free(qe);
 }

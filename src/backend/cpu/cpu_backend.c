@@ -96,6 +96,8 @@ static void cpu_destroy(gllm_backend *be)
         gllm_cpu_pool_free(c->pool);
         free(c->scratch);
         free(c->gemm_a);
+        free(c->rope_tab);
+        free(c->rope_inv);
     }
     free(c);
     free(be);

@@ -26,7 +26,14 @@
 #include <immintrin.h>
 #endif
 
-#define GEMM_KC 192 /* fixed: a chain's blocks never depend on M */
+/* k block (the packing scratch holds one). Blocks only decide where a chain's
+ * partial sum waits in C between runs of the micro-kernel; storing a float and
+ * reloading it changes nothing, so the bits never depend on the block size. */
+#define GEMM_KC 192
+/* with B packed once (inference), the AVX2 kernel runs K up to this in one block:
+ * no reloads of C in between (on Zen 3, K = 576 in one block ran ~4% faster than
+ * three of 192, more on the vocabulary head whose C rows are pages apart) */
+#define GEMM_KC_PACKED_AVX2 768
 
 #ifdef GEMM_X86
 /* ---------------------------------------------------------------- AVX-512: 12 x 32 */
@@ -101,8 +108,8 @@ static const ukr512_fn ukr512_tab[G512_MR + 1] = {
 #define G256_NR 16
 
 __attribute__((target("avx2,fma"))) static inline __attribute__((always_inline)) void
-ukr256(const int mr, int kc, const float *Ap, const float *Bp, float *C, long ldc, bool first,
-       const float *R, long ldr, __m256i k0, __m256i k1)
+ukr256(const int mr, const bool full, int kc, const float *Ap, const float *Bp, float *C,
+       long ldc, bool first, const float *R, long ldr, __m256i k0, __m256i k1)
 {
     __m256 c0[G256_MR], c1[G256_MR];
 #pragma GCC unroll 6
@@ -111,8 +118,9 @@ ukr256(const int mr, int kc, const float *Ap, const float *Bp, float *C, long ld
             c0[i] = _mm256_setzero_ps();
             c1[i] = _mm256_setzero_ps();
         } else {
-            c0[i] = _mm256_maskload_ps(C + i * ldc, k0);
-            c1[i] = _mm256_maskload_ps(C + i * ldc + 8, k1);
+            c0[i] = full ? _mm256_loadu_ps(C + i * ldc) : _mm256_maskload_ps(C + i * ldc, k0);
+            c1[i] = full ? _mm256_loadu_ps(C + i * ldc + 8)
+                         : _mm256_maskload_ps(C + i * ldc + 8, k1);
         }
     }
     for (int k = 0; k < kc; k++) {
@@ -128,22 +136,39 @@ ukr256(const int mr, int kc, const float *Ap, const float *Bp, float *C, long ld
     if (R)
 #pragma GCC unroll 6
         for (int i = 0; i < mr; i++) {
-            c0[i] = _mm256_add_ps(c0[i], _mm256_maskload_ps(R + i * ldr, k0));
-            c1[i] = _mm256_add_ps(c1[i], _mm256_maskload_ps(R + i * ldr + 8, k1));
+            c0[i] = _mm256_add_ps(c0[i], full ? _mm256_loadu_ps(R + i * ldr)
+                                              : _mm256_maskload_ps(R + i * ldr, k0));
+            c1[i] = _mm256_add_ps(c1[i], full ? _mm256_loadu_ps(R + i * ldr + 8)
+                                              : _mm256_maskload_ps(R + i * ldr + 8, k1));
         }
 #pragma GCC unroll 6
     for (int i = 0; i < mr; i++) {
-        _mm256_maskstore_ps(C + i * ldc, k0, c0[i]);
-        _mm256_maskstore_ps(C + i * ldc + 8, k1, c1[i]);
+        if (full) {
+            _mm256_storeu_ps(C + i * ldc, c0[i]);
+            _mm256_storeu_ps(C + i * ldc + 8, c1[i]);
+        } else {
+            _mm256_maskstore_ps(C + i * ldc, k0, c0[i]);
+            _mm256_maskstore_ps(C + i * ldc + 8, k1, c1[i]);
+        }
     }
 }
 
+/* ukr256_MR: a full panel (plain loads and stores of C); ukr256m_MR: the last,
+ * partial panel (masked). The two give the same bits; the split is for AMD
+ * Zen, where a masked store costs about as much as a dozen FMAs and masking
+ * every tile cost ~10% of the kernel. */
 #define UKR256_N(MR)                                                                            \
     __attribute__((target("avx2,fma"))) static void ukr256_##MR(                                \
         int kc, const float *Ap, const float *Bp, float *C, long ldc, bool first,               \
         const float *R, long ldr, __m256i k0, __m256i k1)                                       \
     {                                                                                           \
-        ukr256(MR, kc, Ap, Bp, C, ldc, first, R, ldr, k0, k1);                                  \
+        ukr256(MR, true, kc, Ap, Bp, C, ldc, first, R, ldr, k0, k1);                            \
+    }                                                                                           \
+    __attribute__((target("avx2,fma"))) static void ukr256m_##MR(                               \
+        int kc, const float *Ap, const float *Bp, float *C, long ldc, bool first,               \
+        const float *R, long ldr, __m256i k0, __m256i k1)                                       \
+    {                                                                                           \
+        ukr256(MR, false, kc, Ap, Bp, C, ldc, first, R, ldr, k0, k1);                           \
     }
 UKR256_N(1)
 UKR256_N(2)
@@ -153,8 +178,9 @@ UKR256_N(5)
 UKR256_N(6)
 typedef void (*ukr256_fn)(int, const float *, const float *, float *, long, bool, const float *,
                           long, __m256i, __m256i);
-static const ukr256_fn ukr256_tab[G256_MR + 1] = {NULL,     ukr256_1, ukr256_2, ukr256_3,
-                                                  ukr256_4, ukr256_5, ukr256_6};
+static const ukr256_fn ukr256_tab[2][G256_MR + 1] = {
+    {NULL, ukr256m_1, ukr256m_2, ukr256m_3, ukr256m_4, ukr256m_5, ukr256m_6},
+    {NULL, ukr256_1, ukr256_2, ukr256_3, ukr256_4, ukr256_5, ukr256_6}};
 
 /* lanes [0, n) of an 8-lane mask (n clamped to 0..8) */
 __attribute__((target("avx2"))) static __m256i mask8(int n)
@@ -318,7 +344,7 @@ __attribute__((target("avx2,fma"))) static void rows256(const gllm_cpu_gemm_call
     const bool last = k0 + kc == g->K;
     for (int i = 0; i < g->M; i += G256_MR) {
         const int mr = g->M - i < G256_MR ? g->M - i : G256_MR;
-        ukr256_tab[mr](kc, g->Apk + ((size_t)i * g->K + (size_t)k0 * G256_MR), Bp,
+        ukr256_tab[nv >= G256_NR][mr](kc, g->Apk + ((size_t)i * g->K + (size_t)k0 * G256_MR), Bp,
                        g->C + (size_t)i * g->ldc + n0, g->ldc, k0 == 0,
                        last && g->R ? g->R + (size_t)i * g->ldc + n0 : NULL, g->ldc, m0, m1);
     }
@@ -341,8 +367,10 @@ void gllm_cpu_gemm_panel(const gllm_cpu_gemm_call *g, int panel, float *Bp)
 #ifdef GEMM_X86
     const int nr = gllm_cpu_gemm_nr(g->isa);
     const int n0 = panel * nr, nv = g->N - n0 < nr ? g->N - n0 : nr;
-    for (int k0 = 0; k0 < g->K; k0 += GEMM_KC) {
-        const int kc = g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC;
+    const int kb = g->Bpk && g->isa == GLLM_GEMM_AVX2 && g->K <= GEMM_KC_PACKED_AVX2 ? g->K
+                                                                                  : GEMM_KC;
+    for (int k0 = 0; k0 < g->K; k0 += kb) {
+        const int kc = g->K - k0 < kb ? g->K - k0 : kb;
         if (g->Bpk)
             Bp = (float *)g->Bpk + ((size_t)panel * g->K + k0) * nr;
         else

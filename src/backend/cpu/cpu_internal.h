@@ -51,6 +51,12 @@ typedef struct gllm_cpu_ctx {
     /* A of a row-invariant matmul, packed for cpu_gemm.c's kernel */
     float *gemm_a;
     size_t gemm_a_bytes;
+    /* RoPE's rotation per position, [pos][rot_dim/2] pairs (cos, sin) * attn_factor,
+     * for the inv_freq (copied) and attn_factor it was built with: the angles of a
+     * step are the same in every layer, for q and k (cpu_norm.c) */
+    float *rope_tab, *rope_inv;
+    int rope_half, rope_npos;
+    float rope_attn;
     /* bytes of this backend's live allocations and their peak (device_info) */
     size_t mem_live, mem_peak;
     char device_name[128];      /* the CPU model, read once from /proc/cpuinfo */

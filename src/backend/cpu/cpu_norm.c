@@ -1,5 +1,7 @@
 /* LayerNorm, RMSNorm (HF LlamaRMSNorm) and RoPE (HF rotate_half) on the CPU. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
 
@@ -174,13 +176,16 @@ gllm_status gllm_cpu_rmsnorm_bwd(gllm_backend *be, void *dinp, float *dw, const 
     return GLLM_OK;
 }
 
+#define GLLM_ROPE_MAX_HALF 512     /* rot_dim up to 1024 */
+#define GLLM_ROPE_TAB_MAX (1 << 17) /* positions a table covers (at rot_dim 128: 64 MiB) */
+
 static gllm_status rope_check(const char *op, const void *x, const int32_t *pos,
                               const gllm_rope_args *a)
 {
     if (!x || !pos || !a || !a->inv_freq)
         return gllm_fail(GLLM_ERR_INVALID, "%s: NULL argument", op);
     if (a->n_tokens < 0 || a->n_heads <= 0 || a->head_dim <= 0 || a->rot_dim <= 0 ||
-        a->rot_dim % 2 || a->rot_dim > a->head_dim || a->row_stride < a->n_heads * a->head_dim)
+        a->rot_dim % 2 || a->rot_dim > a->head_dim || a->rot_dim > 2 * GLLM_ROPE_MAX_HALF || a->row_stride < a->n_heads * a->head_dim)
         return gllm_fail(GLLM_ERR_INVALID,
                          "%s: bad shape (tokens=%d heads=%d head_dim=%d rot_dim=%d "
                          "row_stride=%d)",
@@ -193,37 +198,101 @@ typedef struct rope_ctx {
     const int32_t *pos;
     const gllm_rope_args *a;
     float sign;
+    const float *tab; /* cos/sin per position (rope_table), or NULL: computed here */
 } rope_ctx;
 
+/* Rotates rows [b, e). The angle is rounded to fp32 first, as HF computes
+ * inv_freq @ pos in fp32; a table entry holds the same cosf/sinf of the same
+ * angle times attn_factor, and the sign is applied after (exact for +-1), so
+ * both ways give the same bits. */
 static void rope_range(void *v, long b, long e, int tid)
 {
     const rope_ctx *r = v;
     const gllm_rope_args *a = r->a;
     float *x = r->x, sign = r->sign;
     const int half = a->rot_dim / 2;
+    float cs[2 * GLLM_ROPE_MAX_HALF];
     (void)tid;
     for (long n = b; n < e; n++) {
-        float p = (float)r->pos[n];
-        for (int i = 0; i < half; i++) {
-            /* the angle is rounded to fp32 first, as HF computes inv_freq @ pos in fp32 */
-            float th = p * a->inv_freq[i];
-            float c = cosf(th) * a->attn_factor, s = sign * sinf(th) * a->attn_factor;
-            for (int h = 0; h < a->n_heads; h++) {
-                float *xh = x + (size_t)n * a->row_stride + (size_t)h * a->head_dim;
-                float x1 = xh[i], x2 = xh[i + half];
-                xh[i] = x1 * c - x2 * s;
-                xh[i + half] = x2 * c + x1 * s;
+        const float *c = cs, *s = cs + half;
+        if (r->tab) {
+            c = r->tab + (size_t)r->pos[n] * 2 * half;
+            s = c + half;
+        } else {
+            float p = (float)r->pos[n];
+            for (int i = 0; i < half; i++) {
+                float th = p * a->inv_freq[i];
+                cs[i] = cosf(th) * a->attn_factor;
+                cs[half + i] = sinf(th) * a->attn_factor;
+            }
+        }
+        for (int h = 0; h < a->n_heads; h++) {
+            float *xh = x + (size_t)n * a->row_stride + (size_t)h * a->head_dim;
+            for (int i = 0; i < half; i++) {
+                const float x1 = xh[i], x2 = xh[i + half], si = sign * s[i];
+                xh[i] = x1 * c[i] - x2 * si;
+                xh[i + half] = x2 * c[i] + x1 * si;
             }
         }
     }
+}
+
+/* The backend's table of rotations for positions [0, npos), rebuilt when the
+ * frequencies or attn_factor change and grown (doubling) when a position lies
+ * past it: every layer of a step, q and k alike, and every later step read the
+ * same angles, so each cosf/sinf is computed once per position, not once per
+ * head, layer and step. NULL (compute in place) for positions it does not cover
+ * (negative or past GLLM_ROPE_TAB_MAX) or when memory is short. */
+static const float *rope_table(gllm_backend *be, const int32_t *pos, const gllm_rope_args *a)
+{
+    gllm_cpu_ctx *c = gllm_cpu_ctx_of(be);
+    const int half = a->rot_dim / 2;
+    int32_t maxp = -1;
+    for (int n = 0; n < a->n_tokens; n++) {
+        if (pos[n] < 0)
+            return NULL;
+        maxp = pos[n] > maxp ? pos[n] : maxp;
+    }
+    if (maxp >= GLLM_ROPE_TAB_MAX)
+        return NULL;
+    const bool same = c->rope_tab && c->rope_half == half && c->rope_attn == a->attn_factor &&
+                      memcmp(c->rope_inv, a->inv_freq, (size_t)half * sizeof(float)) == 0;
+    if (same && maxp < c->rope_npos)
+        return c->rope_tab;
+    int npos = same ? c->rope_npos : 256;
+    while (npos <= maxp)
+        npos *= 2;
+    npos = npos > GLLM_ROPE_TAB_MAX ? GLLM_ROPE_TAB_MAX : npos;
+    float *tab = malloc((size_t)npos * 2 * half * sizeof(float));
+    float *inv = malloc((size_t)half * sizeof(float));
+    if (!tab || !inv) {
+        free(tab);
+        free(inv);
+        return NULL;
+    }
+    memcpy(inv, a->inv_freq, (size_t)half * sizeof(float));
+    for (int p = 0; p < npos; p++)
+        for (int i = 0; i < half; i++) {
+            float th = (float)p * inv[i];
+            tab[(size_t)p * 2 * half + i] = cosf(th) * a->attn_factor;
+            tab[(size_t)p * 2 * half + half + i] = sinf(th) * a->attn_factor;
+        }
+    free(c->rope_tab);
+    free(c->rope_inv);
+    c->rope_tab = tab;
+    c->rope_inv = inv;
+    c->rope_half = half;
+    c->rope_npos = npos;
+    c->rope_attn = a->attn_factor;
+    return tab;
 }
 
 /* sign = +1 rotates by +angle (forward), -1 by -angle (the transpose, for backward). */
 static void rope_apply(gllm_backend *be, float *x, const int32_t *pos, const gllm_rope_args *a,
                        float sign)
 {
-    rope_ctx r = {x, pos, a, sign};
-    gllm_cpu_for(be, a->n_tokens, 40.0 * a->rot_dim + 3.0 * a->rot_dim * a->n_heads,
+    rope_ctx r = {x, pos, a, sign, rope_table(be, pos, a)};
+    gllm_cpu_for(be, a->n_tokens, (r.tab ? 0.0 : 40.0 * a->rot_dim) + 3.0 * a->rot_dim * a->n_heads,
                  rope_range, &r);
 }
 
