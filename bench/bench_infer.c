@@ -3,7 +3,8 @@
  * backend instead; --threads is then ignored).
  *
  *   bench_infer MODEL_DIR PROMPTS OUT_JSON [--no-sharing] [--threads N]
- *               [--max-batch-tokens N] [--max-seqs N] [--kv-bytes N] [--ids OUT_IDS]
+ *               [--max-batch-tokens N] [--max-seqs N] [--block-size N] [--kv-bytes N]
+ *               [--ids OUT_IDS]
  *
  * PROMPTS: one request per line, "max_tokens id id id ...". Every request is
  * greedy with eos ignored (so every system generates exactly max_tokens). All
@@ -101,7 +102,8 @@ int main(int argc, char **argv)
 {
     if (argc < 4) {
         fprintf(stderr, "usage: %s MODEL_DIR PROMPTS OUT_JSON [--no-sharing] [--threads N] "
-                        "[--max-batch-tokens N] [--max-seqs N] [--kv-bytes N] [--ids OUT_IDS]\n",
+                        "[--max-batch-tokens N] [--max-seqs N] [--block-size N] [--kv-bytes N] "
+                        "[--ids OUT_IDS]\n",
                 argv[0]);
         return 2;
     }
@@ -117,6 +119,8 @@ int main(int argc, char **argv)
             o.max_batch_tokens = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-seqs") && i + 1 < argc)
             o.max_seqs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--block-size") && i + 1 < argc)
+            o.block_size = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--kv-bytes") && i + 1 < argc) {
             char *end;
             const unsigned long long v = strtoull(argv[++i], &end, 10);
@@ -196,12 +200,12 @@ int main(int argc, char **argv)
             "{\"requests\": %d, \"wall_s\": %.3f, \"cpu_s\": %.3f, \"first_result_s\": %.3f, "
             "\"generated_tokens\": %lld, \"prompt_tokens\": %lld, \"cached_tokens\": %lld, "
             "\"output_tok_per_s\": %.2f, \"steps\": %lld, \"preemptions\": %lld, "
-            "\"kv_blocks\": %d, \"peak_bytes\": %zu, \"prefix_sharing\": %s, "
+            "\"kv_blocks\": %d, \"block_size\": %d, \"peak_bytes\": %zu, \"prefix_sharing\": %s, "
             "\"batch_invariant\": %s, \"threads\": %d, \"backend\": \"%s\", \"kv_bytes\": %zu, "
             "\"peak_rss_mib\": %.1f, \"rowinv_matmul\": \"%s\"}\n",
             n, wall, cpu, first_done, (long long)st.generated_tokens, (long long)st.prompt_tokens,
             (long long)st.cached_tokens, (double)st.generated_tokens / wall, (long long)st.steps,
-            (long long)st.preemptions, st.kv_blocks_total, st.peak_bytes,
+            (long long)st.preemptions, st.kv_blocks_total, st.block_size, st.peak_bytes,
             o.prefix_sharing ? "true" : "false", inv && !strcmp(inv, "0") ? "false" : "true",
             threads, be->name, st.kv_bytes, peak_rss_mib(),
             strcmp(be->name, "cpu") == 0 ? gllm_backend_cpu_rowinv_kernel(be) : "-");

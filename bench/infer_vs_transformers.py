@@ -8,7 +8,8 @@ models/SmolLM2-135M-Instruct from the GGUF in ../shared). 256 prompts:
   - 128 sentiment classifications behind one shared 8-shot prefix, 3 new tokens.
 Greedy, eos ignored (every system generates exactly the same number of tokens).
 Runs (--runs): gllm with prefix sharing on (gllm) and off (gllm-nosharing), gllm
-with batch invariance off (gllm-noinv, GLLM_BATCH_INVARIANT=0), and transformers
+with batch invariance off (gllm-noinv, GLLM_BATCH_INVARIANT=0), gllm with KV blocks
+of 16 tokens instead of the CPU default 4 (gllm-bs16), and transformers
 (hf: batches of --hf-batch, prompts of one kind together, each batch left-padded
 to its longest prompt), and optionally llama.cpp (llamacpp: llama-cpp-python built from its
 PyPI source package, on an F32 GGUF that gllm's gconvert exports from the same folder;
@@ -129,6 +130,10 @@ class Lock:
 
 GLLM_RUNS = {"gllm": ([], "1", {}), "gllm-nosharing": (["--no-sharing"], "1", {}),
              "gllm-noinv": ([], "0", {}),
+             # KV blocks of 16 tokens (vLLM's size, gllm's default on a GPU) instead of the
+             # CPU default of 4: sharing is by whole blocks, so this recomputes up to 15
+             # tokens of every shared prefix
+             "gllm-bs16": (["--block-size", "16"], "1", {}),
              # the row-invariant matmul on OpenBLAS (its per-CPU strategy) instead of
              # gllm's own sgemm: what the kernel of cpu_gemm.c gains
              "gllm-openblas": ([], "1", {"GLLM_GEMM": "off"}),
@@ -137,6 +142,7 @@ GLLM_RUNS = {"gllm": ([], "1", {}), "gllm-nosharing": (["--no-sharing"], "1", {}
 NAMES = {"gllm": "gllm (prefix sharing, batch invariant)",
          "gllm-nosharing": "gllm, no prefix sharing",
          "gllm-noinv": "gllm, batch invariance off", "hf": "transformers generate",
+         "gllm-bs16": "gllm, KV blocks of 16 tokens",
          "gllm-openblas": "gllm, batch invariant on OpenBLAS (GLLM_GEMM=off)",
          "gllm-avx2": "gllm, AVX2 kernel forced (GLLM_GEMM=avx2)",
          "llamacpp": "llama.cpp (llama-cpp-python, F32 GGUF)"}
@@ -219,9 +225,9 @@ def report(result, args, res_dir, stem):
              "| system | time to finish (s) | CPU s | output tok/s | speedup vs transformers "
              "(time) | prompt tokens computed | load avg at start |",
              "|---|---|---|---|---|---|---|"]
-    for key in ("hf", "gllm", "gllm-nosharing", "gllm-noinv", "gllm-openblas", "gllm-avx2",
-                "llamacpp"):
-        if key in ("llamacpp", "gllm-openblas", "gllm-avx2") and key not in runs:
+    for key in ("hf", "gllm", "gllm-nosharing", "gllm-noinv", "gllm-bs16", "gllm-openblas",
+                "gllm-avx2", "llamacpp"):
+        if key in ("llamacpp", "gllm-openblas", "gllm-avx2", "gllm-bs16") and key not in runs:
             continue
         if key not in runs:
             lines.append(f"| {NAMES[key]} | not run | | | | | |")
@@ -242,6 +248,15 @@ def report(result, args, res_dir, stem):
                      f"prompt tokens "
                      f"served from shared blocks; {ns['wall_s'] / g['wall_s']:.2f}x faster than "
                      f"without sharing.")
+    if g and "block_size" in g:
+        line = f"- KV cache blocks of {g['block_size']} tokens (the CPU default)"
+        if "gllm-bs16" in runs:
+            b16 = runs["gllm-bs16"]
+            line += (f"; with blocks of 16 the run computes "
+                     f"{b16['prompt_tokens'] - b16['cached_tokens']} prompt tokens instead of "
+                     f"{g['prompt_tokens'] - g['cached_tokens']} and takes {b16['wall_s']:.1f} s "
+                     f"({b16['wall_s'] / g['wall_s']:.2f}x)")
+        lines.append(line + ".")
     if g and "gllm-noinv" in runs:
         inv = runs["gllm-noinv"]
         lines.append(f"- batch invariance: off (GLLM_BATCH_INVARIANT=0) the run takes "
@@ -284,8 +299,9 @@ def main():
     ap.add_argument("--hf-batch", type=int, default=32)
     ap.add_argument("--per-kind", type=int, default=128,
                     help="prompts of each kind (128: the 256-prompt bench)")
-    ap.add_argument("--runs", default="gllm,gllm-nosharing,gllm-noinv,hf",
-                    help="comma-separated: gllm, gllm-nosharing, gllm-noinv, hf, llamacpp "
+    ap.add_argument("--runs", default="gllm,gllm-nosharing,gllm-noinv,gllm-bs16,hf",
+                    help="comma-separated: gllm, gllm-nosharing, gllm-noinv, gllm-bs16, hf, "
+                         "llamacpp "
                          "(llamacpp: optional, needs llama-cpp-python and build/gconvert)")
     ap.add_argument("--lock", default=None,
                     help="flock this file around each run (e.g. /work/cpu.lock on a shared "

@@ -103,7 +103,8 @@ typedef struct gllm_engine_options {
     float gpu_memory_utilization; /* device backends, kv_bytes 0: the share of the device's
                                * memory this engine may hold in all (weights, workspace, KV
                                * cache; as vLLM's option); 0 = 0.9 */
-    int block_size;           /* tokens per KV block; 0 = 16 */
+    int block_size;           /* tokens per KV block; 0 = the backend's: 16 on a device, 4 on
+                               * the CPU (gllm_engine_stats.block_size says which) */
     int max_batch_tokens;     /* tokens computed per step (prefill chunks + decodes); 0 = 2048 */
     int max_seqs;             /* running sequences at most; 0 = 256 */
     int prefill_chunk;        /* longest prefill piece of one sequence per step; 0 = max_batch_tokens */
@@ -121,6 +122,7 @@ typedef struct gllm_engine_stats {
     int64_t steps;
     int waiting, running, finished; /* finished = results not yet taken */
     int kv_blocks_total, kv_blocks_used;
+    int block_size;           /* tokens per block (the default resolved) */
     size_t kv_bytes;
     size_t peak_bytes;        /* backend memory held by the engine and model at most */
 } gllm_engine_stats;

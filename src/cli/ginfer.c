@@ -29,7 +29,7 @@ static const char *USAGE =
     "  --max-batch-tokens N    tokens computed per engine step (default 2048)\n"
     "  --max-seqs N            sequences running at once (default 256)\n"
     "  --chunk N               longest prefill piece of one sequence per step\n"
-    "  --block-size N          tokens per KV block (default 16)\n"
+    "  --block-size N          tokens per KV block (default 4 on the CPU, 16 on a GPU)\n"
     "  --prefix-sharing on|off share full prompt blocks between requests (default on)\n"
     "  --chat-template T       built-in name (chatml, llama2, llama3, mistral, plain) or a file\n"
     "                          of Jinja source, replacing the model's template\n"

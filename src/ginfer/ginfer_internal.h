@@ -14,6 +14,7 @@
 typedef struct gi_stats {
     int64_t prompt_tokens, cached_tokens, generated_tokens, preemptions;
     int kv_blocks_used, kv_blocks_total;
+    int block_size;            /* tokens per KV block, the engine's default resolved */
     size_t kv_bytes, peak_bytes;
     double rss_mib;
 } gi_stats;
@@ -37,7 +38,7 @@ void gi_stats_total(const gi_stats *per, int n, gi_stats *t);
 void gi_progress(gi_progress_state *p, long done, long total, long errors, const gi_stats *s,
                  bool final);
 gllm_status gi_write_summary(const char *path, const gllm_ginfer_options *o,
-                             const gllm_ginfer_summary *s, size_t kv_bytes);
+                             const gllm_ginfer_summary *s, size_t kv_bytes, int block_size);
 void gi_summary_path(const gllm_ginfer_options *o, char *buf, size_t n);
 
 #endif

@@ -40,6 +40,8 @@ void gi_stats_total(const gi_stats *per, int n, gi_stats *t)
         t->kv_blocks_used += per[i].kv_blocks_used;
         t->kv_blocks_total += per[i].kv_blocks_total;
         t->kv_bytes += per[i].kv_bytes;
+        if (per[i].block_size)
+            t->block_size = per[i].block_size;
         if (per[i].peak_bytes > t->peak_bytes)
             t->peak_bytes = per[i].peak_bytes;
         if (per[i].rss_mib > t->rss_mib)
@@ -80,7 +82,7 @@ void gi_progress(gi_progress_state *p, long done, long total, long errors, const
 }
 
 gllm_status gi_write_summary(const char *path, const gllm_ginfer_options *o,
-                             const gllm_ginfer_summary *s, size_t kv_bytes)
+                             const gllm_ginfer_summary *s, size_t kv_bytes, int block_size)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "input", o->input);
@@ -116,7 +118,8 @@ gllm_status gi_write_summary(const char *path, const gllm_ginfer_options *o,
     cJSON_AddNumberToObject(opt, "max_batch_tokens", o->engine.max_batch_tokens);
     cJSON_AddNumberToObject(opt, "max_seqs", o->engine.max_seqs);
     cJSON_AddNumberToObject(opt, "prefill_chunk", o->engine.prefill_chunk);
-    cJSON_AddNumberToObject(opt, "block_size", o->engine.block_size);
+    /* the block size the engine ran with (the option, or the backend's default) */
+    cJSON_AddNumberToObject(opt, "block_size", block_size ? block_size : o->engine.block_size);
     cJSON_AddBoolToObject(opt, "prefix_sharing", o->engine.prefix_sharing);
     if (o->defaults.obj)
         cJSON_AddItemToObject(opt, "set", cJSON_Duplicate(o->defaults.obj, true));

@@ -143,10 +143,10 @@ static gllm_status pipe_step(gi_sink *s, const gi_stats *st, const char *device,
     if (!final && now - p->last < 0.5)
         return GLLM_OK;
     p->last = now;
-    snprintf(msg, sizeof msg, "S %lld %lld %lld %lld %d %d %zu %zu %.3f\n",
+    snprintf(msg, sizeof msg, "S %lld %lld %lld %lld %d %d %zu %zu %.3f %d\n",
              (long long)st->prompt_tokens, (long long)st->cached_tokens,
              (long long)st->generated_tokens, (long long)st->preemptions, st->kv_blocks_used,
-             st->kv_blocks_total, st->kv_bytes, st->peak_bytes, st->rss_mib);
+             st->kv_blocks_total, st->kv_bytes, st->peak_bytes, st->rss_mib, st->block_size);
     return pipe_write(p->fd, msg, strlen(msg));
 }
 
@@ -208,6 +208,7 @@ static void engine_stats(const gllm_engine *e, gi_stats *s)
     s->kv_blocks_used = es.kv_blocks_used;
     s->kv_blocks_total = es.kv_blocks_total;
     s->kv_bytes = es.kv_bytes;
+    s->block_size = es.block_size;
     s->peak_bytes = es.peak_bytes;
     s->rss_mib = gi_peak_rss_mib();
 }
@@ -466,9 +467,9 @@ static gllm_status handle_message(merge *m, worker *w, char *msg)
     if (msg[0] == 'S' && msg[1] == ' ') {
         gi_stats *s = &w->stats;
         long long a, b, c, d;
-        if (sscanf(msg + 2, "%lld %lld %lld %lld %d %d %zu %zu %lf", &a, &b, &c, &d,
+        if (sscanf(msg + 2, "%lld %lld %lld %lld %d %d %zu %zu %lf %d", &a, &b, &c, &d,
                    &s->kv_blocks_used, &s->kv_blocks_total, &s->kv_bytes, &s->peak_bytes,
-                   &s->rss_mib) == 9) {
+                   &s->rss_mib, &s->block_size) == 10) {
             s->prompt_tokens = a;
             s->cached_tokens = b;
             s->generated_tokens = c;
@@ -784,7 +785,7 @@ gllm_status gllm_ginfer_run(const gllm_ginfer_options *o, gllm_ginfer_summary *s
         gi_progress(&prog, next, total, sum->errors, &totals, true);
     char path[PATH_MAX];
     gi_summary_path(o, path, sizeof path);
-    gllm_status ss = gi_write_summary(path, o, sum, totals.kv_bytes);
+    gllm_status ss = gi_write_summary(path, o, sum, totals.kv_bytes, totals.block_size);
     if (st == GLLM_OK && ss != GLLM_OK)
         return ss;
     if (st != GLLM_OK)

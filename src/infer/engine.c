@@ -44,6 +44,7 @@
 #include "gllm/step.h"
 
 #define MAX_TOP 20
+#define GLLM_CPU_BLOCK_SIZE 4 /* default tokens per KV block on the CPU (16 on a device) */
 
 /* ------------------------------------------------------------------ utils */
 
@@ -344,7 +345,7 @@ gllm_sampling gllm_sampling_default(void)
 gllm_engine_options gllm_engine_options_default(void)
 {
     return (gllm_engine_options){.kv_bytes = 0, .gpu_memory_utilization = 0.9f,
-                                 .block_size = 16, .max_batch_tokens = 2048, .max_seqs = 256,
+                                 .block_size = 0, .max_batch_tokens = 2048, .max_seqs = 256,
                                  .prefill_chunk = 0, .prefix_sharing = true, .tok = NULL};
 }
 
@@ -1225,18 +1226,17 @@ gllm_status gllm_engine_create(gllm_model *m, const gllm_engine_options *o, gllm
         return gllm_fail(GLLM_ERR_INVALID, "engine_create: NULL argument");
     *out = NULL;
     gllm_engine_options opt = o ? *o : gllm_engine_options_default();
-    if (opt.block_size == 0)
-        opt.block_size = 16;
     if (opt.max_batch_tokens == 0)
         opt.max_batch_tokens = 2048;
     if (opt.max_seqs == 0)
         opt.max_seqs = 256;
     if (opt.prefill_chunk == 0)
         opt.prefill_chunk = opt.max_batch_tokens;
-    if (opt.block_size < 1 || opt.max_batch_tokens < 1 || opt.max_seqs < 1 ||
+    if (opt.block_size < 0 || opt.max_batch_tokens < 1 || opt.max_seqs < 1 ||
         opt.prefill_chunk < 1)
-        return gllm_fail(GLLM_ERR_INVALID, "engine: block_size %d, max_batch_tokens %d, max_seqs "
-                         "%d and prefill_chunk %d must be positive", opt.block_size,
+        return gllm_fail(GLLM_ERR_INVALID, "engine: block_size %d (0: the default), "
+                         "max_batch_tokens %d, max_seqs %d and prefill_chunk %d must be "
+                         "positive", opt.block_size,
                          opt.max_batch_tokens, opt.max_seqs, opt.prefill_chunk);
     const gllm_model_config *c = gllm_model_cfg(m);
     gllm_backend *be = gllm_model_backend(m);
@@ -1248,7 +1248,6 @@ gllm_status gllm_engine_create(gllm_model *m, const gllm_engine_options *o, gllm
     if (!(opt.gpu_memory_utilization > 0.0f && opt.gpu_memory_utilization <= 1.0f))
         return gllm_fail(GLLM_ERR_INVALID, "engine: gpu_memory_utilization %g must be in (0, 1]",
                          (double)opt.gpu_memory_utilization);
-    const size_t block_bytes = gllm_kv_block_bytes(m, opt.block_size);
     /* the step workspace first: on a device, the KV cache gets what is left after it */
     gllm_step_ws *ws = NULL;
     GLLM_TRY(gllm_step_ws_create(m, opt.max_batch_tokens, opt.max_seqs, &ws));
@@ -1257,6 +1256,16 @@ gllm_status gllm_engine_create(gllm_model *m, const gllm_engine_options *o, gllm
     if (be->device_info && be->device_info(be, &dev) != GLLM_OK)
         memset(&dev, 0, sizeof dev);
     const bool device = dev.mem_free > 0 && dev.mem_total > 0;
+    /* Sharing is by whole blocks, so a request recomputes up to block_size - 1
+     * tokens of a prefix it shares. On the CPU the attention reads each key
+     * through its slot whatever the block size, and 4 costs nothing there while
+     * sharing almost every shared token (bench/results/infer_cpu_2026-12-03_zen3*:
+     * 256 prompts behind common prefixes computed 4384 prompt tokens with 16,
+     * 1916 with 4, 1588 with 1; SGLang shares per token); a GPU kernel reads a
+     * block per warp and keeps vLLM's 16. */
+    if (opt.block_size == 0)
+        opt.block_size = device ? 16 : GLLM_CPU_BLOCK_SIZE;
+    const size_t block_bytes = gllm_kv_block_bytes(m, opt.block_size);
     size_t kv_bytes = opt.kv_bytes;
     if (!kv_bytes && device) {
         kv_bytes = gllm_kv_budget_device(dev.mem_total, dev.mem_free,
@@ -1377,6 +1386,7 @@ void gllm_engine_get_stats(const gllm_engine *e, gllm_engine_stats *st)
     st->finished = e->n_done - e->done_head;
     st->kv_blocks_total = e->nb;
     st->kv_blocks_used = e->nb - e->n_free - e->n_lru;
+    st->block_size = e->bs;
     st->kv_bytes = e->kv->bytes;
 }
 

@@ -415,6 +415,8 @@ static void stories_case(const char *model, gllm_model *m, gllm_tokenizer *tok)
         CHECK_MSG(cJSON_HasObjectItem(sj, keys[k]), "summary.json lacks %s", keys[k]);
     CHECK(get(sj, "lines")->valueint == 7 && get(sj, "errors")->valueint == 1);
     CHECK(get(sj, "generated_tokens")->valuedouble >= 16);
+    /* the block size the engine resolved (the CPU default), not the option's 0 */
+    CHECK(get(sj, "options.block_size") && get(sj, "options.block_size")->valueint == 4);
     cJSON_Delete(sj);
     free(s);
     free_results(r, n);

@@ -134,9 +134,11 @@ static void invariance(gllm_model *m, const char *name, const int *prefix_len, i
         bool sharing;
         int chunk, max_seqs, max_tokens;
         int cache_blocks; /* 0 = default */
+        int block_size;   /* 0 = default (4 on the CPU) */
     } cfgs[] = {
-        {true, 0, 0, 0, 0},  {false, 0, 0, 0, 0}, {true, 7, 0, 0, 0},
-        {false, 13, 0, 64, 0}, {true, 5, 16, 40, -1}, {false, 0, 0, 0, -1},
+        {true, 0, 0, 0, 0, 0},    {false, 0, 0, 0, 0, 0}, {true, 7, 0, 0, 0, 0},
+        {false, 13, 0, 64, 0, 0}, {true, 5, 16, 40, -1, 0}, {false, 0, 0, 0, -1, 0},
+        {true, 0, 0, 0, 0, 16},   {true, 3, 0, 0, 0, 1},
     };
     long long tight_preemptions = 0;
     int tight_runs = 0;
@@ -148,6 +150,7 @@ static void invariance(gllm_model *m, const char *name, const int *prefix_len, i
         oc.prefill_chunk = cfgs[ci].chunk;
         oc.max_seqs = cfgs[ci].max_seqs;
         oc.max_batch_tokens = cfgs[ci].max_tokens;
+        oc.block_size = cfgs[ci].block_size;
         int blocks = 0;
         if (cfgs[ci].cache_blocks < 0) { /* room for about two of the longest requests */
             blocks = (int)(2 * ((max_len + 15) / 16));
@@ -174,9 +177,9 @@ static void invariance(gllm_model *m, const char *name, const int *prefix_len, i
                     printf("\n");
                 }
             }
-        CHECK_MSG(differ == 0, "config %zu (sharing %d, chunk %d, cache %d blocks): %d of 64 "
-                  "results differ from the request run alone", ci, cfgs[ci].sharing,
-                  cfgs[ci].chunk, blocks, differ);
+        CHECK_MSG(differ == 0, "config %zu (sharing %d, chunk %d, cache %d tokens, blocks of %d): "
+                  "%d of 64 results differ from the request run alone", ci, cfgs[ci].sharing,
+                  cfgs[ci].chunk, blocks * 16, st.block_size, differ);
         /* whether one tight configuration preempts depends on the random request
          * lengths (seed 4768014128580052253: config 5 admitted so that it never had
          * to); the tight configurations together must */
@@ -188,9 +191,10 @@ static void invariance(gllm_model *m, const char *name, const int *prefix_len, i
             CHECK_MSG(st.cached_tokens > 0, "prefix sharing found no cached tokens");
         else
             CHECK(st.cached_tokens == 0);
-        printf("%s: config %zu sharing %d chunk %d cache %d blocks: %d/64 differ, steps %lld, "
-               "preemptions %lld, cached %lld of %lld prompt tokens\n",
-               name, ci, cfgs[ci].sharing, cfgs[ci].chunk, blocks, differ, (long long)st.steps,
+        printf("%s: config %zu sharing %d chunk %d cache %d tokens, blocks of %d: %d/64 differ, "
+               "steps %lld, preemptions %lld, cached %lld of %lld prompt tokens\n",
+               name, ci, cfgs[ci].sharing, cfgs[ci].chunk, blocks * 16, st.block_size, differ,
+               (long long)st.steps,
                (long long)st.preemptions, (long long)st.cached_tokens,
                (long long)st.prompt_tokens);
         free_results(together, 64);
@@ -589,6 +593,8 @@ static void kv_budget(gllm_model *m, const char *name)
         CHECK_MSG((size_t)st.kv_blocks_total == want && want > 0,
                   "utilization %.2f: %d blocks of %zu bytes, want %zu", u, st.kv_blocks_total, bb,
                   want);
+        CHECK_MSG(st.block_size == 16, "a device's default block is 16 tokens, not %d",
+                  st.block_size);
         gllm_engine_free(e);
     }
     /* too small a share: refused, naming the option */
@@ -611,15 +617,17 @@ static void kv_budget(gllm_model *m, const char *name)
         gllm_engine_free(e);
     }
     be->device_info = cpu_info;
-    /* the CPU: 1 GiB, capped at max_seqs full-context sequences */
+    /* the CPU: blocks of 4 tokens, 1 GiB, capped at max_seqs full-context sequences */
     o = gllm_engine_options_default();
     o.max_seqs = 2;
     CHECK_OK(gllm_engine_create(m, &o, &e));
     if (e) {
         gllm_engine_stats st;
         gllm_engine_get_stats(e, &st);
-        const int bpseq = (gllm_model_cfg(m)->max_pos + 15) / 16;
-        const long cap = 2L * bpseq + 1, gib = (long)(G / bb);
+        CHECK_MSG(st.block_size == 4, "the CPU's default block is 4 tokens, not %d",
+                  st.block_size);
+        const int bpseq = (gllm_model_cfg(m)->max_pos + 3) / 4;
+        const long cap = 2L * bpseq + 1, gib = (long)(G / gllm_kv_block_bytes(m, 4));
         CHECK_MSG(st.kv_blocks_total == (cap < gib ? cap : gib), "%d blocks, cap %ld, 1 GiB %ld",
                   st.kv_blocks_total, cap, gib);
         gllm_engine_free(e);
@@ -638,7 +646,7 @@ int main(void)
     CHECK(m != NULL);
     if (m) {
         static const int prefix[4] = {0, 16, 21, 35};
-        invariance(m, "mistral fixture", prefix, 4, 12, 12, 0x3f);
+        invariance(m, "mistral fixture", prefix, 4, 12, 12, 0xff);
         sampling_distribution(m, "mistral fixture", 1.0f, 0, 1.0f, 0.0f);
         sampling_distribution(m, "mistral fixture", 0.7f, 30, 0.9f, 0.05f);
         stops_and_errors(m, "mistral fixture");
@@ -653,7 +661,7 @@ int main(void)
         if (m) {
             /* configs 0 (sharing), 3 (no sharing, chunk 13), 4 (tiny cache, chunk 5) */
             static const int prefix[4] = {0, 32, 45, 80};
-            invariance(m, "stories260K", prefix, 4, 40, 16, 0x19);
+            invariance(m, "stories260K", prefix, 4, 40, 16, 0x59);
             sampling_distribution(m, "stories260K", 0.8f, 0, 0.95f, 0.0f);
             stop_strings(m, dir);
             stop_after_leading_space(m, dir);
