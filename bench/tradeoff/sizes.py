@@ -590,7 +590,7 @@ class Sweep:
             out_json = os.path.join(d, tag + ".json")
             cmd = [os.path.join(self.bin, "bench_infer"), os.path.abspath(path), f, out_json,
                    "--threads", str(self.threads), "--kv-bytes", str(int(blocks * block * kv_tok)),
-                   "--max-seqs", str(max(len(reqs), 1))]
+                   "--max-seqs", str(max(len(reqs), 1)), "--block-size", str(block)]
             if c.get("max_batch_tokens"):
                 cmd += ["--max-batch-tokens", str(int(c["max_batch_tokens"]))]
             best = None
