@@ -79,7 +79,7 @@ def cpu_s():
     return u.ru_utime + u.ru_stime
 
 
-def run_hf(model, tok, prompts, batch):
+def run_hf(model, tok, prompts, batch, device="cpu"):
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     outs = [None] * len(prompts)
     t0, c0 = time.perf_counter(), cpu_s()
@@ -95,6 +95,7 @@ def run_hf(model, tok, prompts, batch):
                 ids[r, L - len(p):] = torch.tensor(p)
                 mask[r, L - len(p):] = 1
             n_new = prompts[sel[0]][1]
+            ids, mask = ids.to(device), mask.to(device)
             with torch.no_grad():
                 out = model.generate(ids, attention_mask=mask, do_sample=False,
                                      max_new_tokens=n_new, min_new_tokens=n_new,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a randomly initialised HF model folder for throughput benches.
-usage: make_bench_model.py OUT_DIR {llama-6m,gpt2-14m,gpt2-124m,smollm-360m}
-(the last two at the real models' shapes, for GPU runs)"""
+usage: make_bench_model.py OUT_DIR {llama-6m,gpt2-14m,gpt2-124m,smollm-135m,smollm-360m}
+(the last three at the real models' shapes, for GPU runs)"""
 import sys
 
 import torch
@@ -17,6 +17,11 @@ SHAPES = {
         vocab_size=8192, n_embd=384, n_layer=6, n_head=6, n_positions=1024)),
     "gpt2-124m": lambda: GPT2LMHeadModel(GPT2Config(
         vocab_size=50257, n_embd=768, n_layer=12, n_head=12, n_positions=1024)),
+    # SmolLM2-135M's shape (the CPU inference bench's model)
+    "smollm-135m": lambda: LlamaForCausalLM(LlamaConfig(
+        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+        num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+        rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True)),
     # SmolLM2-360M's shape
     "smollm-360m": lambda: LlamaForCausalLM(LlamaConfig(
         vocab_size=49152, hidden_size=960, intermediate_size=2560, num_hidden_layers=32,

@@ -150,9 +150,12 @@ fi
 
 # The benches' PyTorch side and the check itself.
 for f in bench/attn_sdpa_baseline.py bench/run_attention_bench.sh bench/gpu_train_vs_torch.sh \
-         bench/make_bench_model.py bench/torch_cpu_fwdbwd.py; do
+         bench/make_bench_model.py bench/torch_cpu_fwdbwd.py bench/infer_gpu.py \
+         bench/infer_vs_transformers.py; do
   [ -f "$f" ] && cp "$f" "$tmp/bench/"
 done
+mkdir -p "$tmp/bench/results"
+cp bench/results/infer_prompts.txt "$tmp/bench/results/" # the CPU bench's 256 prompts, as ids
 # The size sweep of issue 12 (bench/tradeoff/sizes.py: its analytic model, its report module
 # and its GPU config; the random-weight models are written there, not carried).
 mkdir -p "$tmp/bench/tradeoff"

@@ -13,12 +13,14 @@
 # operands); attention; whole models against the CPU; one gtrain run and one
 # ginfer batch end to end; compute-sanitizer memcheck / racecheck / synccheck on
 # short cases; the benches (GEMM vs cuBLASLt, attention vs PyTorch SDPA, AdamW
-# and memory-bound kernels vs copy bandwidth, a training step vs PyTorch); then, with what
+# and memory-bound kernels vs copy bandwidth, a training step vs PyTorch, batched inference
+# vs transformers and the decode step vs the HBM floor); then, with what
 # is left of the budget, the size sweep of issue 12 (bench/tradeoff/sizes.py). A step's verdict is appended to
 # summary.md the moment it ends, so a call cut short still returns what ran.
 # Files in OUT_DIR (at most 8): summary.md, check.log (every step's output),
 # sanitizer.log, bench_matmul.md, bench_attention.md, bench_kernels.md,
-# bench_train.md, sizes.json (the size sweep of issue 12, rendered back here),
+# bench_train.md (training step vs PyTorch, then batched inference vs transformers),
+# sizes.json (the size sweep of issue 12, rendered back here),
 # tradeoff_gpu.tar.gz (the trade-off study of issue 12; with it sanitizer.log is
 # folded into check.log to stay at 8).
 # Back on the development machine, scripts/gpu_results.py turns them into
@@ -256,7 +258,18 @@ if [ "$has_gpu" = 1 ]; then
 else
   step bench-train 30 "$(run bin/bench_train_cpu) 2>&1 | grep -q usage && echo 'SKIP: bench_train_cpu loads; no GPU'"
 fi
-row bench-infer "not run" 0 "no ginfer-vs-PyTorch throughput script yet"
+# issue 9's GPU figures: the engine against transformers generate on the GPU (256 prompts,
+# SmolLM2-135M's shape with random weights) and the batch-1 decode step against the HBM floor;
+# its section is appended to bench_train.md (the output folder holds at most 8 files)
+if [ -f bench/infer_gpu.py ] && [ -x bin/bench_infer ]; then
+  if [ "$has_gpu" = 1 ]; then
+    step bench-infer 180 "$(run python3 bench/infer_gpu.py) --bin bin --out '$OUT_DIR/bench_train.md'"
+  else
+    step bench-infer 30 "python3 bench/infer_gpu.py --bin bin --out /dev/null --check"
+  fi
+else
+  row bench-infer skipped 0 "bench/infer_gpu.py or bench_infer not in the bundle"
+fi
 
 # ---------------------------------------------------------------- 5. studies (issue 12)
 # The size sweep (bench/tradeoff/sizes.py, config sizes_gpu.json): random-weight models of real

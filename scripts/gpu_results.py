@@ -96,6 +96,12 @@ def adamw_goal(text):
             f"goal >= 90%: {verdict}")
 
 
+def infer_goal(text):
+    m = re.search(r"^- goals \(issue 9\): (.*)$", text, re.M)
+    return ("inference (issue 9): " + m.group(1) if m
+            else "inference vs transformers: no section in bench_train.md (bench-infer did not run)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder")
@@ -133,6 +139,7 @@ def main():
                        else "attention vs SDPA: no bench_attention.md (bench did not run)"))
     out.append("- " + (adamw_goal(benches["bench_kernels"]) if "bench_kernels" in benches
                        else "AdamW vs copy: no bench_kernels.md (bench did not run)"))
+    out.append("- " + infer_goal(benches.get("bench_train", "")))
     out.append("- steps: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     out.append("")
     out.append("## Check summary")
