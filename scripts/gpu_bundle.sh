@@ -151,7 +151,7 @@ fi
 # The benches' PyTorch side and the check itself.
 for f in bench/attn_sdpa_baseline.py bench/run_attention_bench.sh bench/gpu_train_vs_torch.sh \
          bench/make_bench_model.py bench/torch_cpu_fwdbwd.py bench/infer_gpu.py \
-         bench/infer_vs_transformers.py; do
+         bench/infer_vs_transformers.py bench/train_gpu_vs_torch.py; do
   [ -f "$f" ] && cp "$f" "$tmp/bench/"
 done
 mkdir -p "$tmp/bench/results"

@@ -19,7 +19,8 @@
 # summary.md the moment it ends, so a call cut short still returns what ran.
 # Files in OUT_DIR (at most 8): summary.md, check.log (every step's output),
 # sanitizer.log, bench_matmul.md, bench_attention.md, bench_kernels.md,
-# bench_train.md (training step vs PyTorch, then batched inference vs transformers),
+# bench_train.md (forward/backward and whole fine-tuning steps vs PyTorch, batched
+# inference vs transformers),
 # sizes.json (the size sweep of issue 12, rendered back here),
 # tradeoff_gpu.tar.gz (the trade-off study of issue 12; with it sanitizer.log is
 # folded into check.log to stay at 8).
@@ -269,6 +270,18 @@ if [ -f bench/infer_gpu.py ] && [ -x bin/bench_infer ]; then
   fi
 else
   row bench-infer skipped 0 "bench/infer_gpu.py or bench_infer not in the bundle"
+fi
+# issue 11's single-GPU fine-tuning benchmark: whole gtrain steps (clip, AdamW) against PyTorch
+# (fp32 + bf16 autocast, SDPA, fused AdamW) at GPT-2 124M and a 1B Llama, peak memory and MFU;
+# also appended to bench_train.md
+if [ -f bench/train_gpu_vs_torch.py ] && [ -x bin/gtrain ]; then
+  if [ "$has_gpu" = 1 ]; then
+    step bench-train-full 240 "$(run python3 bench/train_gpu_vs_torch.py) --bin bin --out '$OUT_DIR/bench_train.md'"
+  else
+    step bench-train-full 30 "python3 bench/train_gpu_vs_torch.py --bin bin --out /dev/null --check"
+  fi
+else
+  row bench-train-full skipped 0 "bench/train_gpu_vs_torch.py or gtrain not in the bundle"
 fi
 
 # ---------------------------------------------------------------- 5. studies (issue 12)

@@ -102,6 +102,12 @@ def infer_goal(text):
             else "inference vs transformers: no section in bench_train.md (bench-infer did not run)")
 
 
+def train_goal(text):
+    m = re.search(r"^- goals \(issue 11\): (.*)$", text, re.M)
+    return ("fine-tuning (issue 11): " + m.group(1) if m else "fine-tuning vs PyTorch: no section "
+            "in bench_train.md (bench-train-full did not run)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder")
@@ -139,6 +145,7 @@ def main():
                        else "attention vs SDPA: no bench_attention.md (bench did not run)"))
     out.append("- " + (adamw_goal(benches["bench_kernels"]) if "bench_kernels" in benches
                        else "AdamW vs copy: no bench_kernels.md (bench did not run)"))
+    out.append("- " + train_goal(benches.get("bench_train", "")))
     out.append("- " + infer_goal(benches.get("bench_train", "")))
     out.append("- steps: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     out.append("")

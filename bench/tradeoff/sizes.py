@@ -288,6 +288,45 @@ def model_shape(path, name):
 # --------------------------------------------------------------------------- running
 
 
+def gtrain_inputs(d, model, backend, B, T, steps, ranks=1):
+    """Writes data.jsonl (random words: ~6 characters per token of T, so that every packed row is
+    full for any tokenizer of the sweep) and train.json into folder d for `steps` steps of B rows of
+    T tokens per rank, and returns gtrain's arguments (run in d; rank count > 1: ZeRO-1)."""
+    os.makedirs(d, exist_ok=True)
+    rng = random.Random(1234)
+    docs = B * ranks * (steps + 1) + 8
+    with open(os.path.join(d, "data.jsonl"), "w") as f:
+        for _ in range(docs):
+            f.write(json.dumps({"text": words_text(rng, 6 * T)}) + "\n")
+    conf = {"model": os.path.abspath(model), "data": "data.jsonl", "out_dir": "run",
+            "backend": backend, "seq_len": T, "batch_size": B, "max_steps": steps,
+            "lr": 1e-5, "warmup_steps": 0, "seed": 1234, "packing": True,
+            "max_grad_norm": 1.0, "log_every": 1000000}
+    if ranks > 1:
+        conf["zero1"] = True
+    with open(os.path.join(d, "train.json"), "w") as f:
+        json.dump(conf, f)
+    args = ["--overwrite"]
+    args += ["--ranks", str(ranks)] if ranks > 1 else ["--backend", backend]
+    return args + ["train.json"]
+
+
+def gtrain_steps(d, warm):
+    """The finished gtrain run in d: (median seconds per step and median tokens per step over the
+    steps after the first `warm`, those step times, the metrics rows of steps, summary.json)."""
+    rows = [json.loads(l) for l in open(os.path.join(d, "run", "metrics.jsonl"))]
+    st = [r for r in rows if "loss" in r and "step" in r and "elapsed_s" in r]
+    summ = json.load(open(os.path.join(d, "run", "summary.json")))
+    per_step, tok_step = [], []
+    prev_e, prev_t = 0.0, 0
+    for r in st:
+        if r["step"] > warm:
+            per_step.append(r["elapsed_s"] - prev_e)
+            tok_step.append(r["tokens"] - prev_t)
+        prev_e, prev_t = r["elapsed_s"], r["tokens"]
+    return statistics.median(per_step), statistics.median(tok_step), per_step, st, summ
+
+
 class Lock:
     """The shared CPU lock (flock on a file), held for one unit of work; a no-op without a path."""
 
@@ -468,25 +507,8 @@ class Sweep:
         if steps - warm < 1:
             raise SystemExit("sizes: train.steps must exceed train.warmup")
         d = os.path.join(work, "train_r%d" % ranks)
-        os.makedirs(d, exist_ok=True)
-        rng = random.Random(1234)
-        # documents of ~6 characters per token of seq_len: every packed row is full for any
-        # tokenizer of the sweep (byte-level: 1 char/token; BPE models: ~4)
-        docs = B * ranks * (steps + 1) + 8
-        with open(os.path.join(d, "data.jsonl"), "w") as f:
-            for _ in range(docs):
-                f.write(json.dumps({"text": words_text(rng, 6 * T)}) + "\n")
-        conf = {"model": os.path.abspath(path), "data": "data.jsonl", "out_dir": "run",
-                "backend": self.backend, "seq_len": T, "batch_size": B, "max_steps": steps,
-                "lr": 1e-5, "warmup_steps": 0, "seed": 1234, "packing": True,
-                "max_grad_norm": 1.0, "log_every": 1000000}
-        if ranks > 1:
-            conf["zero1"] = True
-        with open(os.path.join(d, "train.json"), "w") as f:
-            json.dump(conf, f)
-        cmd = [os.path.join(self.bin, "gtrain"), "--overwrite"]
-        cmd += ["--ranks", str(ranks)] if ranks > 1 else ["--backend", self.backend]
-        cmd.append("train.json")
+        cmd = [os.path.join(self.bin, "gtrain")] + gtrain_inputs(d, path, self.backend, B, T, steps,
+                                                                  ranks)
         env = dict(self.env)
         if ranks > 1:  # the ranks share the cores
             env["OMP_NUM_THREADS"] = str(max(1, self.threads // ranks))
@@ -499,19 +521,8 @@ class Sweep:
             res["status"] = self.failure("gtrain", rc, timeout, out)
             shutil.rmtree(d, ignore_errors=True)
             return res
-        rows = [json.loads(l) for l in open(os.path.join(d, "run", "metrics.jsonl"))]
-        st = [r for r in rows if "loss" in r and "step" in r and "elapsed_s" in r]
-        summ = json.load(open(os.path.join(d, "run", "summary.json")))
+        step_s, toks, per_step, st, summ = gtrain_steps(d, warm)
         shutil.rmtree(d, ignore_errors=True)
-        per_step, tok_step = [], []
-        prev_e, prev_t = 0.0, 0
-        for r in st:
-            if r["step"] > warm:
-                per_step.append(r["elapsed_s"] - prev_e)
-                tok_step.append(r["tokens"] - prev_t)
-            prev_e, prev_t = r["elapsed_s"], r["tokens"]
-        step_s = statistics.median(per_step)
-        toks = statistics.median(tok_step)
         m = {
             "step_s": self.fig(step_s, "s", "measured",
                                "median of %d steps after %d warm-up step(s), gtrain metrics.jsonl "
