@@ -291,7 +291,14 @@ static void stories_case(const char *model, gllm_model *m, gllm_tokenizer *tok)
     unlink(sum);
     const char *args[] = {"--model", model, "--backend", "cpu", "--threads", "1", "--overwrite",
                           "--chat-template", "llama2", in, out, NULL};
+    /* 1 GiB touched in this process before the fork: summary.json's peak_rss_mib must be
+     * ginfer's own high-water mark, not what ru_maxrss carries across fork and exec */
+    const size_t ballast_bytes = (size_t)1 << 30;
+    volatile unsigned char *ballast = malloc(ballast_bytes);
+    for (size_t i = 0; ballast && i < ballast_bytes; i += 4096) /* volatile: not elided */
+        ballast[i] = 1;
     int st = run_ginfer(args, NULL, err, 0);
+    free((void *)ballast);
     CHECK_MSG(exited_ok(st), "ginfer failed (see %s)", err);
     static cJSON *r[MAX_LINES];
     int n = read_results(out, r);
@@ -415,6 +422,9 @@ static void stories_case(const char *model, gllm_model *m, gllm_tokenizer *tok)
         CHECK_MSG(cJSON_HasObjectItem(sj, keys[k]), "summary.json lacks %s", keys[k]);
     CHECK(get(sj, "lines")->valueint == 7 && get(sj, "errors")->valueint == 1);
     CHECK(get(sj, "generated_tokens")->valuedouble >= 16);
+    CHECK_MSG(!ballast || get(sj, "peak_rss_mib")->valuedouble < 768,
+              "peak_rss_mib %.0f MiB: the test's 1 GiB before the fork is counted",
+              get(sj, "peak_rss_mib")->valuedouble);
     /* the block size the engine resolved (the CPU default), not the option's 0 */
     CHECK(get(sj, "options.block_size") && get(sj, "options.block_size")->valueint == 4);
     cJSON_Delete(sj);
