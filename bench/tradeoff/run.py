@@ -254,6 +254,8 @@ class Runner:
                 "--prefix-sharing", "on" if sharing else "off", "--summary", summ, inp, outp]
         if self.s.get("kv_bytes"):
             argv[1:1] = ["--kv-bytes", str(self.s["kv_bytes"])]
+        if self.s.get("block_size"):  # the KV block (sharing granularity); default: the engine's
+            argv[1:1] = ["--block-size", str(self.s["block_size"])]
         wall, rss = self.run_cmd(argv, os.path.join(d, name + ".log"))
         with open(outp) as f:
             res = [json.loads(l) for l in f if l.strip()]
