@@ -117,6 +117,8 @@ def main():
         print(f"SKIP: {e}")
         return 77
     sys.path.insert(0, HERE)
+    sys.path.insert(0, os.path.join(HERE, "tradeoff"))
+    import sizes
     from infer_vs_transformers import run_hf
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -159,11 +161,10 @@ def main():
     w1 = min(bench_infer(args, model, p1, work, "one_1_%d" % i, backend)["wall_s"] for i in range(3))
     wn = min(bench_infer(args, model, pn, work, "one_n_%d" % i, backend)["wall_s"] for i in range(3))
     step_s = (wn - w1) / n_dec
-    L, C, V = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["vocab_size"]
-    H, KV, I = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["intermediate_size"]
-    D = C // H
+    L, KV = cfg["num_hidden_layers"], cfg["num_key_value_heads"]
+    D = cfg["hidden_size"] // cfg["num_attention_heads"]
     esz = 2 if args.device == "cuda" else 4  # gllm's compute dtype: bf16 on CUDA, fp32 on the CPU
-    params = V * C + L * (C * H * D + 2 * C * KV * D + H * D * C + 3 * C * I + 2 * C) + C
+    params = sizes.count_params(model)  # as stored: the tied head is the embedding
     w_bytes = params * esz
     kv_tok = 2 * L * KV * D * esz
     ctx = len(ids) + 1 + n_dec / 2  # the mean context of the timed steps

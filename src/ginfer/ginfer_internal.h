@@ -38,7 +38,7 @@ void gi_stats_total(const gi_stats *per, int n, gi_stats *t);
 void gi_progress(gi_progress_state *p, long done, long total, long errors, const gi_stats *s,
                  bool final);
 gllm_status gi_write_summary(const char *path, const gllm_ginfer_options *o,
-                             const gllm_ginfer_summary *s, size_t kv_bytes, int block_size);
+                             const gllm_ginfer_summary *s, const gi_stats *totals);
 void gi_summary_path(const gllm_ginfer_options *o, char *buf, size_t n);
 
 #endif

@@ -96,7 +96,7 @@ void gi_progress(gi_progress_state *p, long done, long total, long errors, const
 }
 
 gllm_status gi_write_summary(const char *path, const gllm_ginfer_options *o,
-                             const gllm_ginfer_summary *s, size_t kv_bytes, int block_size)
+                             const gllm_ginfer_summary *s, const gi_stats *t)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "input", o->input);
@@ -121,7 +121,7 @@ gllm_status gi_write_summary(const char *path, const gllm_ginfer_options *o,
     cJSON_AddNumberToObject(j, "preemptions", (double)s->preemptions);
     cJSON_AddNumberToObject(j, "peak_memory_bytes", (double)s->peak_bytes);
     cJSON_AddNumberToObject(j, "peak_rss_mib", s->peak_rss_mib);
-    cJSON_AddNumberToObject(j, "kv_cache_bytes", (double)kv_bytes);
+    cJSON_AddNumberToObject(j, "kv_cache_bytes", (double)t->kv_bytes);
     cJSON *opt = cJSON_AddObjectToObject(j, "options");
     cJSON_AddStringToObject(opt, "backend", o->gpus ? "cuda (one replica per GPU)" : o->backend);
     cJSON_AddNumberToObject(opt, "threads", o->threads);
@@ -133,7 +133,7 @@ gllm_status gi_write_summary(const char *path, const gllm_ginfer_options *o,
     cJSON_AddNumberToObject(opt, "max_seqs", o->engine.max_seqs);
     cJSON_AddNumberToObject(opt, "prefill_chunk", o->engine.prefill_chunk);
     /* the block size the engine ran with (the option, or the backend's default) */
-    cJSON_AddNumberToObject(opt, "block_size", block_size ? block_size : o->engine.block_size);
+    cJSON_AddNumberToObject(opt, "block_size", t->block_size ? t->block_size : o->engine.block_size);
     cJSON_AddBoolToObject(opt, "prefix_sharing", o->engine.prefix_sharing);
     if (o->defaults.obj)
         cJSON_AddItemToObject(opt, "set", cJSON_Duplicate(o->defaults.obj, true));

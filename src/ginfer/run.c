@@ -785,7 +785,7 @@ gllm_status gllm_ginfer_run(const gllm_ginfer_options *o, gllm_ginfer_summary *s
         gi_progress(&prog, next, total, sum->errors, &totals, true);
     char path[PATH_MAX];
     gi_summary_path(o, path, sizeof path);
-    gllm_status ss = gi_write_summary(path, o, sum, totals.kv_bytes, totals.block_size);
+    gllm_status ss = gi_write_summary(path, o, sum, &totals);
     if (st == GLLM_OK && ss != GLLM_OK)
         return ss;
     if (st != GLLM_OK)

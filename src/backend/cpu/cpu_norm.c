@@ -185,7 +185,8 @@ static gllm_status rope_check(const char *op, const void *x, const int32_t *pos,
     if (!x || !pos || !a || !a->inv_freq)
         return gllm_fail(GLLM_ERR_INVALID, "%s: NULL argument", op);
     if (a->n_tokens < 0 || a->n_heads <= 0 || a->head_dim <= 0 || a->rot_dim <= 0 ||
-        a->rot_dim % 2 || a->rot_dim > a->head_dim || a->rot_dim > 2 * GLLM_ROPE_MAX_HALF || a->row_stride < a->n_heads * a->head_dim)
+        a->rot_dim % 2 || a->rot_dim > a->head_dim || a->rot_dim > 2 * GLLM_ROPE_MAX_HALF ||
+        a->row_stride < a->n_heads * a->head_dim)
         return gllm_fail(GLLM_ERR_INVALID,
                          "%s: bad shape (tokens=%d heads=%d head_dim=%d rot_dim=%d "
                          "row_stride=%d)",
@@ -200,6 +201,19 @@ typedef struct rope_ctx {
     float sign;
     const float *tab; /* cos/sin per position (rope_table), or NULL: computed here */
 } rope_ctx;
+
+/* The rotation of position p: cs[i] = cos, cs[half + i] = sin of the angle
+ * p * inv_freq[i], each times attn_factor. The angle is rounded to fp32 first,
+ * as HF computes inv_freq @ pos in fp32. The table and the in-place path both
+ * call this, so they hold the same bits. */
+static void rope_angles(float *cs, int32_t p, const float *inv_freq, int half, float attn_factor)
+{
+    for (int i = 0; i < half; i++) {
+        const float th = (float)p * inv_freq[i];
+        cs[i] = cosf(th) * attn_factor;
+        cs[half + i] = sinf(th) * attn_factor;
+    }
+}
 
 /* Rotates rows [b, e). The angle is rounded to fp32 first, as HF computes
  * inv_freq @ pos in fp32; a table entry holds the same cosf/sinf of the same
@@ -219,12 +233,7 @@ static void rope_range(void *v, long b, long e, int tid)
             c = r->tab + (size_t)r->pos[n] * 2 * half;
             s = c + half;
         } else {
-            float p = (float)r->pos[n];
-            for (int i = 0; i < half; i++) {
-                float th = p * a->inv_freq[i];
-                cs[i] = cosf(th) * a->attn_factor;
-                cs[half + i] = sinf(th) * a->attn_factor;
-            }
+            rope_angles(cs, r->pos[n], a->inv_freq, half, a->attn_factor);
         }
         for (int h = 0; h < a->n_heads; h++) {
             float *xh = x + (size_t)n * a->row_stride + (size_t)h * a->head_dim;
@@ -272,11 +281,7 @@ static const float *rope_table(gllm_backend *be, const int32_t *pos, const gllm_
     }
     memcpy(inv, a->inv_freq, (size_t)half * sizeof(float));
     for (int p = 0; p < npos; p++)
-        for (int i = 0; i < half; i++) {
-            float th = (float)p * inv[i];
-            tab[(size_t)p * 2 * half + i] = cosf(th) * a->attn_factor;
-            tab[(size_t)p * 2 * half + half + i] = sinf(th) * a->attn_factor;
-        }
+        rope_angles(tab + (size_t)p * 2 * half, p, inv, half, a->attn_factor);
     free(c->rope_tab);
     free(c->rope_inv);
     c->rope_tab = tab;
