@@ -2,15 +2,14 @@
 // attention_bwd.cu): cp.async, ldmatrix and the m16n8k16 bf16 mma, plus the mask
 // bound of a query row.
 //
-// Fragment layout of mma.m16n8k16 (g = lane/4, t = lane%4):
-//   A 16x16: a0 (row g, cols 2t..2t+1), a1 (row g+8, same cols), a2, a3 (cols +8)
-//   B 16x8:  b0 (k 2t..2t+1, col g), b1 (k +8)
-//   C 16x8:  c0,c1 (row g, cols 2t..2t+1), c2,c3 (row g+8)
-// so a C tile pair of a score matrix is directly the A operand of the next product.
+// The PTX itself (cp.async, ldmatrix, mma and their fragment layouts) is
+// kernels/ptx.cuh; a C tile pair of a score matrix is directly the A operand of
+// the next product.
 #pragma once
 #include <limits.h>
 
 #include "cuda_common.cuh"
+#include "ptx.cuh"
 
 namespace gllm_attn {
 
@@ -18,45 +17,12 @@ typedef __nv_bfloat16 bf16;
 
 constexpr float LOG2E = 1.4426950408889634f;
 
-__device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-// 16-byte async copy; with valid == false the destination is zero-filled and the
-// source is not read (keeps NaN garbage out of masked rows that still multiply).
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
-                 "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
-template <int N> __device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const bf16 *p)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const bf16 *p)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-
-__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0,
-                                         uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+using gllm_ptx::cp_async16;
+using gllm_ptx::cp_async_commit;
+using gllm_ptx::cp_async_wait;
+using gllm_ptx::ldsm_x4;
+using gllm_ptx::ldsm_x4_t;
+using gllm_ptx::mma16816;
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
 {
@@ -115,7 +81,7 @@ __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, size_t ld,
     for (int i = tid; i < ROWS * CH; i += THREADS) {
         int r = i / CH, c = i % CH;
         bool ok = r < nvalid;
-        cp_async16(dst + r * LD + c * 8, src + (size_t)(ok ? r : 0) * ld + c * 8, ok);
+        cp_async16(dst + r * LD + c * 8, src + (size_t)(ok ? r : 0) * ld + c * 8, ok ? 16 : 0);
     }
 }
 

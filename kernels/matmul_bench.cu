@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "matmul.cuh"
+#include "ptx.cuh"
 
 namespace {
 
@@ -40,11 +41,9 @@ __global__ void fill_f32(float *x, size_t n, uint64_t seed)
 // overhead (descriptor setup, launch latency) stays out of the event times.
 __global__ void spin(long long ns)
 {
-    unsigned long long t0, t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
-    do
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    while ((long long)(t - t0) < ns);
+    const uint64_t t0 = gllm_ptx::globaltimer_ns();
+    while ((long long)(gllm_ptx::globaltimer_ns() - t0) < ns) {
+    }
 }
 
 struct bench_bufs {

@@ -11,6 +11,7 @@
 // strides multiples of 8 elements); M, N and K are arbitrary: edge chunks are
 // zero-filled by cp.async's src-size operand.
 #include "matmul.cuh"
+#include "ptx.cuh"
 
 namespace {
 
@@ -25,38 +26,10 @@ template <bool KMAJOR> struct tile_layout {
     static constexpr int ELEMS = KMAJOR ? BM * LD : BK * LD;
 };
 
-__device__ __forceinline__ uint32_t smem_u32(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int bytes)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(bytes));
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t r[4])
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
-__device__ __forceinline__ void ldsm_x4_t(uint32_t addr, uint32_t r[4])
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
-__device__ __forceinline__ void mma_bf16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+using gllm_ptx::cp_async16;
+using gllm_ptx::ldsm_x4;
+using gllm_ptx::ldsm_x4_t;
+using gllm_ptx::mma16816;
 
 // Copy one BK slice of an operand tile into shared memory. `rows0` is the
 // first M (or N) index of the tile, `extent` is M (or N). KMAJOR: element
@@ -86,7 +59,7 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16 *s, const __nv_bfloat16 
                   : g;
         __nv_bfloat16 *dst = KMAJOR ? s + r * tile_layout<true>::LD + k
                                     : s + k * tile_layout<false>::LD + r;
-        cp_async16(smem_u32(dst), src, bytes);
+        cp_async16(dst, src, bytes);
     }
 }
 
@@ -125,14 +98,14 @@ __global__ void __launch_bounds__(THREADS, 2) mm_mma_kernel(gllm_mm_params p)
             load_tile<A_KMAJOR>(As + s * LA::ELEMS, A, p.lda, m0, p.M, s * BK, p.K, tid);
             load_tile<B_KMAJOR>(Bs + s * LB::ELEMS, B, p.ldb, n0, p.N, s * BK, p.K, tid);
         }
-        asm volatile("cp.async.commit_group;\n" ::);
+        gllm_ptx::cp_async_commit();
     }
 
     // ldmatrix lane roles: lane supplies row (lane & 7) of 8x8 matrix (lane >> 3)
     int lr = lane & 7, lj = lane >> 3;
 
     for (int kt = 0; kt < ktiles; kt++) {
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
+        gllm_ptx::cp_async_wait<STAGES - 2>();
         // Also guarantees every warp is done reading the stage refilled below.
         __syncthreads();
         int nk = kt + STAGES - 1;
@@ -141,7 +114,7 @@ __global__ void __launch_bounds__(THREADS, 2) mm_mma_kernel(gllm_mm_params p)
             load_tile<A_KMAJOR>(As + s * LA::ELEMS, A, p.lda, m0, p.M, nk * BK, p.K, tid);
             load_tile<B_KMAJOR>(Bs + s * LB::ELEMS, B, p.ldb, n0, p.N, nk * BK, p.K, tid);
         }
-        asm volatile("cp.async.commit_group;\n" ::);
+        gllm_ptx::cp_async_commit();
 
         const __nv_bfloat16 *as = As + (kt % STAGES) * LA::ELEMS;
         const __nv_bfloat16 *bs = Bs + (kt % STAGES) * LB::ELEMS;
@@ -153,11 +126,10 @@ __global__ void __launch_bounds__(THREADS, 2) mm_mma_kernel(gllm_mm_params p)
                 int mb = warp_m * 64 + i * 16;
                 if (A_KMAJOR) {
                     // matrices: (m 0-7, k 0-7) (m 8-15, k 0-7) (m 0-7, k 8-15) (m 8-15, k 8-15)
-                    ldsm_x4(smem_u32(as + (mb + (lane & 15)) * LA::LD + kk + (lane >> 4) * 8),
-                            af[i]);
+                    ldsm_x4(af[i], as + (mb + (lane & 15)) * LA::LD + kk + (lane >> 4) * 8);
                 } else {
                     int k = kk + lr + (lj >> 1) * 8, m = mb + (lj & 1) * 8;
-                    ldsm_x4_t(smem_u32(as + k * LA::LD + m), af[i]);
+                    ldsm_x4_t(af[i], as + k * LA::LD + m);
                 }
             }
 #pragma unroll
@@ -167,10 +139,10 @@ __global__ void __launch_bounds__(THREADS, 2) mm_mma_kernel(gllm_mm_params p)
                 // matrices: (n 0-7, k 0-7) (n 0-7, k 8-15) (n 8-15, k 0-7) (n 8-15, k 8-15)
                 if (B_KMAJOR) {
                     int n = nb + lr + (lj >> 1) * 8, k = kk + (lj & 1) * 8;
-                    ldsm_x4(smem_u32(bs + n * LB::LD + k), r);
+                    ldsm_x4(r, bs + n * LB::LD + k);
                 } else {
                     int k = kk + lr + (lj & 1) * 8, n = nb + (lj >> 1) * 8;
-                    ldsm_x4_t(smem_u32(bs + k * LB::LD + n), r);
+                    ldsm_x4_t(r, bs + k * LB::LD + n);
                 }
                 bfr[2 * j2][0] = r[0];
                 bfr[2 * j2][1] = r[1];
@@ -181,10 +153,10 @@ __global__ void __launch_bounds__(THREADS, 2) mm_mma_kernel(gllm_mm_params p)
             for (int i = 0; i < 4; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++)
-                    mma_bf16(acc[i][j], af[i], bfr[j][0], bfr[j][1]);
+                    mma16816(acc[i][j], af[i], bfr[j][0], bfr[j][1]);
         }
     }
-    asm volatile("cp.async.wait_group 0;\n" ::);
+    gllm_ptx::cp_async_wait<0>();
 
     // Accumulator fragment: c0,c1 at (row g, cols 2q, 2q+1), c2,c3 at row g+8.
     int g = lane >> 2, q = lane & 3;
