@@ -1,7 +1,14 @@
 /* Whole-model forward and backward on the CUDA backend against the CPU
  * reference, for every fixture architecture: logits, loss and every
- * parameter gradient within the bf16 tolerance (1e-2), and bitwise identical
- * across two runs. Skips where no GPU is present. */
+ * parameter gradient within the bf16 tolerance, and bitwise identical across
+ * two runs. Skips where no GPU is present.
+ *
+ * The tolerance is what bf16 itself costs on these models: PyTorch's own
+ * model in bf16 against the same model in fp32, on the fixtures' unpacked
+ * batches, differs by 0.86-1.35e-2 in the logits and by up to 1.6-4.7e-2 in
+ * the worst parameter's gradient (llama3: 4.7e-2). The checks allow twice
+ * that: 2.5e-2 and 1e-1. (The first bound, 1e-2, was set before any run; the
+ * CUDA emulator showed it below what bf16 allows.) */
 #include "model/fixture.h"
 
 static double grads_err(gllm_model *gm, gllm_model *cm, char *worst, size_t wn)
@@ -60,7 +67,7 @@ int main(void)
                 CHECK_OK(gllm_model_forward(gm, &fb.b, &loss_g2, lg2));
                 CHECK_OK(gllm_model_forward(cm, &fb.b, &loss_c, lc));
                 const double le = rel_err(lg, lc, n);
-                CHECK(le < 1e-2);
+                CHECK(le < 2.5e-2);
                 CHECK(fabs(loss_g - loss_c) < 1e-2 * fabs(loss_c));
                 CHECK_MSG(memcmp(lg, lg2, n * 4) == 0, "logits differ between two GPU runs");
                 CHECK_OK(gllm_model_zero_grad(gm));
@@ -71,7 +78,7 @@ int main(void)
                 const double ge = grads_err(gm, cm, worst, sizeof worst);
                 printf("%-8s batch %d: logits %.2e  loss gpu %.5f cpu %.5f  grads %.2e (%s)\n",
                        k_fixture_archs[a], k, le, loss_g, loss_c, ge, worst);
-                CHECK(ge < 1e-2);
+                CHECK(ge < 1e-1);
                 free(lg);
                 free(lc);
                 free(lg2);
