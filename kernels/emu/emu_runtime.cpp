@@ -774,9 +774,10 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
     std::lock_guard<std::mutex> l(mu);
     if (in_use + bytes > mem_limit())
         return set_error(cudaErrorMemoryAllocation);
-    // 256-byte aligned, as cudaMalloc's are
-    void *q = aligned_alloc(256, (bytes + 255) / 256 * 256);
-    if (!q)
+    // 256-byte aligned, as cudaMalloc's are, and no larger than asked, so that
+    // AddressSanitizer sees a kernel's first byte past the end
+    void *q = NULL;
+    if (posix_memalign(&q, 256, bytes ? bytes : 1) != 0)
         return set_error(cudaErrorMemoryAllocation);
     allocs[(uintptr_t)q] = bytes;
     in_use += bytes;
