@@ -158,10 +158,17 @@ step attention 150 "$(run bin/test_cuda_attention)"
 step model-vs-cpu 150 "$(run bin/test_cuda_model)"
 [ -x bin/test_backend_queue ] && step backend-queues 60 "$(run bin/test_backend_queue)"
 [ -x bin/test_comm_nccl ] && step nccl-one-rank 90 "$(run bin/test_comm_nccl)"
+# tests that read ../shared (test_cuda_train: stories260K) find the bundle's copy,
+# through GLLM_SHARED_DIR set for these steps alone
+shared_env=""
+if [ -d e2e/model ]; then
+  mkdir -p "$work/shared/assets/models" && ln -s "$B/e2e/model" "$work/shared/assets/models/stories260K-hf"
+  shared_env="GLLM_SHARED_DIR=$work/shared"
+fi
 for t in bin/test_cuda_*; do # tests/cuda files added after this script was written
   n=$(basename "$t")
   case $n in test_cuda_ops|test_cuda_matmul|test_cuda_attention|test_cuda_model) continue ;; esac
-  step "${n#test_}" 120 "$(run "$t")"
+  step "${n#test_}" 120 "$(run env $shared_env "$t")"
 done
 
 # ---------------------------------------------------------------- 2. end to end
