@@ -155,6 +155,24 @@ static inline const char *test_fixtures_dir(void)
 }
 
 /* Path of a file under ../shared, or skip the test when the folder is absent. */
+/* 1 when two files hold the same bytes (both readable), else 0. */
+static inline int test_files_equal(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    while (same) {
+        int x = fgetc(fa), y = fgetc(fb);
+        same = x == y;
+        if (x == EOF || y == EOF)
+            break;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same;
+}
+
 /* GLLM_SHARED_DIR in the environment overrides the folder compiled in (the GPU
  * bundle points it at a shared-shaped folder of its own inputs). */
 static inline const char *test_shared_path(const char *rel, char *buf, size_t n)

@@ -43,23 +43,6 @@ static int record(const gllm_train_progress *p, void *user)
     return 0;
 }
 
-static int files_equal(const char *a, const char *b)
-{
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int same = fa && fb;
-    while (same) {
-        int x = fgetc(fa), y = fgetc(fb);
-        same = x == y;
-        if (x == EOF || y == EOF)
-            break;
-    }
-    if (fa)
-        fclose(fa);
-    if (fb)
-        fclose(fb);
-    return same;
-}
-
 static const char *k_docs[] = {
     "Once upon a time, there was a little girl named Lily.",
     "The cat sat on the mat and looked at the big red ball.",
@@ -191,7 +174,7 @@ int main(void)
         char a[1300], b[1300];
         snprintf(a, sizeof a, "%s/cuda/final/model.safetensors", tmp);
         snprintf(b, sizeof b, "%s/broken/final/model.safetensors", tmp);
-        CHECK_MSG(files_equal(a, b), "resumed weights differ from the uninterrupted CUDA run's");
+        CHECK_MSG(test_files_equal(a, b), "resumed weights differ from the uninterrupted CUDA run's");
     }
     gpu->destroy(gpu);
     cpu->destroy(cpu);

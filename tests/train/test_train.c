@@ -38,23 +38,6 @@ static int stop_after(const gllm_train_progress *p, void *user)
     return p->step >= *(const int *)user;
 }
 
-static int files_equal(const char *a, const char *b)
-{
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int same = fa && fb;
-    while (same) {
-        int x = fgetc(fa), y = fgetc(fb);
-        same = x == y;
-        if (x == EOF || y == EOF)
-            break;
-    }
-    if (fa)
-        fclose(fa);
-    if (fb)
-        fclose(fb);
-    return same;
-}
-
 static const char *k_docs[] = {
     "Once upon a time, there was a little girl named Lily.",
     "The cat sat on the mat and looked at the big red ball.",
@@ -228,7 +211,7 @@ int main(void)
         char a[1300], b[1300];
         snprintf(a, sizeof a, "%s/split/final/model.safetensors", tmp);
         snprintf(b, sizeof b, "%s/run/final/model.safetensors", tmp);
-        CHECK_MSG(files_equal(a, b), "training on train.jsonl differs from training on the val_fraction split");
+        CHECK_MSG(test_files_equal(a, b), "training on train.jsonl differs from training on the val_fraction split");
         printf("val_data: val loss %.7f, val_fraction split %.7f (%d of %d documents)\n",
                s_split.final_val_loss, s_frac.final_val_loss, n_val, N_DOCS);
         CHECK(isfinite(s_split.final_val_loss));
@@ -274,7 +257,7 @@ int main(void)
         char a[1300], b[1300];
         snprintf(a, sizeof a, "%s/straight/final/model.safetensors", tmp);
         snprintf(b, sizeof b, "%s/broken/final/model.safetensors", tmp);
-        CHECK_MSG(files_equal(a, b), "resumed weights differ from the uninterrupted run's");
+        CHECK_MSG(test_files_equal(a, b), "resumed weights differ from the uninterrupted run's");
         snprintf(a, sizeof a, "%s/broken/metrics.jsonl", tmp);
         for (int step = 1; step <= 7; step++) {
             char needle[64];
