@@ -18,7 +18,6 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include <algorithm>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -200,8 +199,6 @@ void *initial_sp(char *stack, size_t idx)
     return u;
 #endif
 }
-
-int fiber_index(const fiber *f) { return (int)(f - blk->f.data()); }
 
 // from a fiber to the scheduler
 void to_main()
@@ -900,13 +897,6 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flag
     return e ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
 }
 
-static double now_ms()
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int flags)
 {
     (void)flags;
@@ -926,7 +916,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 {
     (void)s;
     ENTRY();
-    ((CUevent_st *)e)->t = now_ms();
+    ((CUevent_st *)e)->t = globaltimer_ns() * 1e-6; // ms
     ((CUevent_st *)e)->recorded = true;
     return cudaSuccess;
 }
