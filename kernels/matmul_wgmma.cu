@@ -16,6 +16,13 @@
 
 #include "matmul.cuh"
 
+// The kernel body exists where sm_90a code is compiled, and on the CUDA
+// emulator (kernels/emu), which models each PTX wrapper below.
+#if defined(GLLM_CUDA_EMU) ||                                                                  \
+    (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+#define GLLM_WGMMA_BODY 1
+#endif
+
 namespace {
 
 constexpr int BM = 128, BK = 64, STAGES = 4, THREADS = 384;
@@ -31,7 +38,7 @@ template <int BN> struct wg_cfg {
     static constexpr int SMEM = STAGES * STAGE_BYTES + 1024;
 };
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef GLLM_WGMMA_BODY
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p)
 {
@@ -40,24 +47,47 @@ __device__ __forceinline__ uint32_t smem_u32(const void *p)
 
 __device__ __forceinline__ void mbar_init(uint64_t *bar, int count)
 {
+#ifdef GLLM_CUDA_EMU
+    gllm_emu::mbar_init(bar, (unsigned)count);
+#else
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count));
+#endif
+}
+
+// makes the initialised barriers visible to the async proxy (TMA)
+__device__ __forceinline__ void mbar_init_fence()
+{
+#ifndef GLLM_CUDA_EMU // the emulator's barriers are seen at once
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
 }
 
 __device__ __forceinline__ void mbar_expect_tx(uint64_t *bar, int bytes)
 {
+#ifdef GLLM_CUDA_EMU
+    gllm_emu::mbar_arrive(bar, (unsigned)bytes);
+#else
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)),
                  "r"(bytes)
                  : "memory");
+#endif
 }
 
 __device__ __forceinline__ void mbar_arrive(uint64_t *bar)
 {
+#ifdef GLLM_CUDA_EMU
+    gllm_emu::mbar_arrive(bar, 0);
+#else
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+#endif
 }
 
 // Wait until the phase with this parity has completed.
 __device__ __forceinline__ void mbar_wait(uint64_t *bar, int parity)
 {
+#ifdef GLLM_CUDA_EMU
+    gllm_emu::mbar_wait(bar, (unsigned)parity);
+#else
     uint32_t done = 0;
     while (!done)
         asm volatile("{\n"
@@ -68,15 +98,62 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, int parity)
                      : "=r"(done)
                      : "r"(smem_u32(bar)), "r"(parity)
                      : "memory");
+#endif
 }
 
 __device__ __forceinline__ void tma_load(void *dst, const CUtensorMap *map, uint64_t *bar, int c0,
                                          int c1, int c2)
 {
+#ifdef GLLM_CUDA_EMU
+    const int coords[3] = {c0, c1, c2};
+    gllm_emu::tma_load(dst, map, bar, coords, 3);
+#else
     asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
                  " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(smem_u32(dst)),
                  "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_u32(bar))
                  : "memory");
+#endif
+}
+
+// Register reallocation between warpgroups (setmaxnreg): a no-op on the
+// emulator beyond every lane having to take part.
+template <int REGS, bool INC> __device__ __forceinline__ void setmaxnreg()
+{
+#ifdef GLLM_CUDA_EMU
+    gllm_emu::warp_aligned("setmaxnreg");
+#else
+    if (INC)
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(REGS));
+    else
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(REGS));
+#endif
+}
+
+__device__ __forceinline__ void wgmma_fence()
+{
+#ifdef GLLM_CUDA_EMU
+    gllm_emu::warp_aligned("wgmma.fence");
+#else
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wgmma_commit()
+{
+#ifdef GLLM_CUDA_EMU
+    gllm_emu::wgmma_commit();
+#else
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+template <int N> __device__ __forceinline__ void wgmma_wait()
+{
+#ifdef GLLM_CUDA_EMU
+    gllm_emu::wgmma_wait(N);
+#else
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
 }
 
 // Shared-memory matrix descriptor for a tile stored with the 128-byte swizzle
@@ -96,6 +173,7 @@ template <bool KMAJOR> __device__ __forceinline__ uint64_t desc_sw128(const void
     return d;
 }
 
+#ifndef GLLM_CUDA_EMU // the emulator's model is gllm_emu::wgmma_bf16
 template <int TA, int TB>
 __device__ __forceinline__ void wgmma_n128(float (&d)[64], uint64_t da, uint64_t db)
 {
@@ -157,14 +235,19 @@ __device__ __forceinline__ void wgmma_n256(float (&d)[128], uint64_t da, uint64_
           "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
         : "l"(da), "l"(db), "r"(1), "n"(TA), "n"(TB));
 }
+#endif
 
 template <int BN, int TA, int TB>
 __device__ __forceinline__ void wgmma_bn(float (&d)[BN / 2], uint64_t da, uint64_t db)
 {
+#ifdef GLLM_CUDA_EMU
+    gllm_emu::wgmma_bf16(d, BN, da, db, TA, TB, true);
+#else
     if constexpr (BN == 128)
         wgmma_n128<TA, TB>(d, da, db);
     else
         wgmma_n256<TA, TB>(d, da, db);
+#endif
 }
 
 #endif
@@ -176,7 +259,7 @@ template <bool KMAJOR, int ROWS>
 __device__ __forceinline__ void load_operand(unsigned char *dst, const CUtensorMap *map,
                                              uint64_t *bar, int k0, int r0, int b)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef GLLM_WGMMA_BODY
     if (KMAJOR) {
         tma_load(dst, map, bar, k0, r0, b);
     } else {
@@ -192,7 +275,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     mm_wgmma_kernel(const __grid_constant__ CUtensorMap tma_a,
                     const __grid_constant__ CUtensorMap tma_b, gllm_mm_params p)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef GLLM_WGMMA_BODY
     extern __shared__ unsigned char smem_raw[];
     __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
@@ -210,14 +293,14 @@ __global__ void __launch_bounds__(THREADS, 1)
             mbar_init(&full[s], 1);
             mbar_init(&empty[s], 256); // every consumer thread releases the stage
         }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        mbar_init_fence();
     }
     __syncthreads();
 
     if (wg == 0) {
         // Producer: one thread drives the copy engine; the warpgroup hands
         // its registers to the consumers.
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        setmaxnreg<40, false>();
         if (t == 0) {
             for (int kt = 0; kt < ktiles; kt++) {
                 int s = kt % STAGES, round = kt / STAGES;
@@ -232,7 +315,7 @@ __global__ void __launch_bounds__(THREADS, 1)
             }
         }
     } else {
-        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+        setmaxnreg<232, true>();
         float acc[BN / 2];
 #pragma unroll
         for (int i = 0; i < BN / 2; i++)
@@ -247,14 +330,14 @@ __global__ void __launch_bounds__(THREADS, 1)
             unsigned char *st = smem + s * STAGE_BYTES;
             const unsigned char *a_tile = st + row0 * BK * 2;
             const unsigned char *b_tile = st + A_BYTES;
-            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+            wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < BK / 16; kk++)
                 wgmma_bn<BN, A_KMAJOR ? 0 : 1, B_KMAJOR ? 0 : 1>(
                     acc, desc_sw128<A_KMAJOR>(a_tile + kk * KSTEP_A),
                     desc_sw128<B_KMAJOR>(b_tile + kk * KSTEP_B));
-            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-            asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+            wgmma_commit();
+            wgmma_wait<0>();
             mbar_arrive(&empty[s]);
         }
         // Accumulator layout of m64nN: warp w of the warpgroup holds rows
@@ -279,7 +362,7 @@ __global__ void __launch_bounds__(THREADS, 1)
 // Writes 1 where the code running on this device has the wgmma body (sm_90a).
 __global__ void wgmma_probe_kernel(int *out)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef GLLM_WGMMA_BODY
     *out = 1;
 #else
     *out = 0;

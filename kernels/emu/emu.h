@@ -11,8 +11,17 @@
 // here and code that depends on a missing barrier, a lane that has exited or an
 // uninitialised shared buffer shows it. Launches run at once, blocks one after
 // the other, so nothing here says anything about races between blocks or
-// streams, timing, or the wgmma/TMA path (compiled only for sm_90a; the
-// backend's probe finds it absent and falls back to mma.sync).
+// streams, or timing.
+//
+// The Hopper (sm_90a) path is modelled too: mbarriers (arrival counts, the
+// transaction count, phases), TMA tensor loads (cuTensorMapEncodeTiled's
+// checks, 128-byte swizzle, zero fill outside the tensor) and wgmma.mma_async
+// bf16 (shared-memory descriptors with the 128-byte swizzle, K- and MN-major
+// operands, the accumulator fragment). Both are asynchronous here as on a GPU,
+// and as late as they can be: a TMA copy lands only when no thread of the block
+// can run, and a wgmma reads its operands and writes its accumulators only at
+// the wgmma.wait_group that covers it, so a missing wait reads the 0xff poison
+// of shared memory or leaves the accumulators unwritten.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -45,6 +54,8 @@
 #define __forceinline__ inline __attribute__((always_inline))
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
+#undef __grid_constant__
+#define __grid_constant__
 
 namespace gllm_emu {
 
@@ -72,6 +83,24 @@ void ldmatrix_x4(uint32_t r[4], const void *row_addr, bool trans);
 void mma_m16n8k16_bf16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
 void cp_async16(void *dst, const void *src, int src_bytes);
 uint64_t globaltimer_ns();
+
+// Hopper: mbarrier, TMA and wgmma (the kernel's own PTX wrappers call these)
+void mbar_init(void *bar, unsigned count);
+// arrive, after adding tx_bytes to the transaction count (arrive.expect_tx)
+void mbar_arrive(void *bar, unsigned tx_bytes);
+// block until the phase of this parity has completed
+void mbar_wait(void *bar, unsigned parity);
+// cp.async.bulk.tensor tile mode: the box at coords of the CUtensorMap into dst,
+// completing its bytes on bar
+void tma_load(void *dst, const void *tensor_map, void *bar, const int *coords, int rank);
+// wgmma.mma_async m64nNk16 f32 += bf16 * bf16 of this lane's warpgroup
+void wgmma_bf16(float *d, int n, uint64_t desc_a, uint64_t desc_b, int tnsp_a, int tnsp_b,
+                bool scale_d);
+// the .sync.aligned instructions without operands: every lane of the warp
+// takes part ("wgmma.fence", "setmaxnreg")
+void warp_aligned(const char *what);
+void wgmma_commit();
+void wgmma_wait(int pending);
 
 template <typename T> inline uint64_t to_bits(T v)
 {

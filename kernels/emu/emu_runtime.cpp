@@ -5,8 +5,12 @@
 // Checked here, as a GPU would refuse or fault: launch configurations (block
 // size, grid size, dynamic shared memory against the kernel's attribute),
 // copies whose device side is not inside one cudaMalloc'd buffer, barrier
-// deadlocks (threads of a block waiting at different barriers), lanes of a
-// warp at different collectives, and __trap. A kernel fault is sticky, as on a
+// deadlocks (threads of a block waiting at different barriers or at mbarriers
+// that no copy or thread will complete), lanes of a warp at different
+// collectives, tensor maps the driver would refuse, TMA boxes and wgmma
+// operands outside the block's shared memory, mbarriers used before
+// mbarrier.init or over-arrived, a block that ends with a copy or a wgmma still
+// in flight, and __trap. A kernel fault is sticky, as on a
 // GPU: every later call returns cudaErrorLaunchFailure. Dynamic shared memory
 // starts as 0xff bytes (NaN as floats) in every block, so reading what no
 // thread wrote shows. Memory errors inside kernels are AddressSanitizer's to
@@ -17,6 +21,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+
+#include <cuda.h>
 
 #include <map>
 #include <mutex>
@@ -104,15 +110,50 @@ void warn(const char *fmt, ...)
 
 // ------------------------------------------------------------ fibers
 
-enum fstate { RUN, WAIT_BLOCK, WAIT_WARP, DONE };
+enum fstate { RUN, WAIT_BLOCK, WAIT_WARP, WAIT_MBAR, DONE };
 
 typedef void (*collective_fn)(void **args, unsigned lanes);
+
+// an mbarrier's state (the 8 bytes in shared memory only name it)
+struct mbarrier {
+    unsigned expected, pending;
+    long long tx; // transaction bytes still to come (may dip below 0 before expect_tx)
+    unsigned phase;
+};
 
 struct fiber {
     thread_ctx t;
     void *sp;
     char *stack; // lowest usable byte
     fstate state;
+    const mbarrier *mbar;  // WAIT_MBAR: the barrier
+    unsigned mbar_parity;  // and the parity of the phase awaited
+};
+
+// the encoder's record, kept in the 128 bytes of a CUtensorMap
+struct tmap {
+    uint32_t magic;
+    uint8_t rank, esize, swizzle_bytes, nan_fill; // swizzle_bytes 0, 32, 64 or 128
+    const unsigned char *base;
+    uint64_t dim[5], stride[5]; // stride[0] = esize; bytes
+    uint16_t box[5];
+};
+static_assert(sizeof(tmap) <= sizeof(CUtensorMap), "tensor map record");
+constexpr uint32_t TMAP_MAGIC = 0x7e45a9c1u;
+
+struct tma_copy {
+    unsigned char *dst;
+    tmap map;
+    int coords[5];
+    uintptr_t bar;
+};
+
+struct wgmma_op {
+    uint64_t da, db;
+    int n, tnsp_a, tnsp_b;
+    bool scale_d;
+    int group; // -1 until wgmma.commit_group
+    float *d[32];
 };
 
 struct warp_state {
@@ -130,6 +171,11 @@ struct block_state {
     block_body body;
     void *closure;
     unsigned char *dyn;
+    size_t dyn_size;
+    std::map<uintptr_t, mbarrier> mbars;
+    std::vector<tma_copy> copies; // in flight
+    std::vector<wgmma_op> wgmma[32]; // per warp, in issue order
+    int wgmma_groups[32];            // groups committed so far, per warp
     bool failed;
     char why[512];
 #ifdef EMU_ASAN
@@ -446,7 +492,7 @@ constexpr int SMEM_DEFAULT = 48 << 10, SMEM_OPTIN = 227 << 10;
 
 void describe_deadlock(block_state *b, char *out, size_t n)
 {
-    int at_bar = 0, at_warp = 0;
+    int at_bar = 0, at_warp = 0, at_mbar = 0;
     const char *kind = "";
     for (auto &f : b->f) {
         if (f.state == WAIT_BLOCK)
@@ -455,11 +501,200 @@ void describe_deadlock(block_state *b, char *out, size_t n)
             at_warp++;
             kind = b->w[f.t.warp].kind;
         }
+        if (f.state == WAIT_MBAR)
+            at_mbar++;
     }
     snprintf(out, n,
-             "deadlock: %d of %d running threads wait at __syncthreads and %d at a warp "
-             "collective (%s) that the others never reach",
-             at_bar, b->live, at_warp, kind);
+             "deadlock: %d of %d running threads wait at __syncthreads, %d at a warp "
+             "collective (%s) that the others never reach and %d at an mbarrier phase that "
+             "nothing in flight will complete",
+             at_bar, b->live, at_warp, kind, at_mbar);
+}
+
+// ------------------------------------------------------------ Hopper
+
+bool phase_done(const mbarrier &m, unsigned parity) { return (m.phase & 1u) != parity; }
+
+void mbar_progress(mbarrier &m)
+{
+    if (m.pending == 0 && m.tx == 0) {
+        m.phase++;
+        m.pending = m.expected;
+    }
+}
+
+// a failure found by the scheduler itself (no fiber to switch from)
+void fail_sched(block_state *b, const char *fmt, ...)
+{
+    if (b->failed)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->why, sizeof b->why, fmt, ap);
+    va_end(ap);
+    b->failed = true;
+}
+
+bool in_dyn(block_state *b, const void *p, size_t n)
+{
+    const uintptr_t a = (uintptr_t)p, d = (uintptr_t)b->dyn;
+    return a >= d && a + n <= d + b->dyn_size;
+}
+
+// the 128-byte swizzle (and its 64- and 32-byte kin): bits 4.. of a shared
+// address are XORed with the bits from 7 on, over log2(bytes / 16) bits
+uintptr_t swizzle(uintptr_t a, int bytes)
+{
+    const uintptr_t mask = bytes == 128 ? 7 : bytes == 64 ? 3 : bytes == 32 ? 1 : 0;
+    return a ^ (((a >> 7) & mask) << 4);
+}
+
+// a TMA copy lands: the box, element by element, with zero (or NaN) where it
+// lies outside the tensor, then its bytes complete on the barrier
+void land(block_state *b, const tma_copy &c)
+{
+    const tmap &m = c.map;
+    size_t box_elems = 1;
+    for (int i = 0; i < m.rank; i++)
+        box_elems *= m.box[i];
+    for (size_t e = 0; e < box_elems; e++) {
+        size_t rem = e;
+        bool in = true;
+        uint64_t off = 0;
+        for (int i = 0; i < m.rank; i++) {
+            const long long x = (long long)c.coords[i] + (long long)(rem % m.box[i]);
+            rem /= m.box[i];
+            if (x < 0 || (uint64_t)x >= m.dim[i])
+                in = false;
+            else
+                off += (uint64_t)x * m.stride[i];
+        }
+        const uintptr_t lin = (uintptr_t)c.dst + e * m.esize;
+        unsigned char *to = (unsigned char *)(m.swizzle_bytes ? swizzle(lin, m.swizzle_bytes) : lin);
+        if (in) {
+            if (!on_device(m.base + off, m.esize)) {
+                fail_sched(b, "TMA load: element %zu of the box (global %p) is outside every "
+                              "cudaMalloc'd buffer",
+                           e, (const void *)(m.base + off));
+                return;
+            }
+            memcpy(to, m.base + off, m.esize);
+        } else if (m.nan_fill) {
+            memset(to, 0xff, m.esize);
+        } else {
+            memset(to, 0, m.esize);
+        }
+    }
+    auto it = b->mbars.find(c.bar);
+    if (it == b->mbars.end()) {
+        fail_sched(b, "TMA load completes on an mbarrier that was never initialised");
+        return;
+    }
+    it->second.tx -= (long long)(box_elems * m.esize);
+    mbar_progress(it->second);
+}
+
+// every copy in flight lands (the scheduler calls this when no thread can run)
+bool land_all(block_state *b)
+{
+    if (b->copies.empty())
+        return false;
+    std::vector<tma_copy> c;
+    c.swap(b->copies);
+    for (const tma_copy &x : c)
+        land(b, x);
+    return true;
+}
+
+// the shared-memory address a descriptor's 14-bit start field names: the one
+// in the block's dynamic shared memory with those address bits (4..17; the
+// window is under 256 KiB, so there is one)
+const unsigned char *desc_start(block_state *b, uint64_t desc)
+{
+    const uintptr_t field = (uintptr_t)(desc & 0x3FFF) << 4, d = (uintptr_t)b->dyn;
+    uintptr_t a = (d & ~(uintptr_t)0x3FFFF) | field;
+    if (a < d)
+        a += 0x40000;
+    return in_dyn(b, (const void *)a, 1) ? (const unsigned char *)a : NULL;
+}
+
+// A wgmma operand (A: mn = row m; B: mn = column n) that a descriptor with the
+// 128-byte swizzle describes. Canonical layouts, in bytes for 2-byte elements:
+//   K-major:  rows of 64 k (128 bytes); row mn % 8 of a group at +128 each,
+//             8-row groups SBO apart (LBO unused)
+//   MN-major: rows of 64 mn (128 bytes), one per k; k % 8 at +128 each, 8-k
+//             groups SBO apart, 64-wide mn chunks LBO apart
+// then the swizzle of the resulting address. Reads rows mn0..mn0+rows-1, k
+// 0..15 into out[r * 16 + k].
+bool operand(block_state *b, uint64_t desc, bool mn_major, int mn0, int rows, float *out,
+             char *why, size_t n)
+{
+    const unsigned char *start = desc_start(b, desc);
+    const uint64_t lbo = (desc >> 16 & 0x3FFF) << 4, sbo = (desc >> 32 & 0x3FFF) << 4;
+    const int base_off = (int)(desc >> 49 & 7), mode = (int)(desc >> 62 & 3);
+    if (!start) {
+        snprintf(why, n, "wgmma descriptor 0x%016llx: start address outside the block's shared memory",
+                 (unsigned long long)desc);
+        return false;
+    }
+    if (mode != 1) {
+        snprintf(why, n, "wgmma descriptor 0x%016llx: swizzle mode %d is not modelled (only 1, "
+                         "128-byte)", (unsigned long long)desc, mode);
+        return false;
+    }
+    if ((int)(((uintptr_t)start >> 7) & 7) != base_off) {
+        snprintf(why, n, "wgmma descriptor 0x%016llx: the start's 128-byte row within the 1024-byte "
+                         "swizzle pattern (%d) is not the base offset (%d)",
+                 (unsigned long long)desc, (int)(((uintptr_t)start >> 7) & 7), base_off);
+        return false;
+    }
+    const uintptr_t lo = (uintptr_t)b->dyn, hi = lo + b->dyn_size;
+    for (int r = 0; r < rows; r++) {
+        const int mn = mn0 + r;
+        for (int k = 0; k < 16; k++) {
+            const uint64_t off =
+                mn_major ? (uint64_t)(mn % 64) * 2 + (uint64_t)(mn / 64) * lbo +
+                               (uint64_t)(k % 8) * 128 + (uint64_t)(k / 8) * sbo
+                         : (uint64_t)(mn % 8) * 128 + (uint64_t)(mn / 8) * sbo + (uint64_t)k * 2;
+            const uintptr_t p = swizzle((uintptr_t)start + off, 128);
+            if (p < lo || p + 2 > hi) {
+                snprintf(why, n, "wgmma operand element (%d, k %d) of descriptor 0x%016llx lies "
+                                 "outside the block's shared memory",
+                         mn, k, (unsigned long long)desc);
+                return false;
+            }
+            uint16_t v;
+            memcpy(&v, (const void *)p, 2);
+            out[r * 16 + k] = __uint_as_float((uint32_t)v << 16);
+        }
+    }
+    return true;
+}
+
+// one warp's part of a wgmma: rows 16 * (warp % 4) .. +15 of the 64
+bool run_wgmma(block_state *b, int warp, const wgmma_op &op, char *why, size_t n)
+{
+    static thread_local float A[16 * 16], B[256 * 16], P[16][256];
+    if (!operand(b, op.da, op.tnsp_a != 0, 16 * (warp % 4), 16, A, why, n) ||
+        !operand(b, op.db, op.tnsp_b != 0, 0, op.n, B, why, n))
+        return false;
+    // products of bf16 are exact in fp32; the sum is in k order here (the
+    // tensor core's order is its own, which no test may depend on)
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < op.n; c++) {
+            float acc = 0.f;
+            for (int k = 0; k < 16; k++)
+                acc += A[r * 16 + k] * B[c * 16 + k];
+            P[r][c] = acc;
+        }
+    // accumulator fragment: register j of lane l is row l/4 + 8 * (j/2 % 2),
+    // column 8 * (j/4) + 2 * (l % 4) + j % 2
+    for (int l = 0; l < 32; l++)
+        for (int j = 0; j < op.n / 2; j++) {
+            const int r = l / 4 + 8 * ((j >> 1) & 1), c = 8 * (j >> 2) + 2 * (l % 4) + (j & 1);
+            op.d[l][j] = (op.scale_d ? op.d[l][j] : 0.f) + P[r][c];
+        }
+    return true;
 }
 
 } // namespace
@@ -515,6 +750,171 @@ void cp_async16(void *dst, const void *src, int src_bytes)
     memset((char *)dst + src_bytes, 0, 16 - (size_t)src_bytes);
 }
 
+static mbarrier &mbar_of(void *bar, const char *op)
+{
+    if ((uintptr_t)bar % 8)
+        fail_block("%s: mbarrier at %p is not 8-byte aligned", op, bar);
+    auto it = blk->mbars.find((uintptr_t)bar);
+    if (it == blk->mbars.end())
+        fail_block("%s on %p, which no mbarrier.init of this block initialised", op, bar);
+    return it->second;
+}
+
+void mbar_init(void *bar, unsigned count)
+{
+    if ((uintptr_t)bar % 8)
+        fail_block("mbarrier.init: %p is not 8-byte aligned", bar);
+    if (count == 0 || count >= (1u << 20))
+        fail_block("mbarrier.init: count %u is not 1..2^20-1", count);
+    blk->mbars[(uintptr_t)bar] = mbarrier{count, count, 0, 0};
+}
+
+void mbar_arrive(void *bar, unsigned tx_bytes)
+{
+    mbarrier &m = mbar_of(bar, "mbarrier.arrive");
+    if (m.pending == 0)
+        fail_block("mbarrier.arrive on %p: more arrivals than its count (%u) in phase %u", bar,
+                   m.expected, m.phase);
+    m.tx += tx_bytes;
+    m.pending--;
+    mbar_progress(m);
+}
+
+void mbar_wait(void *bar, unsigned parity)
+{
+    fiber *me = &blk->f[blk->running];
+    const mbarrier &m = mbar_of(bar, "mbarrier.try_wait");
+    while (!phase_done(m, parity & 1)) {
+        me->state = WAIT_MBAR;
+        me->mbar = &m; // std::map's nodes stay put
+        me->mbar_parity = parity & 1;
+        to_main();
+    }
+}
+
+void tma_load(void *dst, const void *tensor_map, void *bar, const int *coords, int rank)
+{
+    tma_copy c;
+    memcpy(&c.map, tensor_map, sizeof c.map);
+    if (c.map.magic != TMAP_MAGIC)
+        fail_block("cp.async.bulk.tensor: the tensor map at %p was not made by cuTensorMapEncodeTiled",
+                   tensor_map);
+    if (rank != c.map.rank)
+        fail_block("cp.async.bulk.tensor.%dd with a rank-%d tensor map", rank, (int)c.map.rank);
+    if ((uintptr_t)dst % 128)
+        fail_block("cp.async.bulk.tensor: shared destination %p is not 128-byte aligned", dst);
+    // the swizzle is modelled on the address bits, as the descriptors read it;
+    // a box that starts inside a pattern repeat is not modelled
+    if (c.map.swizzle_bytes && (uintptr_t)dst % (8u * c.map.swizzle_bytes))
+        fail_block("cp.async.bulk.tensor: swizzled (%d-byte) box at %p does not start on a %d-byte "
+                   "pattern boundary (not modelled)",
+                   (int)c.map.swizzle_bytes, dst, 8 * (int)c.map.swizzle_bytes);
+    size_t bytes = c.map.esize;
+    for (int i = 0; i < rank; i++)
+        bytes *= c.map.box[i];
+    if (!in_dyn(blk, dst, bytes))
+        fail_block("cp.async.bulk.tensor: the %zu-byte box at %p runs outside the block's %zu bytes "
+                   "of dynamic shared memory",
+                   bytes, dst, blk->dyn_size);
+    mbar_of(bar, "cp.async.bulk.tensor");
+    c.dst = (unsigned char *)dst;
+    for (int i = 0; i < 5; i++)
+        c.coords[i] = i < rank ? coords[i] : 0;
+    c.bar = (uintptr_t)bar;
+    blk->copies.push_back(c);
+}
+
+struct wgmma_args {
+    float *d;
+    int n, tnsp_a, tnsp_b;
+    uint64_t da, db;
+    bool scale_d;
+};
+
+static void wgmma_issue_fn(void **a, unsigned lanes)
+{
+    if (lanes != 0xffffffffu)
+        fail_block("wgmma.mma_async with lanes 0x%08x: the whole warp must take part", lanes);
+    const wgmma_args *x0 = (const wgmma_args *)a[0];
+    wgmma_op op;
+    op.da = x0->da;
+    op.db = x0->db;
+    op.n = x0->n;
+    op.tnsp_a = x0->tnsp_a;
+    op.tnsp_b = x0->tnsp_b;
+    op.scale_d = x0->scale_d;
+    op.group = -1;
+    for (int l = 0; l < 32; l++) {
+        const wgmma_args *x = (const wgmma_args *)a[l];
+        if (x->da != op.da || x->db != op.db || x->n != op.n || x->tnsp_a != op.tnsp_a ||
+            x->tnsp_b != op.tnsp_b || x->scale_d != op.scale_d)
+            fail_block("wgmma.mma_async: lane %d's operands differ from lane 0's", l);
+        op.d[l] = x->d;
+    }
+    blk->wgmma[blk->f[blk->running].t.warp].push_back(op);
+}
+
+void wgmma_bf16(float *d, int n, uint64_t desc_a, uint64_t desc_b, int tnsp_a, int tnsp_b,
+                bool scale_d)
+{
+    if (n < 8 || n > 256 || n % 8)
+        fail_block("wgmma.mma_async m64n%dk16: N must be a multiple of 8 in 8..256", n);
+    if (blk->f.size() % 128)
+        fail_block("wgmma.mma_async in a block of %zu threads, not whole warpgroups", blk->f.size());
+    wgmma_args x = {d, n, tnsp_a, tnsp_b, desc_a, desc_b, scale_d};
+    collective(0xffffffffu, "wgmma.mma_async", &x, wgmma_issue_fn);
+}
+
+void warp_aligned(const char *what) { collective(0xffffffffu, what, NULL, nop_fn); }
+
+static void wgmma_commit_fn(void **, unsigned lanes)
+{
+    if (lanes != 0xffffffffu)
+        fail_block("wgmma.commit_group with lanes 0x%08x: the whole warp must take part", lanes);
+    const int w = blk->f[blk->running].t.warp;
+    bool any = false;
+    for (wgmma_op &op : blk->wgmma[w])
+        if (op.group < 0) {
+            op.group = blk->wgmma_groups[w];
+            any = true;
+        }
+    if (any)
+        blk->wgmma_groups[w]++;
+}
+
+void wgmma_commit() { collective(0xffffffffu, "wgmma.commit_group", NULL, wgmma_commit_fn); }
+
+static void wgmma_wait_fn(void **a, unsigned lanes)
+{
+    if (lanes != 0xffffffffu)
+        fail_block("wgmma.wait_group with lanes 0x%08x: the whole warp must take part", lanes);
+    const int w = blk->f[blk->running].t.warp, keep = *(const int *)a[0];
+    for (int l = 1; l < 32; l++)
+        if (*(const int *)a[l] != keep)
+            fail_block("wgmma.wait_group: lane %d waits for %d groups, lane 0 for %d", l,
+                       *(const int *)a[l], keep);
+    // the groups older than the newest `keep` run now, in issue order
+    const int upto = blk->wgmma_groups[w] - keep;
+    std::vector<wgmma_op> &q = blk->wgmma[w];
+    std::vector<wgmma_op> rest;
+    char why[256];
+    for (const wgmma_op &op : q) {
+        if (op.group >= 0 && op.group < upto) {
+            if (!run_wgmma(blk, w, op, why, sizeof why))
+                fail_block("%s", why);
+        } else {
+            rest.push_back(op);
+        }
+    }
+    q.swap(rest);
+}
+
+void wgmma_wait(int pending)
+{
+    int p = pending;
+    collective(0xffffffffu, "wgmma.wait_group", &p, wgmma_wait_fn);
+}
+
 uint64_t globaltimer_ns()
 {
     struct timespec ts;
@@ -561,7 +961,14 @@ void run_grid(const void *kernel, const char *name, dim3 grid, dim3 block, size_
         for (unsigned by = 0; by < grid.y && !b.failed; by++)
             for (unsigned bx = 0; bx < grid.x && !b.failed; bx++) {
                 b.dyn = (unsigned char *)malloc(smem ? smem : 1);
+                b.dyn_size = smem;
                 memset(b.dyn, 0xff, smem);
+                b.mbars.clear();
+                b.copies.clear();
+                for (int w = 0; w < 32; w++) {
+                    b.wgmma[w].clear();
+                    b.wgmma_groups[w] = 0;
+                }
                 b.live = (int)threads;
                 b.at_barrier = 0;
                 memset(b.w, 0, sizeof b.w);
@@ -582,16 +989,28 @@ void run_grid(const void *kernel, const char *name, dim3 grid, dim3 block, size_
                 }
                 while (b.live > 0 && !b.failed) {
                     bool ran = false;
-                    for (size_t i = 0; i < threads && !b.failed; i++)
-                        if (b.f[i].state == RUN) {
+                    for (size_t i = 0; i < threads && !b.failed; i++) {
+                        fiber &f = b.f[i];
+                        if (f.state == WAIT_MBAR && phase_done(*f.mbar, f.mbar_parity))
+                            f.state = RUN;
+                        if (f.state == RUN) {
                             ran = true;
                             to_fiber((int)i);
                         }
-                    if (!ran && b.live > 0 && !b.failed) {
+                    }
+                    // the copy engine moves only when no thread can
+                    if (!ran && b.live > 0 && !b.failed && !land_all(&b)) {
                         describe_deadlock(&b, b.why, sizeof b.why);
                         b.failed = true;
                     }
                 }
+                if (!b.failed && !b.copies.empty())
+                    fail_sched(&b, "the block ended with %zu TMA copies in flight", b.copies.size());
+                for (int w = 0; w < 32 && !b.failed; w++)
+                    if (!b.wgmma[w].empty())
+                        fail_sched(&b, "warp %d ended with %zu wgmma.mma_async never waited for "
+                                       "(wgmma.commit_group and wgmma.wait_group)",
+                                   w, b.wgmma[w].size());
                 free(b.dyn);
                 if (b.failed)
                     warn("%s, block (%u,%u,%u) of (%u,%u,%u), %zu threads: %s",
@@ -682,7 +1101,7 @@ cudaError_t cudaGetDeviceProperties_v2(cudaDeviceProp *p, int d)
     if (d != 0)
         return set_error(cudaErrorInvalidDevice);
     memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "gllm CUDA emulator (sm_90 limits, no wgmma)");
+    snprintf(p->name, sizeof p->name, "gllm CUDA emulator (sm_90a: wgmma and TMA modelled)");
     p->major = 9;
     p->minor = 0;
     p->multiProcessorCount = 132;
@@ -747,14 +1166,99 @@ cudaError_t cudaDriverGetVersion(int *v)
     return cudaSuccess;
 }
 
+// the driver's cuTensorMapEncodeTiled, with the checks its documentation lists
+static CUresult emu_encode_tiled(CUtensorMap *map, CUtensorMapDataType type, cuuint32_t rank,
+                                 void *base, const cuuint64_t *dims, const cuuint64_t *strides,
+                                 const cuuint32_t *box, const cuuint32_t *estr,
+                                 CUtensorMapInterleave interleave, CUtensorMapSwizzle swz,
+                                 CUtensorMapL2promotion l2, CUtensorMapFloatOOBfill oob)
+{
+    (void)l2;
+    int esize = 0;
+    bool is_float = true;
+    switch (type) {
+    case CU_TENSOR_MAP_DATA_TYPE_UINT8: esize = 1, is_float = false; break;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT16: esize = 2, is_float = false; break;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT32:
+    case CU_TENSOR_MAP_DATA_TYPE_INT32: esize = 4, is_float = false; break;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT64:
+    case CU_TENSOR_MAP_DATA_TYPE_INT64: esize = 8, is_float = false; break;
+    case CU_TENSOR_MAP_DATA_TYPE_FLOAT16:
+    case CU_TENSOR_MAP_DATA_TYPE_BFLOAT16: esize = 2; break;
+    case CU_TENSOR_MAP_DATA_TYPE_FLOAT32:
+    case CU_TENSOR_MAP_DATA_TYPE_FLOAT32_FTZ:
+    case CU_TENSOR_MAP_DATA_TYPE_TFLOAT32:
+    case CU_TENSOR_MAP_DATA_TYPE_TFLOAT32_FTZ: esize = 4; break;
+    case CU_TENSOR_MAP_DATA_TYPE_FLOAT64: esize = 8; break;
+    default: break;
+    }
+    const int swz_bytes = swz == CU_TENSOR_MAP_SWIZZLE_NONE   ? 0
+                          : swz == CU_TENSOR_MAP_SWIZZLE_32B  ? 32
+                          : swz == CU_TENSOR_MAP_SWIZZLE_64B  ? 64
+                          : swz == CU_TENSOR_MAP_SWIZZLE_128B ? 128
+                                                              : -1;
+    const char *bad = NULL;
+    if (!map || (uintptr_t)map % 64)
+        bad = "the CUtensorMap is not 64-byte aligned";
+    else if (!esize)
+        bad = "data type not modelled";
+    else if (rank < 1 || rank > 5)
+        bad = "rank is not 1..5";
+    else if (interleave != CU_TENSOR_MAP_INTERLEAVE_NONE)
+        bad = "interleaved layouts are not modelled";
+    else if (swz_bytes < 0)
+        bad = "swizzle mode not modelled";
+    else if ((uintptr_t)base % 16)
+        bad = "globalAddress is not 16-byte aligned";
+    else if (oob == CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA && !is_float)
+        bad = "NaN fill of an integer type";
+    if (!bad)
+        for (cuuint32_t i = 0; i < rank && !bad; i++) {
+            if (dims[i] == 0 || dims[i] > (1ull << 32))
+                bad = "globalDim is not 1..2^32";
+            else if (box[i] == 0 || box[i] > 256)
+                bad = "boxDim is not 1..256";
+            else if (estr[i] != 1)
+                bad = "elementStrides other than 1 are not modelled";
+            else if (i + 1 < rank && (strides[i] % 16 || strides[i] >= (1ull << 40)))
+                bad = "globalStrides is not a multiple of 16 under 2^40";
+        }
+    if (!bad && ((size_t)box[0] * esize) % 16)
+        bad = "boxDim[0] * element size is not a multiple of 16 bytes";
+    if (!bad && swz_bytes && (size_t)box[0] * esize > (size_t)swz_bytes)
+        bad = "boxDim[0] * element size exceeds the swizzle span";
+    if (!bad && swz_bytes && (size_t)box[0] * esize != (size_t)swz_bytes)
+        bad = "a swizzled box narrower than its span is not modelled";
+    if (bad) {
+        warn("cuTensorMapEncodeTiled: %s", bad);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    tmap t;
+    memset(&t, 0, sizeof t);
+    t.magic = TMAP_MAGIC;
+    t.rank = (uint8_t)rank;
+    t.esize = (uint8_t)esize;
+    t.swizzle_bytes = (uint8_t)swz_bytes;
+    t.nan_fill = oob == CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA;
+    t.base = (const unsigned char *)base;
+    for (cuuint32_t i = 0; i < rank; i++) {
+        t.dim[i] = dims[i];
+        t.stride[i] = i == 0 ? (uint64_t)esize : strides[i - 1];
+        t.box[i] = (uint16_t)box[i];
+    }
+    memset(map, 0, sizeof *map);
+    memcpy(map, &t, sizeof t);
+    return CUDA_SUCCESS;
+}
+
 cudaError_t cudaGetDriverEntryPointByVersion(const char *sym, void **fn, unsigned int version,
                                              unsigned long long flags,
                                              cudaDriverEntryPointQueryResult *status)
 {
-    (void)sym, (void)version, (void)flags;
-    *fn = NULL; // no driver: the TMA encoder (wgmma path) is absent
+    (void)version, (void)flags;
+    *fn = strcmp(sym, "cuTensorMapEncodeTiled") == 0 ? (void *)emu_encode_tiled : NULL;
     if (status)
-        *status = cudaDriverEntryPointSymbolNotFound;
+        *status = *fn ? cudaDriverEntryPointSuccess : cudaDriverEntryPointSymbolNotFound;
     return cudaSuccess;
 }
 

@@ -187,6 +187,11 @@ static void unpad(const mm_case *c, const host_data *h, const float *full, float
             }
 }
 
+/* On the CUDA emulator, GLLM_MM_AUTO and GLLM_MM_WGMMA are left out: they run
+ * the kernel that be->matmul (auto) and one of the two wgmma tile widths run,
+ * and at emulated speed each is seconds per case. */
+static bool emulated;
+
 static void check_case(gllm_backend *gpu, gllm_backend *cpu, bool hopper, const mm_case *c)
 {
     host_data h;
@@ -230,6 +235,8 @@ static void check_case(gllm_backend *gpu, gllm_backend *cpu, bool hopper, const 
                                 GLLM_MM_WGMMA_256};
     for (size_t pi = 0; pi < sizeof paths / sizeof paths[0]; pi++) {
         int path = paths[pi];
+        if (emulated && (path == GLLM_MM_AUTO || path == GLLM_MM_WGMMA))
+            continue;
         gllm_status s = run_case(gpu, path, c, &h, full);
         const char *pname = path < 0 ? "be->matmul" : gllm_matmul_path_name((gllm_matmul_path)path);
         bool wg = path == GLLM_MM_WGMMA || path == GLLM_MM_WGMMA_128 || path == GLLM_MM_WGMMA_256;
@@ -408,6 +415,7 @@ int main(int argc, char **argv)
     CHECK_OK(gllm_cuda_describe(gpu, desc, sizeof desc));
     printf("%s\n", desc);
     bool hopper = strstr(desc, "wgmma on") != NULL;
+    emulated = strstr(desc, "emulator") != NULL;
     if (describe) { /* the device line alone (gpu_check.sh's first step) */
         gpu->destroy(gpu);
         return 0;
@@ -435,7 +443,6 @@ int main(int argc, char **argv)
      * on the CUDA emulator the first two (the others are 4 and 8 times the work
      * of the largest one there, minutes at emulated speed) */
     static const int layers[][2] = {{2304, 768}, {768, 3072}, {3072, 2048}, {2048, 8192}};
-    const bool emulated = strstr(desc, "emulator") != NULL;
     const size_t n_layers = emulated ? 2 : sizeof layers / sizeof layers[0];
     if (emulated)
         printf("emulator: model GEMMs of the first %zu layer shapes only\n", n_layers);
