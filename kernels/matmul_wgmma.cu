@@ -1,7 +1,8 @@
 // Hopper GEMM (sm_90a): TMA loads into 128-byte-swizzled shared memory, a
 // 4-stage mbarrier pipeline, one producer warpgroup and two consumer
 // warpgroups issuing wgmma.mma_async m64nBNk16 (bf16 in, fp32 accumulators in
-// registers), fused epilogue straight from the accumulators.
+// registers) with one k-tile of them kept in flight, fused epilogue straight
+// from the accumulators.
 //
 // Block tile 128 x BN x 64 (BN = 256, or 128 when 256-wide tiles would leave
 // most of the last wave idle). Each consumer owns 64 rows. Each operand stays
@@ -337,9 +338,14 @@ __global__ void __launch_bounds__(THREADS, 1)
                     acc, desc_sw128<A_KMAJOR>(a_tile + kk * KSTEP_A),
                     desc_sw128<B_KMAJOR>(b_tile + kk * KSTEP_B));
             wgmma_commit();
-            wgmma_wait<0>();
-            mbar_arrive(&empty[s]);
+            // this k-tile's wgmmas stay in flight while the previous k-tile's
+            // finish (same shape and accumulators: ordered by the hardware);
+            // then the previous stage can be refilled
+            wgmma_wait<1>();
+            if (kt > 0)
+                mbar_arrive(&empty[(kt - 1) % STAGES]);
         }
+        wgmma_wait<0>();
         // Accumulator layout of m64nN: warp w of the warpgroup holds rows
         // 16w + lane/4 (+8); register 4j+e covers columns 8j + 2*(lane%4) + e%2.
         int warp = t / 32, lane = t % 32;

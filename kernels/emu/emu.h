@@ -102,6 +102,10 @@ void warp_aligned(const char *what);
 void wgmma_commit();
 void wgmma_wait(int pending);
 
+// why the last faulting launch failed ("" if none has): the emulator's own
+// tests (tests/emu) check that each defect is reported as what it is
+const char *last_fault();
+
 template <typename T> inline uint64_t to_bits(T v)
 {
     static_assert(sizeof(T) <= 8, "shuffle of more than 8 bytes");

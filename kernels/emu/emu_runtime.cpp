@@ -54,8 +54,9 @@ namespace {
 // ------------------------------------------------------------ errors
 
 thread_local cudaError_t last_error = cudaSuccess;
-std::mutex mu; // allocations, attributes, the sticky error
+std::mutex mu; // allocations, attributes, the sticky error and its reason
 cudaError_t sticky = cudaSuccess;
+char fault[768];
 
 cudaError_t set_error(cudaError_t e)
 {
@@ -143,6 +144,7 @@ constexpr uint32_t TMAP_MAGIC = 0x7e45a9c1u;
 
 struct tma_copy {
     unsigned char *dst;
+    size_t bytes;
     tmap map;
     int coords[5];
     uintptr_t bar;
@@ -154,6 +156,7 @@ struct wgmma_op {
     bool scale_d;
     int group; // -1 until wgmma.commit_group
     float *d[32];
+    std::vector<uint32_t> chunks; // the 16-byte units of shared memory it reads
 };
 
 struct warp_state {
@@ -174,6 +177,9 @@ struct block_state {
     size_t dyn_size;
     std::map<uintptr_t, mbarrier> mbars;
     std::vector<tma_copy> copies; // in flight
+    // per 16-byte unit of dynamic shared memory: copies in flight writing it,
+    // wgmmas in flight reading it (an overlap is a race on a GPU)
+    std::vector<uint16_t> copy_writing, wgmma_reading;
     std::vector<wgmma_op> wgmma[32]; // per warp, in issue order
     int wgmma_groups[32];            // groups committed so far, per warp
     bool failed;
@@ -585,6 +591,10 @@ void land(block_state *b, const tma_copy &c)
             memset(to, 0, m.esize);
         }
     }
+    for (size_t u = ((uintptr_t)c.dst - (uintptr_t)b->dyn) / 16,
+                end = ((uintptr_t)c.dst + c.bytes - (uintptr_t)b->dyn + 15) / 16;
+         u < end; u++)
+        b->copy_writing[u]--;
     auto it = b->mbars.find(c.bar);
     if (it == b->mbars.end()) {
         fail_sched(b, "TMA load completes on an mbarrier that was never initialised");
@@ -624,10 +634,10 @@ const unsigned char *desc_start(block_state *b, uint64_t desc)
 //             8-row groups SBO apart (LBO unused)
 //   MN-major: rows of 64 mn (128 bytes), one per k; k % 8 at +128 each, 8-k
 //             groups SBO apart, 64-wide mn chunks LBO apart
-// then the swizzle of the resulting address. Reads rows mn0..mn0+rows-1, k
-// 0..15 into out[r * 16 + k].
-bool operand(block_state *b, uint64_t desc, bool mn_major, int mn0, int rows, float *out,
-             char *why, size_t n)
+// then the swizzle of the resulting address. The addresses of rows
+// mn0..mn0+rows-1, k 0..15, into at[r * 16 + k].
+bool operand_at(block_state *b, uint64_t desc, bool mn_major, int mn0, int rows, uintptr_t *at,
+                char *why, size_t n)
 {
     const unsigned char *start = desc_start(b, desc);
     const uint64_t lbo = (desc >> 16 & 0x3FFF) << 4, sbo = (desc >> 32 & 0x3FFF) << 4;
@@ -663,21 +673,40 @@ bool operand(block_state *b, uint64_t desc, bool mn_major, int mn0, int rows, fl
                          mn, k, (unsigned long long)desc);
                 return false;
             }
-            uint16_t v;
-            memcpy(&v, (const void *)p, 2);
-            out[r * 16 + k] = __uint_as_float((uint32_t)v << 16);
+            at[r * 16 + k] = p;
         }
     }
     return true;
 }
 
+// the addresses one warp's part of a wgmma reads: A rows 16 * (warp % 4)
+// .. +15 (16 x 16), then B (n x 16)
+bool wgmma_addrs(block_state *b, int warp, const wgmma_op &op, uintptr_t *at, char *why, size_t n)
+{
+    return operand_at(b, op.da, op.tnsp_a != 0, 16 * (warp % 4), 16, at, why, n) &&
+           operand_at(b, op.db, op.tnsp_b != 0, 0, op.n, at + 256, why, n);
+}
+
+float bf16_at(uintptr_t p)
+{
+    uint16_t v;
+    memcpy(&v, (const void *)p, 2);
+    return __uint_as_float((uint32_t)v << 16);
+}
+
 // one warp's part of a wgmma: rows 16 * (warp % 4) .. +15 of the 64
 bool run_wgmma(block_state *b, int warp, const wgmma_op &op, char *why, size_t n)
 {
+    static thread_local uintptr_t at[256 + 256 * 16];
     static thread_local float A[16 * 16], B[256 * 16], P[16][256];
-    if (!operand(b, op.da, op.tnsp_a != 0, 16 * (warp % 4), 16, A, why, n) ||
-        !operand(b, op.db, op.tnsp_b != 0, 0, op.n, B, why, n))
+    if (!wgmma_addrs(b, warp, op, at, why, n))
         return false;
+    for (int i = 0; i < 256; i++)
+        A[i] = bf16_at(at[i]);
+    for (int i = 0; i < op.n * 16; i++)
+        B[i] = bf16_at(at[256 + i]);
+    for (uint32_t u : op.chunks)
+        b->wgmma_reading[u]--;
     // products of bf16 are exact in fp32; the sum is in k order here (the
     // tensor core's order is its own, which no test may depend on)
     for (int r = 0; r < 16; r++)
@@ -777,7 +806,13 @@ void mbar_arrive(void *bar, unsigned tx_bytes)
                    m.expected, m.phase);
     m.tx += tx_bytes;
     m.pending--;
+    const unsigned phase = m.phase;
     mbar_progress(m);
+    // a completed phase: the threads it releases run before this one goes on
+    // (the scheduler's next pass starts from thread 0), so that what this
+    // thread does next races with them as on a GPU
+    if (m.phase != phase)
+        to_main();
 }
 
 void mbar_wait(void *bar, unsigned parity)
@@ -821,6 +856,16 @@ void tma_load(void *dst, const void *tensor_map, void *bar, const int *coords, i
     for (int i = 0; i < 5; i++)
         c.coords[i] = i < rank ? coords[i] : 0;
     c.bar = (uintptr_t)bar;
+    c.bytes = bytes;
+    const size_t u0 = ((uintptr_t)dst - (uintptr_t)blk->dyn) / 16, u1 = u0 + (bytes + 15) / 16;
+    for (size_t u = u0; u < u1; u++)
+        if (blk->wgmma_reading[u])
+            fail_block("cp.async.bulk.tensor into shared memory at %p that an in-flight wgmma "
+                       "reads: release a stage only after the wgmma.wait_group that covers its "
+                       "wgmmas",
+                       (void *)((uintptr_t)blk->dyn + 16 * u));
+    for (size_t u = u0; u < u1; u++)
+        blk->copy_writing[u]++;
     blk->copies.push_back(c);
 }
 
@@ -851,7 +896,25 @@ static void wgmma_issue_fn(void **a, unsigned lanes)
             fail_block("wgmma.mma_async: lane %d's operands differ from lane 0's", l);
         op.d[l] = x->d;
     }
-    blk->wgmma[blk->f[blk->running].t.warp].push_back(op);
+    // what it reads: no copy in flight may be writing it, and no copy may
+    // start writing it until the wgmma is waited for
+    const int w = blk->f[blk->running].t.warp;
+    static thread_local uintptr_t at[256 + 256 * 16];
+    char why[256];
+    if (!wgmma_addrs(blk, w, op, at, why, sizeof why))
+        fail_block("%s", why);
+    for (int i = 0; i < 256 + op.n * 16; i++) {
+        const uint32_t u = (uint32_t)((at[i] - (uintptr_t)blk->dyn) / 16);
+        if (blk->copy_writing[u])
+            fail_block("wgmma.mma_async reads shared memory at %p that a TMA copy in flight is "
+                       "still writing: wait on the copy's mbarrier first",
+                       (void *)at[i]);
+        if (op.chunks.empty() || op.chunks.back() != u) {
+            op.chunks.push_back(u);
+            blk->wgmma_reading[u]++;
+        }
+    }
+    blk->wgmma[w].push_back(op);
 }
 
 void wgmma_bf16(float *d, int n, uint64_t desc_a, uint64_t desc_b, int tnsp_a, int tnsp_b,
@@ -915,6 +978,8 @@ void wgmma_wait(int pending)
     collective(0xffffffffu, "wgmma.wait_group", &p, wgmma_wait_fn);
 }
 
+const char *last_fault() { return fault; }
+
 uint64_t globaltimer_ns()
 {
     struct timespec ts;
@@ -965,6 +1030,8 @@ void run_grid(const void *kernel, const char *name, dim3 grid, dim3 block, size_
                 memset(b.dyn, 0xff, smem);
                 b.mbars.clear();
                 b.copies.clear();
+                b.copy_writing.assign(smem / 16 + 1, 0);
+                b.wgmma_reading.assign(smem / 16 + 1, 0);
                 for (int w = 0; w < 32; w++) {
                     b.wgmma[w].clear();
                     b.wgmma_groups[w] = 0;
@@ -1021,6 +1088,7 @@ void run_grid(const void *kernel, const char *name, dim3 grid, dim3 block, size_
     if (b.failed) {
         std::lock_guard<std::mutex> l(mu);
         sticky = cudaErrorLaunchFailure;
+        snprintf(fault, sizeof fault, "%s: %s", name, b.why);
     }
 }
 
@@ -1259,6 +1327,21 @@ cudaError_t cudaGetDriverEntryPointByVersion(const char *sym, void **fn, unsigne
     *fn = strcmp(sym, "cuTensorMapEncodeTiled") == 0 ? (void *)emu_encode_tiled : NULL;
     if (status)
         *status = *fn ? cudaDriverEntryPointSuccess : cudaDriverEntryPointSymbolNotFound;
+    return cudaSuccess;
+}
+
+// a fresh context: every allocation and attribute gone, the sticky fault cleared
+cudaError_t cudaDeviceReset(void)
+{
+    std::lock_guard<std::mutex> l(mu);
+    for (auto &a : allocs)
+        free((void *)a.first);
+    allocs.clear();
+    in_use = 0;
+    max_dyn_smem.clear();
+    sticky = cudaSuccess;
+    last_error = cudaSuccess;
+    fault[0] = 0;
     return cudaSuccess;
 }
 
