@@ -156,7 +156,7 @@ cudaError_t run(int rows_a, bool b_mn_major, defect d, std::vector<float> &c,
     cudaMalloc(&dc, (size_t)M * N * 4);
     cudaMemcpy(da, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice);
     cudaMemcpy(db, hb.data(), hb.size() * 2, cudaMemcpyHostToDevice);
-    alignas(64) CUtensorMap ma, mb;
+    CUtensorMap ma, mb;
     CHECK(make_map(&ma, da, K, (uint64_t)rows_a, K * 2) == CUDA_SUCCESS);
     CHECK(b_mn_major ? make_map(&mb, db, N, K, N * 2) == CUDA_SUCCESS
                      : make_map(&mb, db, K, N, K * 2) == CUDA_SUCCESS);
@@ -221,7 +221,7 @@ int main()
     {
         void *p;
         cudaMalloc(&p, 1 << 16);
-        alignas(64) CUtensorMap m;
+        CUtensorMap m;
         CHECK(make_map(&m, p, 64, 64, 128) == CUDA_SUCCESS);
         CHECK(make_map(&m, (char *)p + 8, 64, 64, 128) == CUDA_ERROR_INVALID_VALUE); // base % 16
         CHECK(make_map(&m, p, 64, 64, 136) == CUDA_ERROR_INVALID_VALUE); // stride % 16
