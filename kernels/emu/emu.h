@@ -37,7 +37,9 @@
 #include <utility>
 
 // CUDA's qualifiers, as host C++ sees them: shared memory is a static of the
-// block (blocks run one at a time), everything else is a plain function.
+// block (a host thread runs one block at a time; thread_local, so that host
+// threads launching at once each have their own), everything else is a plain
+// function.
 #undef __global__
 #undef __device__
 #undef __host__
@@ -49,7 +51,7 @@
 #define __global__
 #define __device__
 #define __host__
-#define __shared__ static
+#define __shared__ static thread_local
 #define __constant__ static
 #define __forceinline__ inline __attribute__((always_inline))
 #define __noinline__ __attribute__((noinline))
