@@ -150,13 +150,23 @@ struct tma_copy {
     uintptr_t bar;
 };
 
-struct wgmma_op {
+// what every lane of a warp must give a wgmma alike
+struct wgmma_key {
     uint64_t da, db;
     int n, tnsp_a, tnsp_b;
     bool scale_d;
+    bool operator==(const wgmma_key &o) const
+    {
+        return da == o.da && db == o.db && n == o.n && tnsp_a == o.tnsp_a && tnsp_b == o.tnsp_b &&
+               scale_d == o.scale_d;
+    }
+};
+
+struct wgmma_op {
+    wgmma_key k;
     int group; // -1 until wgmma.commit_group
     float *d[32];
-    std::vector<uint32_t> chunks; // the 16-byte units of shared memory it reads
+    std::vector<uintptr_t> at; // the shared addresses it reads: A 16 x 16, then B n x 16
 };
 
 struct warp_state {
@@ -179,7 +189,7 @@ struct block_state {
     std::vector<tma_copy> copies; // in flight
     // per 16-byte unit of dynamic shared memory: copies in flight writing it,
     // wgmmas in flight reading it (an overlap is a race on a GPU)
-    std::vector<uint16_t> copy_writing, wgmma_reading;
+    std::vector<uint32_t> copy_writing, wgmma_reading;
     std::vector<wgmma_op> wgmma[32]; // per warp, in issue order
     int wgmma_groups[32];            // groups committed so far, per warp
     bool failed;
@@ -547,6 +557,13 @@ bool in_dyn(block_state *b, const void *p, size_t n)
     return a >= d && a + n <= d + b->dyn_size;
 }
 
+// the 16-byte units [*u0, *u1) of dynamic shared memory that [p, p + n) covers
+void units(block_state *b, const void *p, size_t n, size_t *u0, size_t *u1)
+{
+    *u0 = ((uintptr_t)p - (uintptr_t)b->dyn) / 16;
+    *u1 = ((uintptr_t)p + n - (uintptr_t)b->dyn + 15) / 16;
+}
+
 // the 128-byte swizzle (and its 64- and 32-byte kin): bits 4.. of a shared
 // address are XORed with the bits from 7 on, over log2(bytes / 16) bits
 uintptr_t swizzle(uintptr_t a, int bytes)
@@ -591,9 +608,9 @@ void land(block_state *b, const tma_copy &c)
             memset(to, 0, m.esize);
         }
     }
-    for (size_t u = ((uintptr_t)c.dst - (uintptr_t)b->dyn) / 16,
-                end = ((uintptr_t)c.dst + c.bytes - (uintptr_t)b->dyn + 15) / 16;
-         u < end; u++)
+    size_t u0, u1;
+    units(b, c.dst, c.bytes, &u0, &u1);
+    for (size_t u = u0; u < u1; u++)
         b->copy_writing[u]--;
     auto it = b->mbars.find(c.bar);
     if (it == b->mbars.end()) {
@@ -679,13 +696,6 @@ bool operand_at(block_state *b, uint64_t desc, bool mn_major, int mn0, int rows,
     return true;
 }
 
-// the addresses one warp's part of a wgmma reads: A rows 16 * (warp % 4)
-// .. +15 (16 x 16), then B (n x 16)
-bool wgmma_addrs(block_state *b, int warp, const wgmma_op &op, uintptr_t *at, char *why, size_t n)
-{
-    return operand_at(b, op.da, op.tnsp_a != 0, 16 * (warp % 4), 16, at, why, n) &&
-           operand_at(b, op.db, op.tnsp_b != 0, 0, op.n, at + 256, why, n);
-}
 
 float bf16_at(uintptr_t p)
 {
@@ -694,23 +704,22 @@ float bf16_at(uintptr_t p)
     return __uint_as_float((uint32_t)v << 16);
 }
 
-// one warp's part of a wgmma: rows 16 * (warp % 4) .. +15 of the 64
-bool run_wgmma(block_state *b, int warp, const wgmma_op &op, char *why, size_t n)
+// one warp's part of a wgmma (rows 16 * (warp % 4) .. +15 of the 64), from
+// the addresses its issue found
+void run_wgmma(block_state *b, const wgmma_op &op)
 {
-    static thread_local uintptr_t at[256 + 256 * 16];
     static thread_local float A[16 * 16], B[256 * 16], P[16][256];
-    if (!wgmma_addrs(b, warp, op, at, why, n))
-        return false;
+    const int n = op.k.n;
     for (int i = 0; i < 256; i++)
-        A[i] = bf16_at(at[i]);
-    for (int i = 0; i < op.n * 16; i++)
-        B[i] = bf16_at(at[256 + i]);
-    for (uint32_t u : op.chunks)
-        b->wgmma_reading[u]--;
+        A[i] = bf16_at(op.at[i]);
+    for (int i = 0; i < n * 16; i++)
+        B[i] = bf16_at(op.at[256 + i]);
+    for (uintptr_t p : op.at)
+        b->wgmma_reading[(p - (uintptr_t)b->dyn) / 16]--;
     // products of bf16 are exact in fp32; the sum is in k order here (the
     // tensor core's order is its own, which no test may depend on)
     for (int r = 0; r < 16; r++)
-        for (int c = 0; c < op.n; c++) {
+        for (int c = 0; c < n; c++) {
             float acc = 0.f;
             for (int k = 0; k < 16; k++)
                 acc += A[r * 16 + k] * B[c * 16 + k];
@@ -719,11 +728,10 @@ bool run_wgmma(block_state *b, int warp, const wgmma_op &op, char *why, size_t n
     // accumulator fragment: register j of lane l is row l/4 + 8 * (j/2 % 2),
     // column 8 * (j/4) + 2 * (l % 4) + j % 2
     for (int l = 0; l < 32; l++)
-        for (int j = 0; j < op.n / 2; j++) {
+        for (int j = 0; j < n / 2; j++) {
             const int r = l / 4 + 8 * ((j >> 1) & 1), c = 8 * (j >> 2) + 2 * (l % 4) + (j & 1);
-            op.d[l][j] = (op.scale_d ? op.d[l][j] : 0.f) + P[r][c];
+            op.d[l][j] = (op.k.scale_d ? op.d[l][j] : 0.f) + P[r][c];
         }
-    return true;
 }
 
 } // namespace
@@ -857,7 +865,8 @@ void tma_load(void *dst, const void *tensor_map, void *bar, const int *coords, i
         c.coords[i] = i < rank ? coords[i] : 0;
     c.bar = (uintptr_t)bar;
     c.bytes = bytes;
-    const size_t u0 = ((uintptr_t)dst - (uintptr_t)blk->dyn) / 16, u1 = u0 + (bytes + 15) / 16;
+    size_t u0, u1;
+    units(blk, dst, bytes, &u0, &u1);
     for (size_t u = u0; u < u1; u++)
         if (blk->wgmma_reading[u])
             fail_block("cp.async.bulk.tensor into shared memory at %p that an in-flight wgmma "
@@ -871,50 +880,42 @@ void tma_load(void *dst, const void *tensor_map, void *bar, const int *coords, i
 
 struct wgmma_args {
     float *d;
-    int n, tnsp_a, tnsp_b;
-    uint64_t da, db;
-    bool scale_d;
+    wgmma_key k;
 };
 
 static void wgmma_issue_fn(void **a, unsigned lanes)
 {
     if (lanes != 0xffffffffu)
         fail_block("wgmma.mma_async with lanes 0x%08x: the whole warp must take part", lanes);
-    const wgmma_args *x0 = (const wgmma_args *)a[0];
     wgmma_op op;
-    op.da = x0->da;
-    op.db = x0->db;
-    op.n = x0->n;
-    op.tnsp_a = x0->tnsp_a;
-    op.tnsp_b = x0->tnsp_b;
-    op.scale_d = x0->scale_d;
+    op.k = ((const wgmma_args *)a[0])->k;
     op.group = -1;
     for (int l = 0; l < 32; l++) {
         const wgmma_args *x = (const wgmma_args *)a[l];
-        if (x->da != op.da || x->db != op.db || x->n != op.n || x->tnsp_a != op.tnsp_a ||
-            x->tnsp_b != op.tnsp_b || x->scale_d != op.scale_d)
+        if (!(x->k == op.k))
             fail_block("wgmma.mma_async: lane %d's operands differ from lane 0's", l);
         op.d[l] = x->d;
     }
-    // what it reads: no copy in flight may be writing it, and no copy may
-    // start writing it until the wgmma is waited for
+    // what this warp's part reads (A rows 16 * (warp % 4) .. +15, all of B),
+    // found now: no copy in flight may be writing it, and no copy may start
+    // writing it until the wgmma is waited for. (Checked in a scratch array:
+    // a failure leaves this fiber for good, and a vector here would leak.)
     const int w = blk->f[blk->running].t.warp;
     static thread_local uintptr_t at[256 + 256 * 16];
+    const size_t count = 256 + (size_t)op.k.n * 16;
     char why[256];
-    if (!wgmma_addrs(blk, w, op, at, why, sizeof why))
+    if (!operand_at(blk, op.k.da, op.k.tnsp_a != 0, 16 * (w % 4), 16, at, why, sizeof why) ||
+        !operand_at(blk, op.k.db, op.k.tnsp_b != 0, 0, op.k.n, at + 256, why, sizeof why))
         fail_block("%s", why);
-    for (int i = 0; i < 256 + op.n * 16; i++) {
-        const uint32_t u = (uint32_t)((at[i] - (uintptr_t)blk->dyn) / 16);
-        if (blk->copy_writing[u])
+    for (size_t i = 0; i < count; i++)
+        if (blk->copy_writing[(at[i] - (uintptr_t)blk->dyn) / 16])
             fail_block("wgmma.mma_async reads shared memory at %p that a TMA copy in flight is "
                        "still writing: wait on the copy's mbarrier first",
                        (void *)at[i]);
-        if (op.chunks.empty() || op.chunks.back() != u) {
-            op.chunks.push_back(u);
-            blk->wgmma_reading[u]++;
-        }
-    }
-    blk->wgmma[w].push_back(op);
+    op.at.assign(at, at + count);
+    for (uintptr_t p : op.at)
+        blk->wgmma_reading[(p - (uintptr_t)blk->dyn) / 16]++;
+    blk->wgmma[w].push_back(std::move(op));
 }
 
 void wgmma_bf16(float *d, int n, uint64_t desc_a, uint64_t desc_b, int tnsp_a, int tnsp_b,
@@ -924,7 +925,7 @@ void wgmma_bf16(float *d, int n, uint64_t desc_a, uint64_t desc_b, int tnsp_a, i
         fail_block("wgmma.mma_async m64n%dk16: N must be a multiple of 8 in 8..256", n);
     if (blk->f.size() % 128)
         fail_block("wgmma.mma_async in a block of %zu threads, not whole warpgroups", blk->f.size());
-    wgmma_args x = {d, n, tnsp_a, tnsp_b, desc_a, desc_b, scale_d};
+    wgmma_args x = {d, {desc_a, desc_b, n, tnsp_a, tnsp_b, scale_d}};
     collective(0xffffffffu, "wgmma.mma_async", &x, wgmma_issue_fn);
 }
 
@@ -960,14 +961,11 @@ static void wgmma_wait_fn(void **a, unsigned lanes)
     const int upto = blk->wgmma_groups[w] - keep;
     std::vector<wgmma_op> &q = blk->wgmma[w];
     std::vector<wgmma_op> rest;
-    char why[256];
-    for (const wgmma_op &op : q) {
-        if (op.group >= 0 && op.group < upto) {
-            if (!run_wgmma(blk, w, op, why, sizeof why))
-                fail_block("%s", why);
-        } else {
-            rest.push_back(op);
-        }
+    for (wgmma_op &op : q) {
+        if (op.group >= 0 && op.group < upto)
+            run_wgmma(blk, op);
+        else
+            rest.push_back(std::move(op));
     }
     q.swap(rest);
 }
